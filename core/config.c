@@ -1,0 +1,203 @@
+/* config.c: the command line.
+ *
+ * Every setting has a default here and a flag; "--flag value" and
+ * "--flag=value" both work. Sizes take k/m/g suffixes (powers of 1024).
+ * Filled once on the main thread before anything starts; read-only after.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "server.h"
+
+void spoke__config_defaults(spoke__config_t *cfg) {
+  unsigned cpus = uv_available_parallelism();
+  memset(cfg, 0, sizeof(*cfg));
+  snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
+  cfg->listen_port = 8080;
+  cfg->plugins_dir = "plugins";
+  cfg->loops = cpus > 0 ? (int)cpus : 1;
+  cfg->workers = 16;
+  cfg->max_queue = 1024;
+  cfg->max_body = 1024 * 1024;
+  cfg->max_header = 16 * 1024;
+  cfg->shutdown_timeout_ms = 30000;
+  cfg->log_level = SPOKE_LOG_INFO;
+}
+
+void spoke__config_usage(FILE *out) {
+  fprintf(out,
+"usage: spoke --listen HOST:PORT --plugins DIR [options]\n"
+"\n"
+"Serves HTTP/1.1 with routes from the plugins (*.so) in DIR.\n"
+"\n"
+"  --listen HOST:PORT      address to listen on (default 127.0.0.1:8080;\n"
+"                          port 0 picks a free port; [::1]:8080 for IPv6)\n"
+"  --plugins DIR           plugins directory (default ./plugins)\n"
+"  --loops L               I/O loop threads (default: number of CPUs)\n"
+"  --workers W             worker-pool threads for sync handlers\n"
+"                          (default 16, at most 1024)\n"
+"  --max-queue Q           sync requests that may wait for a worker;\n"
+"                          past it: 503 with Retry-After (default 1024)\n"
+"  --max-body BYTES        largest request body; past it: 413 (default 1m)\n"
+"  --max-header BYTES      largest request line + headers; past it: 414\n"
+"                          or 431 (default 16k)\n"
+"  --shutdown-timeout SEC  how long SIGTERM waits for in-flight requests\n"
+"                          (default 30)\n"
+"  --runtime-dir DIR       where private copies of plugins are mapped from;\n"
+"                          must allow exec mappings (default $TMPDIR or /tmp)\n"
+"  --log-level LEVEL       error, warn, info or debug (default info)\n"
+"  --help                  this text\n"
+"  --version               the version of spoke and of its plugin SDK\n");
+}
+
+/* "16k" -> 16384. -1 if not a size. */
+static long long parse_size(const char *s) {
+  char *end;
+  unsigned long long v;
+  if (!isdigit((unsigned char)s[0]))
+    return -1;
+  v = strtoull(s, &end, 10);
+  switch (tolower((unsigned char)*end)) {
+    case 'k': v *= 1024ULL; end++; break;
+    case 'm': v *= 1024ULL * 1024; end++; break;
+    case 'g': v *= 1024ULL * 1024 * 1024; end++; break;
+    default: break;
+  }
+  if (*end != '\0' || v > (1ULL << 40))
+    return -1;
+  return (long long)v;
+}
+
+static int parse_listen(spoke__config_t *cfg, const char *v, char *err,
+                        size_t errlen) {
+  const char *colon, *host = v;
+  size_t hlen;
+  long long port;
+
+  if (v[0] == '[') {
+    const char *close = strchr(v, ']');
+    if (close == NULL || close[1] != ':')
+      goto bad;
+    host = v + 1;
+    hlen = (size_t)(close - host);
+    colon = close + 1;
+  } else {
+    colon = strrchr(v, ':');
+    if (colon == NULL)
+      goto bad;
+    hlen = (size_t)(colon - v);
+  }
+  port = parse_size(colon + 1);
+  if (port < 0 || port > 65535 || hlen >= sizeof(cfg->listen_host))
+    goto bad;
+  if (hlen == 0) {
+    snprintf(cfg->listen_host, sizeof(cfg->listen_host), "0.0.0.0");
+  } else {
+    memcpy(cfg->listen_host, host, hlen);
+    cfg->listen_host[hlen] = '\0';
+  }
+  cfg->listen_port = (int)port;
+  return 0;
+bad:
+  snprintf(err, errlen, "--listen wants HOST:PORT, got \"%s\"", v);
+  return SPOKE_EINVAL;
+}
+
+static int parse_level(const char *v) {
+  static const char *names[] = {"error", "warn", "info", "debug"};
+  for (int i = 0; i < 4; i++)
+    if (strcmp(v, names[i]) == 0)
+      return i;
+  return -1;
+}
+
+/* Reads an integer option in [lo, hi]. */
+static int int_opt(const char *flag, const char *v, long long lo,
+                   long long hi, long long *out, char *err, size_t errlen) {
+  long long n = parse_size(v);
+  if (n < lo || n > hi) {
+    snprintf(err, errlen, "%s wants a number from %lld to %lld, got \"%s\"",
+             flag, lo, hi, v);
+    return SPOKE_EINVAL;
+  }
+  *out = n;
+  return 0;
+}
+
+int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
+                        char *err, size_t errlen) {
+  for (int i = 1; i < argc; i++) {
+    char flag[64];
+    const char *arg = argv[i], *eq, *v;
+    long long n = 0;
+    int rc = 0;
+
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+      spoke__config_usage(stdout);
+      return 1;
+    }
+    if (strcmp(arg, "--version") == 0) {
+      printf("spoke %s (plugin SDK ABI %d.%d)\n", SPOKE_BUILD_VERSION,
+             SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR);
+      return 1;
+    }
+    if (strncmp(arg, "--", 2) != 0) {
+      snprintf(err, errlen, "unexpected argument \"%s\"", arg);
+      return SPOKE_EINVAL;
+    }
+    eq = strchr(arg, '=');
+    if (eq != NULL) {
+      snprintf(flag, sizeof(flag), "%.*s", (int)(eq - arg), arg);
+      v = eq + 1;
+    } else {
+      snprintf(flag, sizeof(flag), "%s", arg);
+      if (i + 1 >= argc) {
+        snprintf(err, errlen, "%s needs a value", arg);
+        return SPOKE_EINVAL;
+      }
+      v = argv[++i];
+    }
+
+    if (strcmp(flag, "--listen") == 0) {
+      rc = parse_listen(cfg, v, err, errlen);
+    } else if (strcmp(flag, "--plugins") == 0) {
+      cfg->plugins_dir = v;
+    } else if (strcmp(flag, "--runtime-dir") == 0) {
+      cfg->runtime_dir = v;
+    } else if (strcmp(flag, "--loops") == 0) {
+      if ((rc = int_opt(flag, v, 1, 1024, &n, err, errlen)) == 0)
+        cfg->loops = (int)n;
+    } else if (strcmp(flag, "--workers") == 0) {
+      if ((rc = int_opt(flag, v, 1, 1024, &n, err, errlen)) == 0)
+        cfg->workers = (int)n;
+    } else if (strcmp(flag, "--max-queue") == 0) {
+      if ((rc = int_opt(flag, v, 0, 1LL << 30, &n, err, errlen)) == 0)
+        cfg->max_queue = (size_t)n;
+    } else if (strcmp(flag, "--max-body") == 0) {
+      if ((rc = int_opt(flag, v, 0, 1LL << 40, &n, err, errlen)) == 0)
+        cfg->max_body = (size_t)n;
+    } else if (strcmp(flag, "--max-header") == 0) {
+      if ((rc = int_opt(flag, v, 256, 1LL << 24, &n, err, errlen)) == 0)
+        cfg->max_header = (size_t)n;
+    } else if (strcmp(flag, "--shutdown-timeout") == 0) {
+      if ((rc = int_opt(flag, v, 0, 86400, &n, err, errlen)) == 0)
+        cfg->shutdown_timeout_ms = (uint64_t)n * 1000;
+    } else if (strcmp(flag, "--log-level") == 0) {
+      cfg->log_level = parse_level(v);
+      if (cfg->log_level < 0) {
+        snprintf(err, errlen, "--log-level wants error, warn, info or debug");
+        rc = SPOKE_EINVAL;
+      }
+    } else {
+      snprintf(err, errlen, "unknown option \"%s\"", flag);
+      rc = SPOKE_EINVAL;
+    }
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}

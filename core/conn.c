@@ -1,0 +1,433 @@
+/* conn.c: one client connection: read, parse with llhttp, hand each
+ * request to dispatch, one at a time, in order.
+ *
+ * Loop thread only. Bytes read go into rbuf; [rpos, rlen) are read but
+ * not parsed yet. on_message_complete returns HPE_PAUSED, so llhttp
+ * stops right after each request; the request is dispatched and the
+ * bytes of any pipelined requests wait in rbuf until the response's last
+ * bytes are queued (spoke__conn_response_done), then parsing resumes
+ * from llhttp_get_error_pos. llhttp runs strict (no lenient flags).
+ *
+ * llhttp's data callbacks may fire several times per token (a token can
+ * straddle two reads), so URL, header names and values accumulate in
+ * buffers and are copied into the request's arena when complete.
+ *
+ * Reading goes on while a request is in flight, so that a client that
+ * leaves is noticed (the request is detached and its plugin told); it
+ * stops only when rbuf is full of unparsed pipelined bytes.
+ *
+ * Closing: spoke__conn_close is immediate (errors, EOF, drain of an idle
+ * connection); a response that ends the connection (Connection: close,
+ * HTTP/1.0, a 4xx from the parser) shuts down after its bytes are
+ * written. The conn is freed in its close callback, after every write
+ * callback has run.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+#define RBUF_SIZE (16 * 1024)
+
+static llhttp_settings_t settings;
+static uv_once_t settings_once = UV_ONCE_INIT;
+
+static spoke__conn_t *conn_of(llhttp_t *p) { return p->data; }
+
+static size_t max_header(const spoke__conn_t *conn) {
+  return conn->loop->srv->cfg.max_header;
+}
+
+/* Counts head bytes; past the limit fails with STATUS. */
+static int head_grow(spoke__conn_t *conn, size_t len, int status) {
+  conn->head_bytes += len;
+  if (conn->head_bytes > max_header(conn)) {
+    conn->err_status = status;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  spoke__conn_t *conn = conn_of(p);
+  if (conn->req == NULL) {
+    conn->req = spoke__request_new(conn->loop, conn);
+    if (conn->req == NULL) {
+      conn->err_status = 503;
+      return -1;
+    }
+  }
+  spoke__buf_reset(&conn->url);
+  spoke__buf_reset(&conn->field);
+  spoke__buf_reset(&conn->value);
+  conn->head_bytes = 0;
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  spoke__conn_t *conn = conn_of(p);
+  if (head_grow(conn, len, 414) != 0)
+    return -1;
+  return spoke__buf_append(&conn->url, at, len) == 0 ? 0 : -1;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  spoke__conn_t *conn = conn_of(p);
+  if (head_grow(conn, len, 431) != 0)
+    return -1;
+  return spoke__buf_append(&conn->field, at, len) == 0 ? 0 : -1;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  spoke__conn_t *conn = conn_of(p);
+  if (head_grow(conn, len, 431) != 0)
+    return -1;
+  return spoke__buf_append(&conn->value, at, len) == 0 ? 0 : -1;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  spoke__conn_t *conn = conn_of(p);
+  int rc = spoke__request_add_header(conn->req, conn->field.data ? conn->field.data : "",
+                                     conn->field.len,
+                                     conn->value.data ? conn->value.data : "",
+                                     conn->value.len);
+  spoke__buf_reset(&conn->field);
+  spoke__buf_reset(&conn->value);
+  return rc == 0 ? 0 : -1;
+}
+
+/* Splits the request target into path and query. Absolute-form targets
+ * ("http://host/p?q") are reduced to their path. */
+static int set_target(spoke_request_t *req, const char *url, size_t len) {
+  const char *q, *start = url;
+  char *path;
+  size_t plen;
+
+  if (len > 7 && (strncmp(url, "http://", 7) == 0 ||
+                  strncmp(url, "https://", 8) == 0)) {
+    const char *slash = memchr(url + 8, '/', len - 8);
+    const char *quest = memchr(url + 8, '?', len - 8);
+    if (slash == NULL || (quest != NULL && quest < slash))
+      start = NULL; /* no path: "/" */
+    else
+      start = slash;
+  }
+  req->url = spoke__arena_strndup(&req->arena, url, len);
+  if (req->url == NULL)
+    return -1;
+  if (start == NULL) {
+    const char *quest = memchr(url, '?', len);
+    req->path = "/";
+    req->path_len = 1;
+    req->query = quest ? spoke__arena_strndup(&req->arena, quest + 1,
+                                              (size_t)(url + len - quest - 1))
+                       : "";
+    return req->query ? 0 : -1;
+  }
+  len -= (size_t)(start - url);
+  q = memchr(start, '?', len);
+  plen = q ? (size_t)(q - start) : len;
+  path = spoke__arena_strndup(&req->arena, start, plen);
+  if (path == NULL)
+    return -1;
+  req->path = path;
+  req->path_len = plen;
+  if (q != NULL) {
+    req->query = spoke__arena_strndup(&req->arena, q + 1, len - plen - 1);
+    if (req->query == NULL)
+      return -1;
+  }
+  return 0;
+}
+
+static void continue_written(uv_write_t *wr, int status) {
+  (void)status;
+  free(wr);
+}
+
+static void send_100_continue(spoke__conn_t *conn) {
+  static char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  uv_write_t *wr = malloc(sizeof(*wr));
+  uv_buf_t buf = uv_buf_init(line, sizeof(line) - 1);
+  if (wr == NULL)
+    return;
+  if (uv_write(wr, (uv_stream_t *)&conn->tcp, &buf, 1, continue_written) != 0)
+    free(wr);
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  spoke__conn_t *conn = conn_of(p);
+  spoke_request_t *req = conn->req;
+  size_t max_body = conn->loop->srv->cfg.max_body;
+  const char *expect;
+
+  req->method = llhttp_method_name((llhttp_method_t)p->method);
+  req->http_major = p->http_major;
+  req->http_minor = p->http_minor;
+  req->is_head = p->method == HTTP_HEAD;
+  if (set_target(req, conn->url.data ? conn->url.data : "", conn->url.len) != 0)
+    return -1;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max_body) {
+    conn->err_status = 413;
+    return -1;
+  }
+  expect = spoke__request_header(req, "Expect");
+  if (expect != NULL && req->http_minor >= 1 &&
+      spoke__strcaseeq(expect, "100-continue") &&
+      ((p->flags & F_CHUNKED) || p->content_length > 0))
+    send_100_continue(conn);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  spoke__conn_t *conn = conn_of(p);
+  spoke_request_t *req = conn->req;
+  if (req->body.len + len > conn->loop->srv->cfg.max_body) {
+    conn->err_status = 413;
+    return -1;
+  }
+  return spoke__buf_append(&req->body, at, len) == 0 ? 0 : -1;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  spoke__conn_t *conn = conn_of(p);
+  conn->req->keep_alive = llhttp_should_keep_alive(p) && !conn->close_after;
+  return HPE_PAUSED;
+}
+
+static void settings_init(void) {
+  llhttp_settings_init(&settings);
+  settings.on_message_begin = on_message_begin;
+  settings.on_url = on_url;
+  settings.on_header_field = on_header_field;
+  settings.on_header_value = on_header_value;
+  settings.on_header_value_complete = on_header_value_complete;
+  settings.on_headers_complete = on_headers_complete;
+  settings.on_body = on_body;
+  settings.on_message_complete = on_message_complete;
+}
+
+/* ---- closing ---- */
+
+static void conn_closed(uv_handle_t *h) {
+  spoke__conn_t *conn = (spoke__conn_t *)h;
+  spoke__loop_t *loop = conn->loop;
+  if (conn->prev)
+    conn->prev->next = conn->next;
+  else
+    loop->conns = conn->next;
+  if (conn->next)
+    conn->next->prev = conn->prev;
+  loop->nconns--;
+  free(conn->rbuf);
+  spoke__buf_free(&conn->url);
+  spoke__buf_free(&conn->field);
+  spoke__buf_free(&conn->value);
+  free(conn);
+  spoke__loop_maybe_finish(loop);
+}
+
+void spoke__conn_close(spoke__conn_t *conn) {
+  spoke_request_t *req = conn->req;
+  if (conn->closing)
+    return;
+  conn->closing = 1;
+  conn->req = NULL;
+  if (req != NULL) {
+    if (!conn->req_dispatched) {
+      /* Never reached a plugin: nobody else will complete it. */
+      atomic_store(&req->completed, 1);
+      req->holds &= ~(unsigned)SPOKE__REQ_UNCOMPLETED;
+    }
+    spoke__request_detach(req);
+  }
+  uv_close((uv_handle_t *)&conn->tcp, conn_closed);
+}
+
+static void shutdown_done(uv_shutdown_t *sr, int status) {
+  spoke__conn_t *conn = sr->data;
+  (void)status;
+  free(sr);
+  spoke__conn_close(conn);
+}
+
+/* Close once the queued writes are out. */
+static void conn_finish(spoke__conn_t *conn) {
+  uv_shutdown_t *sr;
+  if (conn->closing)
+    return;
+  conn->close_after = 1;
+  sr = malloc(sizeof(*sr));
+  if (sr != NULL) {
+    sr->data = conn;
+    if (uv_shutdown(sr, (uv_stream_t *)&conn->tcp, shutdown_done) == 0)
+      return;
+    free(sr);
+  }
+  spoke__conn_close(conn);
+}
+
+void spoke__conn_close_if_idle(spoke__conn_t *conn) {
+  /* In flight, or already shutting down after its last response (idle
+   * with close_after set): let it finish; its writes must not be cut. */
+  if (conn->req_dispatched || conn->close_after) {
+    conn->close_after = 1;
+    return;
+  }
+  spoke__conn_close(conn);
+}
+
+/* ---- reading and parsing ---- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  spoke__conn_t *conn = (spoke__conn_t *)h;
+  (void)suggested;
+  if (conn->rbuf == NULL) {
+    conn->rbuf = malloc(RBUF_SIZE);
+    conn->rcap = conn->rbuf ? RBUF_SIZE : 0;
+  }
+  if (conn->rlen == conn->rcap && conn->rpos > 0) {
+    memmove(conn->rbuf, conn->rbuf + conn->rpos, conn->rlen - conn->rpos);
+    conn->rlen -= conn->rpos;
+    conn->rpos = 0;
+  }
+  buf->base = conn->rbuf ? conn->rbuf + conn->rlen : NULL;
+  buf->len = conn->rcap - conn->rlen;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void start_reading(spoke__conn_t *conn) {
+  if (conn->reading || conn->closing)
+    return;
+  if (uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb) == 0)
+    conn->reading = 1;
+}
+
+static void stop_reading(spoke__conn_t *conn) {
+  if (!conn->reading)
+    return;
+  uv_read_stop((uv_stream_t *)&conn->tcp);
+  conn->reading = 0;
+}
+
+static void parse_failed(spoke__conn_t *conn, llhttp_errno_t e) {
+  int status = conn->err_status ? conn->err_status : 400;
+  spoke_request_t *req = conn->req;
+
+  spoke__debug("closing connection after %d: %s (%s)", status,
+               llhttp_errno_name(e), llhttp_get_error_reason(&conn->parser));
+  if (req == NULL) {
+    req = conn->req = spoke__request_new(conn->loop, conn);
+    if (req == NULL) {
+      spoke__conn_close(conn);
+      return;
+    }
+  }
+  conn->close_after = 1;
+  conn->req_dispatched = 1;
+  req->keep_alive = 0;
+  req->http_minor = 1;
+  spoke__response_simple(req, status, NULL);
+}
+
+static void request_ready(spoke__conn_t *conn) {
+  spoke_request_t *req = conn->req;
+  conn->req_dispatched = 1;
+  if (conn->loop->draining)
+    req->keep_alive = 0;
+  spoke__dispatch(req);
+}
+
+void spoke__conn_advance(spoke__conn_t *conn) {
+  if (conn->advancing || conn->closing)
+    return;
+  conn->advancing = 1;
+  while (!conn->closing && !conn->req_dispatched && conn->rpos < conn->rlen) {
+    const char *data = conn->rbuf + conn->rpos;
+    size_t len = conn->rlen - conn->rpos;
+    llhttp_errno_t e = llhttp_execute(&conn->parser, data, len);
+    if (e == HPE_OK) {
+      conn->rpos = conn->rlen;
+    } else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+      conn->rpos += (size_t)(llhttp_get_error_pos(&conn->parser) - data);
+      if (e == HPE_PAUSED_UPGRADE) {
+        /* No protocol upgrades: answer, then close. */
+        conn->close_after = 1;
+        conn->req->keep_alive = 0;
+        llhttp_resume_after_upgrade(&conn->parser);
+      } else {
+        llhttp_resume(&conn->parser);
+      }
+      request_ready(conn);
+    } else {
+      parse_failed(conn, e);
+    }
+  }
+  if (conn->rpos == conn->rlen)
+    conn->rpos = conn->rlen = 0;
+  conn->advancing = 0;
+  if (!conn->closing && conn->rlen < conn->rcap)
+    start_reading(conn);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  spoke__conn_t *conn = (spoke__conn_t *)s;
+  (void)buf;
+  if (nread > 0) {
+    conn->rlen += (size_t)nread;
+    spoke__conn_advance(conn);
+    if (!conn->closing && conn->rlen == conn->rcap && conn->rpos == 0)
+      stop_reading(conn); /* full of pipelined bytes: wait for room */
+    return;
+  }
+  if (nread == UV_ENOBUFS) {
+    stop_reading(conn);
+    return;
+  }
+  if (nread < 0) /* EOF or error: the client is gone */
+    spoke__conn_close(conn);
+}
+
+void spoke__conn_response_done(spoke__conn_t *conn, int close) {
+  spoke_request_t *req = conn->req;
+  conn->req = NULL;
+  conn->req_dispatched = 0;
+  if (req != NULL) {
+    req->conn = NULL;
+    req->holds &= ~(unsigned)SPOKE__REQ_ON_CONN;
+  }
+  if (close || conn->close_after || conn->loop->draining) {
+    stop_reading(conn);
+    conn_finish(conn);
+    return;
+  }
+  spoke__conn_advance(conn);
+}
+
+/* ---- accepting ---- */
+
+void spoke__conn_accept(spoke__loop_t *loop) {
+  spoke__conn_t *conn;
+
+  uv_once(&settings_once, settings_init);
+  conn = calloc(1, sizeof(*conn));
+  if (conn == NULL)
+    return;
+  conn->loop = loop;
+  uv_tcp_init(&loop->uv, &conn->tcp);
+  conn->next = loop->conns;
+  if (loop->conns)
+    loop->conns->prev = conn;
+  loop->conns = conn;
+  loop->nconns++;
+  if (uv_accept((uv_stream_t *)&loop->listener, (uv_stream_t *)&conn->tcp) != 0 ||
+      loop->draining) {
+    spoke__conn_close(conn);
+    return;
+  }
+  uv_tcp_nodelay(&conn->tcp, 1);
+  llhttp_init(&conn->parser, HTTP_REQUEST, &settings);
+  conn->parser.data = conn;
+  start_reading(conn);
+}

@@ -1,0 +1,100 @@
+/* dispatch.c: from a parsed request to its handler.
+ *
+ * On the loop thread: look the path up in the loop's current snapshot,
+ * pin the instance that owns the route (the request holds a reference
+ * until it is freed, so that version's code stays mapped), then run the
+ * handler. Async handlers run right here. Sync handlers go to libuv's
+ * threadpool; at most --max-queue of them may wait for a worker, past
+ * that the client gets 503 with Retry-After instead of unbounded latency.
+ *
+ * After a handler: a sync handler that did not complete gets 500; any
+ * handler that returned an error without completing gets 500. Either is
+ * logged once with the plugin's name.
+ */
+#include <string.h>
+
+#include "http.h"
+
+static void handler_failed(spoke_request_t *req, int rc) {
+  if (atomic_load(&req->completed))
+    return;
+  if (rc < 0)
+    spoke__error("plugin %s: %s %s: handler returned %s (%s); answering 500",
+                 req->inst->name, req->method, req->path, spoke_err_name(rc),
+                 spoke_strerror(rc));
+  else
+    spoke__error("plugin %s: %s %s: sync handler returned without "
+                 "completing the request; answering 500",
+                 req->inst->name, req->method, req->path);
+  spoke__response_simple(req, 500, NULL);
+}
+
+static void sync_work(uv_work_t *w) {
+  spoke_request_t *req = w->data;
+  atomic_fetch_sub(&req->loop->srv->sync_waiting, 1);
+  req->handler_rc = req->route->handler(req);
+}
+
+static void sync_after(uv_work_t *w, int status) {
+  spoke_request_t *req = w->data;
+  (void)status; /* queued work is never cancelled: reload waits for it */
+  req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
+  if (!atomic_load(&req->completed))
+    handler_failed(req, req->handler_rc);
+  spoke__request_maybe_free(req);
+}
+
+static void run_sync(spoke_request_t *req) {
+  spoke__server_t *srv = req->loop->srv;
+  size_t waiting = atomic_fetch_add(&srv->sync_waiting, 1);
+  if (waiting >= srv->cfg.max_queue) {
+    atomic_fetch_sub(&srv->sync_waiting, 1);
+    spoke__response_simple(req, 503, "Retry-After: 1\r\n");
+    return;
+  }
+  req->work.data = req;
+  req->holds |= SPOKE__REQ_IN_HANDLER;
+  if (uv_queue_work(&req->loop->uv, &req->work, sync_work, sync_after) != 0) {
+    atomic_fetch_sub(&srv->sync_waiting, 1);
+    req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
+    spoke__response_simple(req, 503, "Retry-After: 1\r\n");
+  }
+}
+
+static void run_async(spoke_request_t *req) {
+  int rc;
+  req->holds |= SPOKE__REQ_IN_HANDLER;
+  rc = req->route->handler(req);
+  req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
+  if (rc < 0)
+    handler_failed(req, rc);
+  spoke__request_maybe_free(req);
+}
+
+void spoke__dispatch(spoke_request_t *req) {
+  spoke__match_t m;
+  spoke__snapshot_t *snap = req->loop->snap;
+  spoke__match_result_t r;
+
+  r = spoke__router_match(&snap->router, req->method, req->path,
+                          req->path_len, &m);
+  if (r == SPOKE__MATCH_NOT_FOUND) {
+    spoke__response_simple(req, 404, NULL);
+    return;
+  }
+  if (r == SPOKE__MATCH_METHOD_NOT_ALLOWED) {
+    char allow[160];
+    snprintf(allow, sizeof(allow), "Allow: %s\r\n", m.allow);
+    spoke__response_simple(req, 405, allow);
+    return;
+  }
+  req->route = m.route;
+  req->inst = m.route->inst;
+  spoke__instance_ref(req->inst);
+  req->nparams = m.nparams;
+  memcpy(req->params, m.params, m.nparams * sizeof(m.params[0]));
+  if (m.route->mode == SPOKE_SYNC)
+    run_sync(req);
+  else
+    run_async(req);
+}

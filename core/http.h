@@ -1,0 +1,252 @@
+/* http.h: I/O loops, connections, requests and responses.
+ *
+ * Threads. Each spoke__loop_t is one thread with its own uv_loop_t; its
+ * connections, its snapshot pointer and every request's lifetime fields
+ * are touched only on that thread. Plugin code may call the response
+ * functions from any thread: they serialize bytes on the calling thread
+ * into a spoke__out_t and hand it to the owning loop, directly when
+ * already on it, else through the loop's mailbox (a mutex-guarded list
+ * plus a uv_async_t doorbell; uv_async_send coalesces, so the callback
+ * drains the whole list).
+ *
+ * Request lifetime. A request is freed on its loop when all of these are
+ * over: it is attached to its connection (ON_CONN), its handler is
+ * running (IN_HANDLER), the plugin has not completed it (UNCOMPLETED),
+ * writes of its bytes are in flight (nwrites), its timers are pending
+ * (ntimers). Freeing unpins its plugin instance. If the client goes away
+ * first, the connection detaches the request (aborted = 1, abort
+ * callback); the plugin's later completion is accepted and discarded.
+ */
+#ifndef SPOKE_HTTP_H
+#define SPOKE_HTTP_H
+
+#include <stdatomic.h>
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "internal.h"
+#include "plugin.h"
+#include "router.h"
+#include "server.h"
+
+typedef struct spoke__conn_s spoke__conn_t;
+typedef struct spoke__loop_s spoke__loop_t;
+
+/* ---- mailbox messages (loop.c) ---- */
+
+typedef enum {
+  SPOKE__MSG_OUT = 1,     /* response bytes: spoke__out_t */
+  SPOKE__MSG_PUBLISH = 2, /* new snapshot: spoke__publish_t */
+  SPOKE__MSG_DRAIN = 3    /* stop accepting, finish, exit */
+} spoke__msg_kind_t;
+
+typedef struct spoke__msg_s {
+  struct spoke__msg_s *next;
+  spoke__msg_kind_t kind;
+} spoke__msg_t;
+
+typedef struct spoke__publish_s {
+  spoke__msg_t msg;
+  spoke__snapshot_t *snap; /* a reference the loop takes over */
+} spoke__publish_t;
+
+/* Bytes of one request's response, serialized by the producing thread.
+ * Owned by the loop once posted; freed after its write completes. */
+enum {
+  SPOKE__OUT_LAST = 1,  /* the response ends with these bytes */
+  SPOKE__OUT_CLOSE = 2  /* close the connection after them */
+};
+typedef struct spoke__out_s {
+  spoke__msg_t msg;
+  spoke_request_t *req;
+  unsigned flags;             /* SPOKE__OUT_* */
+  unsigned via_mailbox;
+  uv_write_t wr;
+  size_t len;
+  char data[];
+} spoke__out_t;
+
+/* ---- loop.c ---- */
+
+struct spoke__loop_s {
+  uv_loop_t uv;
+  uv_thread_t thread;
+  int id;
+  spoke__server_t *srv;
+  int listen_fd;
+  uv_tcp_t listener;
+  uv_async_t doorbell;
+  uv_mutex_t mu;              /* guards head/tail only */
+  spoke__msg_t *head, *tail;  /* mailbox, any thread appends */
+  /* loop thread only: */
+  spoke__snapshot_t *snap;    /* current route table (one reference) */
+  spoke__conn_t *conns;       /* doubly linked, for drain */
+  size_t nconns;
+  size_t live_requests;
+  int draining;
+  int closed;                 /* our handles are closing: loop ends */
+};
+
+int spoke__loop_init(spoke__loop_t *loop, spoke__server_t *srv, int id,
+                     int listen_fd, spoke__snapshot_t *snap);
+int spoke__loop_start(spoke__loop_t *loop);  /* spawns the thread */
+void spoke__loop_join(spoke__loop_t *loop);
+void spoke__loop_post(spoke__loop_t *loop, spoke__msg_t *msg); /* any thread */
+int spoke__loop_is_current(const spoke__loop_t *loop);
+/* Ends the loop once draining and nothing is left (loop thread). */
+void spoke__loop_maybe_finish(spoke__loop_t *loop);
+
+/* ---- request.c ---- */
+
+enum {
+  SPOKE__REQ_ON_CONN = 1,
+  SPOKE__REQ_IN_HANDLER = 2,
+  SPOKE__REQ_UNCOMPLETED = 4,
+  SPOKE__REQ_IN_CALLBACK = 8  /* abort or timer callback on the stack */
+};
+
+typedef struct spoke__header_s {
+  const char *name;
+  const char *value;
+} spoke__header_t;
+
+struct spoke_request_s {
+  spoke__loop_t *loop;        /* fixed */
+  spoke__conn_t *conn;        /* loop thread; NULL once detached */
+  spoke__instance_t *inst;    /* pinned from dispatch until freed */
+  const spoke__route_t *route;
+  spoke__arena_t arena;       /* handling thread */
+
+  /* Parsed request: written by the loop while parsing, read-only once
+   * dispatched. */
+  const char *method;
+  const char *url;
+  const char *path;
+  size_t path_len;
+  const char *query;
+  uint8_t http_major, http_minor;
+  uint8_t is_head;
+  uint8_t keep_alive;
+  uint8_t expect_continue;
+  spoke__header_t *headers;
+  size_t nheaders, headers_cap;
+  spoke__param_t params[SPOKE__MAX_PARAMS];
+  size_t nparams;
+  spoke__buf_t body;
+
+  /* Plugin side: the thread handling the request. */
+  void *user_data;
+  _Atomic(spoke_abort_cb) abort_cb; /* set by the plugin, run by the loop */
+  int handler_rc;
+  int status;
+  spoke__buf_t resp_headers;  /* "Name: value\r\n" lines */
+  uint8_t resp_started;       /* head sent (streaming) */
+  uint8_t resp_close;         /* plugin asked for Connection: close */
+
+  atomic_int completed;       /* any thread: first completion wins */
+  atomic_uint in_mailbox;     /* outs posted, not yet delivered: later
+                                 outs must queue behind them */
+  atomic_int aborted;         /* set by the loop, read anywhere */
+
+  /* Loop thread only. */
+  unsigned holds;             /* SPOKE__REQ_* */
+  unsigned nwrites;
+  unsigned ntimers;
+  uv_work_t work;             /* sync dispatch */
+};
+
+spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn);
+/* Frees the request if nothing holds it any more (loop thread). */
+void spoke__request_maybe_free(spoke_request_t *req);
+/* The connection is gone: mark aborted, tell the plugin (loop thread). */
+void spoke__request_detach(spoke_request_t *req);
+int spoke__request_add_header(spoke_request_t *req, const char *name,
+                              size_t nlen, const char *value, size_t vlen);
+
+/* The host-table request accessors (spoke_host_t members). */
+const char *spoke__request_method(const spoke_request_t *req);
+const char *spoke__request_path(const spoke_request_t *req);
+const char *spoke__request_query(const spoke_request_t *req);
+const char *spoke__request_query_param(spoke_request_t *req, const char *name);
+const char *spoke__request_header(const spoke_request_t *req, const char *name);
+size_t spoke__request_header_count(const spoke_request_t *req);
+int spoke__request_header_at(const spoke_request_t *req, size_t i,
+                             const char **name, const char **value);
+const char *spoke__request_param(const spoke_request_t *req, const char *name);
+const void *spoke__request_body(const spoke_request_t *req, size_t *len);
+struct uv_loop_s *spoke__request_loop(const spoke_request_t *req);
+void *spoke__request_alloc(spoke_request_t *req, size_t size);
+void spoke__request_set_data(spoke_request_t *req, void *data);
+void *spoke__request_data(const spoke_request_t *req);
+int spoke__request_aborted(const spoke_request_t *req);
+int spoke__request_on_abort(spoke_request_t *req, spoke_abort_cb cb);
+
+/* ---- response.c ---- */
+
+/* Thread-local cached "Date: ...\r\n" value for the current second. */
+const char *spoke__http_date(void);
+
+/* Serializes the status line and headers. BODY_LEN < 0: streamed. */
+int spoke__response_head(spoke_request_t *req, spoke__buf_t *out,
+                         long long body_len);
+
+/* A whole response from the core (404, 405, 413, 500, 503 ...); extra
+ * header lines (each ending in CRLF) may be NULL. Completes the request
+ * unless already completed. */
+int spoke__response_simple(spoke_request_t *req, int status,
+                           const char *extra_headers);
+
+/* The host-table response functions (spoke_host_t members). */
+int spoke__response_status(spoke_request_t *req, int status);
+int spoke__response_header(spoke_request_t *req, const char *name,
+                           const char *value);
+int spoke__response_send(spoke_request_t *req, const void *body, size_t len);
+int spoke__response_write(spoke_request_t *req, const void *data, size_t len);
+int spoke__response_end(spoke_request_t *req);
+
+/* Called on the loop with bytes produced for REQ (loop.c mailbox or a
+ * direct call from the loop thread). */
+void spoke__response_deliver(spoke__out_t *out);
+
+/* ---- conn.c ---- */
+
+struct spoke__conn_s {
+  uv_tcp_t tcp;
+  spoke__loop_t *loop;
+  spoke__conn_t *prev, *next;  /* loop->conns */
+  llhttp_t parser;
+  char *rbuf;                  /* bytes read, [rpos, rlen) not parsed */
+  size_t rpos, rlen, rcap;
+  spoke_request_t *req;        /* being parsed, or in flight */
+  int req_dispatched;          /* req is in flight, parser paused */
+  spoke__buf_t field, value;   /* header accumulation */
+  spoke__buf_t url;
+  int last_was_value;
+  size_t head_bytes;
+  int err_status;              /* set by callbacks before failing */
+  unsigned advancing : 1;      /* inside spoke__conn_advance */
+  unsigned closing : 1;
+  unsigned reading : 1;
+  unsigned close_after : 1;    /* no further requests on this conn */
+};
+
+void spoke__conn_accept(spoke__loop_t *loop);
+/* Parses buffered bytes and dispatches the next request if the current
+ * one is finished (loop thread). */
+void spoke__conn_advance(spoke__conn_t *conn);
+/* The in-flight response ended (its last bytes are queued). */
+void spoke__conn_response_done(spoke__conn_t *conn, int close);
+void spoke__conn_close(spoke__conn_t *conn);
+/* Closes the connection if it has no request under way (drain). */
+void spoke__conn_close_if_idle(spoke__conn_t *conn);
+
+/* ---- dispatch.c ---- */
+
+/* Routes a fully parsed request and runs its handler (loop thread). */
+void spoke__dispatch(spoke_request_t *req);
+
+/* ---- timer.c ---- */
+int spoke__timer_start(spoke_request_t *req, uint64_t ms, spoke_timer_cb cb);
+
+#endif /* SPOKE_HTTP_H */

@@ -1,0 +1,89 @@
+/* internal.h: what every core module shares and no plugin ever sees.
+ *
+ * Logging, the per-request arena, the growable buffer, small string
+ * helpers, and the server-wide settings. Everything here is private to
+ * core/ and prefixed spoke__. Module-specific types live in their own
+ * headers (router.h, plugin.h, http.h, server.h).
+ *
+ * Error convention: functions return 0 or a negative SPOKE_E* code from
+ * spoke.h; spoke_strerror() is the one place codes become messages. A
+ * function that fails never calls its callback.
+ */
+#ifndef SPOKE_INTERNAL_H
+#define SPOKE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spoke.h"
+
+#ifndef SPOKE_BUILD_VERSION
+#define SPOKE_BUILD_VERSION "dev"
+#endif
+
+#define SPOKE__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define SPOKE__CONTAINER_OF(ptr, type, member) \
+  ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- log.c: one line per event on stderr, safe from any thread ---- */
+
+/* Messages above this level are dropped. Set once at start-up. */
+extern int spoke__log_level;
+
+void spoke__log(int level, const char *fmt, ...) SPOKE__PRINTF(2, 3);
+/* Like spoke__log, with "TAG: " before the message (plugin logs). */
+void spoke__logv_tagged(int level, const char *tag, const char *fmt,
+                        va_list ap);
+
+#define spoke__error(...) spoke__log(SPOKE_LOG_ERROR, __VA_ARGS__)
+#define spoke__warn(...) spoke__log(SPOKE_LOG_WARN, __VA_ARGS__)
+#define spoke__info(...) spoke__log(SPOKE_LOG_INFO, __VA_ARGS__)
+#define spoke__debug(...) spoke__log(SPOKE_LOG_DEBUG, __VA_ARGS__)
+
+/* ---- arena.c: bump allocator freed all at once with its request ----
+ * Owned by one request; touched by whichever single thread handles the
+ * request at the time (see http.h). Not thread-safe by itself. */
+
+typedef struct spoke__arena_chunk_s spoke__arena_chunk_t;
+typedef struct spoke__arena_s {
+  spoke__arena_chunk_t *chunks; /* newest first */
+  char *cur;
+  size_t left;
+} spoke__arena_t;
+
+void spoke__arena_init(spoke__arena_t *a);
+void *spoke__arena_alloc(spoke__arena_t *a, size_t size);
+char *spoke__arena_strndup(spoke__arena_t *a, const char *s, size_t n);
+void spoke__arena_free(spoke__arena_t *a);
+
+/* ---- buf.c: growable byte buffer, always NUL-terminated when non-empty ---- */
+
+typedef struct spoke__buf_s {
+  char *data;
+  size_t len;
+  size_t cap;
+} spoke__buf_t;
+
+int spoke__buf_append(spoke__buf_t *b, const void *data, size_t len);
+int spoke__buf_appendf(spoke__buf_t *b, const char *fmt, ...)
+    SPOKE__PRINTF(2, 3);
+int spoke__buf_reserve(spoke__buf_t *b, size_t extra);
+void spoke__buf_reset(spoke__buf_t *b); /* len = 0, keeps memory */
+void spoke__buf_free(spoke__buf_t *b);
+
+/* ---- strutil.c ---- */
+
+/* 1 if S[0..n) is an RFC 9110 token (header names, methods). */
+int spoke__is_token(const char *s, size_t n);
+/* Decodes %XX and (if PLUS) '+' in place; returns the new length, or -1
+ * for an invalid escape. */
+long spoke__percent_decode(char *s, size_t n, int plus);
+int spoke__strcaseeq(const char *a, const char *b);
+
+/* ---- status.c ---- */
+
+/* Reason phrase for an HTTP status ("Not Found"); "Unknown" otherwise. */
+const char *spoke__status_reason(int status);
+
+#endif /* SPOKE_INTERNAL_H */

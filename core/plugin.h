@@ -1,0 +1,90 @@
+/* plugin.h: loaded plugin versions (instances) and route-table snapshots.
+ *
+ * An instance is one loaded version of one .so: its dl handle, descriptor,
+ * init state, generation and private copy. Its refcount counts the
+ * snapshots that list it plus the requests dispatched into it. When the
+ * count reaches zero the instance is finalized (fini, dlclose, private
+ * copy removed) by the reaper: on the control thread when one is
+ * installed, else by whoever dropped the last reference.
+ *
+ * A snapshot is an immutable route table over instances with a
+ * generation number. Each I/O loop holds one reference to its current
+ * snapshot; the snapshot holds one reference to each of its instances.
+ * Snapshots are built on the control thread and never change afterwards,
+ * so loops read them without locks.
+ */
+#ifndef SPOKE_PLUGIN_H
+#define SPOKE_PLUGIN_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "router.h"
+
+typedef struct spoke__instance_s {
+  /* The host table handed to this instance. First member: logv() finds
+   * the instance from the table pointer the plugin passes back. */
+  spoke_host_t host;
+  atomic_long refs;
+  const spoke_plugin_t *desc; /* inside the mapped .so */
+  void *dl;
+  void *state;                /* what init stored */
+  char *name;                 /* copies: valid after dlclose */
+  char *version;
+  char *src_path;             /* the watched file */
+  char *copy_path;            /* the private copy that is mapped */
+  uint64_t generation;
+  int initialized;            /* init ran and succeeded: fini is owed */
+} spoke__instance_t;
+
+/* descriptor.c: checks a descriptor before anything in it is trusted.
+ * Pure: no I/O, so unit tests hand it crafted descriptors. */
+int spoke__descriptor_check(const spoke_plugin_t *d, char *err,
+                            size_t errlen);
+
+/* host.c: fills the function table an instance hands its plugin. */
+void spoke__host_table_init(spoke_host_t *host);
+
+/* instance.c */
+
+/* Copies PATH into RUNTIME_DIR as NAME.GEN.so, dlopens the copy, checks
+ * the descriptor and runs init. On failure returns a SPOKE_E* code, writes
+ * the reason into ERR and leaves nothing behind. */
+int spoke__instance_load(const char *path, const char *runtime_dir,
+                         uint64_t generation, spoke__instance_t **out,
+                         char *err, size_t errlen);
+
+void spoke__instance_ref(spoke__instance_t *inst);
+void spoke__instance_unref(spoke__instance_t *inst);
+
+/* Runs fini, dlcloses, removes the private copy, frees. */
+void spoke__instance_finalize(spoke__instance_t *inst);
+
+/* Where instances whose count reached zero go. NULL (the default)
+ * finalizes on the spot. Set once before any loop starts. */
+typedef void (*spoke__reaper_cb)(spoke__instance_t *inst);
+void spoke__instance_set_reaper(spoke__reaper_cb cb);
+
+/* snapshot.c */
+
+typedef struct spoke__snapshot_s {
+  atomic_long refs;
+  uint64_t generation;
+  spoke__router_t router;
+  size_t ninst;
+  spoke__instance_t **inst; /* each holds a reference */
+} spoke__snapshot_t;
+
+/* Builds a snapshot over INST[0..n) in that order. An instance whose
+ * routes conflict with an earlier one's is left out: its index goes into
+ * REFUSED (caller-provided, n entries; *nrefused gets the count) with the
+ * reason logged. The snapshot starts with one reference (the caller's).
+ * NULL when out of memory. */
+spoke__snapshot_t *spoke__snapshot_build(uint64_t generation,
+                                         spoke__instance_t **inst, size_t n,
+                                         size_t *refused, size_t *nrefused);
+void spoke__snapshot_ref(spoke__snapshot_t *s);
+void spoke__snapshot_unref(spoke__snapshot_t *s);
+
+#endif /* SPOKE_PLUGIN_H */

@@ -1,0 +1,306 @@
+/* response.c: turning a plugin's response into bytes on the wire.
+ *
+ * The producing thread (a handler on the loop, a pool thread, or any
+ * thread of the plugin's) serializes the status line, headers and body
+ * into one spoke__out_t and posts it to the request's loop; the loop
+ * writes it with one uv_write. Whole responses carry Content-Length;
+ * streamed ones use chunked encoding (HTTP/1.1) or end by closing
+ * (HTTP/1.0). HEAD responses carry GET's headers and no body. Every
+ * response has Date.
+ *
+ * Completion: `completed` is claimed with a compare-and-swap, so of two
+ * racing completions exactly one wins; the other is logged and returns
+ * SPOKE_EALREADY. The fields the plugin sets (status, headers) belong to
+ * the one thread handling the request; the loop only ever sees them as
+ * serialized bytes, handed over through the mailbox's mutex.
+ *
+ * Ordering: an out is delivered in place when produced on the loop
+ * thread, unless earlier outs of the same request still sit in the
+ * mailbox; then it queues behind them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+
+const char *spoke__http_date(void) {
+  static _Thread_local time_t cached = -1;
+  static _Thread_local char buf[64];
+  time_t now = time(NULL);
+  if (now != cached) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached = now;
+  }
+  return buf;
+}
+
+static int status_has_body(int status) {
+  return !(status < 200 || status == 204 || status == 304);
+}
+
+/* The connection closes after this response. */
+static int response_closes(const spoke_request_t *req, int streamed) {
+  return !req->keep_alive || req->resp_close ||
+         (streamed && req->http_minor == 0 && !req->is_head);
+}
+
+int spoke__response_head(spoke_request_t *req, spoke__buf_t *out,
+                         long long body_len) {
+  int streamed = body_len < 0;
+  int close = response_closes(req, streamed);
+  int rc = spoke__buf_appendf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n",
+                              req->status, spoke__status_reason(req->status),
+                              spoke__http_date());
+  if (rc == 0 && req->resp_headers.len)
+    rc = spoke__buf_append(out, req->resp_headers.data, req->resp_headers.len);
+  if (rc == 0 && status_has_body(req->status)) {
+    if (!streamed)
+      rc = spoke__buf_appendf(out, "Content-Length: %lld\r\n", body_len);
+    else if (req->http_minor >= 1)
+      rc = spoke__buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+  }
+  if (rc == 0 && close)
+    rc = spoke__buf_append(out, "Connection: close\r\n", 19);
+  else if (rc == 0 && req->http_minor == 0)
+    rc = spoke__buf_append(out, "Connection: keep-alive\r\n", 24);
+  if (rc == 0)
+    rc = spoke__buf_append(out, "\r\n", 2);
+  return rc;
+}
+
+/* ---- handing bytes to the loop ---- */
+
+static void post_out(spoke_request_t *req, const spoke__buf_t *bytes,
+                     unsigned flags) {
+  spoke__out_t *out = malloc(sizeof(*out) + bytes->len);
+  if (out == NULL) {
+    /* Nothing sensible to send; end the request so it is not lost. */
+    spoke__error("out of memory for a response; closing the connection");
+    out = malloc(sizeof(*out));
+    if (out == NULL)
+      abort(); /* the process cannot go on without memory */
+    out->len = 0;
+    flags |= SPOKE__OUT_CLOSE;
+  } else {
+    out->len = bytes->len;
+    if (bytes->len)
+      memcpy(out->data, bytes->data, bytes->len);
+  }
+  out->msg.kind = SPOKE__MSG_OUT;
+  out->msg.next = NULL;
+  out->req = req;
+  out->flags = flags;
+  out->via_mailbox = 0;
+  if (spoke__loop_is_current(req->loop) &&
+      atomic_load(&req->in_mailbox) == 0) {
+    spoke__response_deliver(out);
+    return;
+  }
+  out->via_mailbox = 1;
+  atomic_fetch_add(&req->in_mailbox, 1);
+  spoke__loop_post(req->loop, &out->msg);
+}
+
+static void write_cb(uv_write_t *wr, int status) {
+  spoke__out_t *out = wr->data;
+  spoke_request_t *req = out->req;
+  /* A write callback always runs before its handle's close callback, so
+   * the connection is still there. */
+  spoke__conn_t *conn = (spoke__conn_t *)wr->handle;
+  free(out);
+  req->nwrites--;
+  if (status < 0 && status != UV_ECANCELED)
+    spoke__conn_close(conn);
+  spoke__request_maybe_free(req);
+}
+
+void spoke__response_deliver(spoke__out_t *out) {
+  spoke_request_t *req = out->req;
+  spoke__conn_t *conn = req->conn;
+  unsigned flags = out->flags;
+
+  if (out->via_mailbox)
+    atomic_fetch_sub(&req->in_mailbox, 1);
+  if (conn != NULL && !conn->closing && out->len > 0) {
+    uv_buf_t buf = uv_buf_init(out->data, (unsigned)out->len);
+    out->wr.data = out;
+    if (uv_write(&out->wr, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb) == 0) {
+      req->nwrites++;
+    } else {
+      free(out);
+      spoke__conn_close(conn);
+    }
+  } else {
+    free(out); /* the client left: accepted and discarded */
+  }
+  if (flags & SPOKE__OUT_LAST) {
+    req->holds &= ~(unsigned)SPOKE__REQ_UNCOMPLETED;
+    if (req->conn != NULL)
+      spoke__conn_response_done(req->conn, (flags & SPOKE__OUT_CLOSE) != 0);
+    spoke__request_maybe_free(req);
+  }
+}
+
+/* ---- completion ---- */
+
+static const char *plugin_name(const spoke_request_t *req) {
+  return req->inst ? req->inst->name : "core";
+}
+
+static int claim(spoke_request_t *req, const char *what) {
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&req->completed, &expected, 1))
+    return 0;
+  spoke__warn("plugin %s: %s on %s %s after the request was completed "
+              "(ignored)",
+              plugin_name(req), what, req->method ? req->method : "-",
+              req->path ? req->path : "-");
+  return SPOKE_EALREADY;
+}
+
+/* Serializes a whole response with BODY and posts it. Claimed already. */
+static int send_whole(spoke_request_t *req, const void *body, size_t len) {
+  spoke__buf_t b = {0};
+  int with_body = status_has_body(req->status);
+  int rc = spoke__response_head(req, &b, with_body ? (long long)len : 0);
+  if (rc == 0 && with_body && !req->is_head && len)
+    rc = spoke__buf_append(&b, body, len);
+  post_out(req, &b,
+           SPOKE__OUT_LAST | (response_closes(req, 0) || rc != 0
+                                  ? SPOKE__OUT_CLOSE
+                                  : 0));
+  spoke__buf_free(&b);
+  return rc;
+}
+
+int spoke__response_status(spoke_request_t *req, int status) {
+  if (status < 200 || status > 599)
+    return SPOKE_EINVAL;
+  if (req->resp_started || atomic_load(&req->completed))
+    return SPOKE_ESTATE;
+  req->status = status;
+  return 0;
+}
+
+int spoke__response_header(spoke_request_t *req, const char *name,
+                           const char *value) {
+  size_t nlen, vlen;
+  if (name == NULL || value == NULL)
+    return SPOKE_EINVAL;
+  if (req->resp_started || atomic_load(&req->completed))
+    return SPOKE_ESTATE;
+  nlen = strlen(name);
+  vlen = strlen(value);
+  if (!spoke__is_token(name, nlen))
+    return SPOKE_EINVAL;
+  for (size_t i = 0; i < vlen; i++) {
+    unsigned char c = (unsigned char)value[i];
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      return SPOKE_EINVAL; /* no CR/LF: no header injection */
+  }
+  if (spoke__strcaseeq(name, "Content-Length") ||
+      spoke__strcaseeq(name, "Transfer-Encoding") ||
+      spoke__strcaseeq(name, "Date"))
+    return SPOKE_EINVAL;
+  if (spoke__strcaseeq(name, "Connection")) {
+    if (!spoke__strcaseeq(value, "close"))
+      return SPOKE_EINVAL;
+    req->resp_close = 1;
+    return 0;
+  }
+  if (spoke__buf_appendf(&req->resp_headers, "%s: %s\r\n", name, value) != 0)
+    return SPOKE_ENOMEM;
+  return 0;
+}
+
+int spoke__response_send(spoke_request_t *req, const void *body, size_t len) {
+  int rc;
+  if (body == NULL && len != 0)
+    return SPOKE_EINVAL;
+  if (req->resp_started && !atomic_load(&req->completed))
+    return SPOKE_ESTATE; /* streaming: use write and end */
+  rc = claim(req, "send");
+  if (rc != 0)
+    return rc;
+  return send_whole(req, body, len);
+}
+
+int spoke__response_write(spoke_request_t *req, const void *data,
+                          size_t len) {
+  spoke__buf_t b = {0};
+  int chunked = req->http_minor >= 1, rc = 0;
+
+  if (data == NULL && len != 0)
+    return SPOKE_EINVAL;
+  if (atomic_load(&req->completed)) {
+    spoke__warn("plugin %s: write after the response ended (ignored)",
+                plugin_name(req));
+    return SPOKE_EALREADY;
+  }
+  if (!req->resp_started) {
+    req->resp_started = 1;
+    rc = spoke__response_head(req, &b, -1);
+  }
+  if (rc == 0 && len > 0 && !req->is_head && status_has_body(req->status)) {
+    if (chunked)
+      rc = spoke__buf_appendf(&b, "%zx\r\n", len);
+    if (rc == 0)
+      rc = spoke__buf_append(&b, data, len);
+    if (rc == 0 && chunked)
+      rc = spoke__buf_append(&b, "\r\n", 2);
+  }
+  if (rc == 0 && b.len > 0)
+    post_out(req, &b, 0);
+  spoke__buf_free(&b);
+  return rc;
+}
+
+int spoke__response_end(spoke_request_t *req) {
+  spoke__buf_t b = {0};
+  int rc;
+
+  if (!req->resp_started)
+    return spoke__response_send(req, "", 0);
+  rc = claim(req, "end");
+  if (rc != 0)
+    return rc;
+  if (req->http_minor >= 1 && !req->is_head && status_has_body(req->status))
+    rc = spoke__buf_append(&b, "0\r\n\r\n", 5);
+  post_out(req, &b,
+           SPOKE__OUT_LAST | (response_closes(req, 1) ? SPOKE__OUT_CLOSE : 0));
+  spoke__buf_free(&b);
+  return rc;
+}
+
+int spoke__response_simple(spoke_request_t *req, int status,
+                           const char *extra_headers) {
+  char body[64];
+  int n, rc;
+
+  if (atomic_load(&req->completed))
+    return SPOKE_EALREADY;
+  rc = claim(req, "core response");
+  if (rc != 0)
+    return rc;
+  if (req->resp_started) {
+    /* Mid-stream the status line is gone: close without the last chunk,
+     * so the client sees the response as cut short, not complete. */
+    spoke__buf_t none = {0};
+    post_out(req, &none, SPOKE__OUT_LAST | SPOKE__OUT_CLOSE);
+    return 0;
+  }
+  req->status = status;
+  spoke__buf_reset(&req->resp_headers);
+  if (extra_headers != NULL)
+    spoke__buf_append(&req->resp_headers, extra_headers,
+                      strlen(extra_headers));
+  spoke__buf_appendf(&req->resp_headers,
+                     "Content-Type: text/plain; charset=utf-8\r\n");
+  n = snprintf(body, sizeof(body), "%d %s\n", status,
+               spoke__status_reason(status));
+  return send_whole(req, body, (size_t)n);
+}

@@ -1,0 +1,212 @@
+/* server.c: the control thread: start-up, signals, shutdown.
+ *
+ * The main thread runs a small uv loop of its own: SIGTERM/SIGINT start a
+ * drain (every I/O loop stops accepting and finishes what it has, within
+ * --shutdown-timeout), SIGHUP is logged, and instances whose last
+ * reference is gone are finalized here (the reaper), never on an I/O or
+ * pool thread. When every I/O loop has ended the control loop closes,
+ * the threads are joined, the last snapshot is released (running each
+ * plugin's fini) and the private runtime directory is removed.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http.h"
+
+typedef struct spoke__reap_s {
+  struct spoke__reap_s *next;
+  spoke__instance_t *inst;
+} spoke__reap_t;
+
+static spoke__server_t *the_server; /* for the reaper hook */
+
+typedef struct control_s {
+  uv_signal_t sigterm, sigint, sighup;
+  uv_timer_t deadline;
+  int shutting_down;
+} control_t;
+
+static control_t control;
+
+static void reap(spoke__instance_t *inst) {
+  spoke__server_t *srv = the_server;
+  spoke__reap_t *r = malloc(sizeof(*r));
+  if (r == NULL) {
+    spoke__error("out of memory: plugin %s is not unloaded", inst->name);
+    return;
+  }
+  r->inst = inst;
+  uv_mutex_lock(&srv->reap_mu);
+  r->next = srv->reap_list;
+  srv->reap_list = r;
+  uv_mutex_unlock(&srv->reap_mu);
+  uv_async_send(&srv->reap_async);
+}
+
+static void reap_now(spoke__server_t *srv) {
+  spoke__reap_t *r, *next;
+  uv_mutex_lock(&srv->reap_mu);
+  r = srv->reap_list;
+  srv->reap_list = NULL;
+  uv_mutex_unlock(&srv->reap_mu);
+  for (; r != NULL; r = next) {
+    next = r->next;
+    spoke__instance_finalize(r->inst);
+    free(r);
+  }
+}
+
+static void reap_cb(uv_async_t *a) { reap_now(a->data); }
+
+static void deadline_cb(uv_timer_t *t) {
+  (void)t;
+  spoke__warn("shutdown deadline passed with requests unfinished; "
+              "exiting now");
+  _exit(0);
+}
+
+static void begin_shutdown(spoke__server_t *srv, const char *why) {
+  if (control.shutting_down) {
+    spoke__warn("%s again: exiting without waiting", why);
+    _exit(1);
+  }
+  control.shutting_down = 1;
+  spoke__info("%s: draining (up to %llu ms)", why,
+              (unsigned long long)srv->cfg.shutdown_timeout_ms);
+  for (int i = 0; i < srv->nloops; i++) {
+    spoke__msg_t *m = malloc(sizeof(*m));
+    if (m == NULL)
+      _exit(1);
+    m->kind = SPOKE__MSG_DRAIN;
+    spoke__loop_post(&srv->loops[i], m);
+  }
+  uv_timer_init(srv->control, &control.deadline);
+  control.deadline.data = srv;
+  uv_timer_start(&control.deadline, deadline_cb, srv->cfg.shutdown_timeout_ms,
+                 0);
+  uv_unref((uv_handle_t *)&control.deadline);
+}
+
+static void signal_cb(uv_signal_t *s, int signum) {
+  spoke__server_t *srv = s->data;
+  if (signum == SIGHUP) {
+    spoke__info("SIGHUP: plugin rescan is not supported yet; ignored");
+    return;
+  }
+  begin_shutdown(srv, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void loop_exited_cb(uv_async_t *a) {
+  spoke__server_t *srv = a->data;
+  if (atomic_load(&srv->loops_running) > 0)
+    return;
+  uv_close((uv_handle_t *)&control.sigterm, NULL);
+  uv_close((uv_handle_t *)&control.sigint, NULL);
+  uv_close((uv_handle_t *)&control.sighup, NULL);
+  if (control.shutting_down)
+    uv_close((uv_handle_t *)&control.deadline, NULL);
+  uv_close((uv_handle_t *)&srv->loop_exited, NULL);
+  uv_close((uv_handle_t *)&srv->reap_async, NULL);
+}
+
+static void watch_signal(spoke__server_t *srv, uv_signal_t *s, int signum) {
+  uv_signal_init(srv->control, s);
+  s->data = srv;
+  uv_signal_start(s, signal_cb, signum);
+}
+
+static int make_runtime_dir(spoke__server_t *srv) {
+  const char *parent = srv->cfg.runtime_dir;
+  char tmpl[4096];
+  if (parent == NULL)
+    parent = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  snprintf(tmpl, sizeof(tmpl), "%s/spoke.%d.XXXXXX", parent, (int)getpid());
+  if (mkdtemp(tmpl) == NULL) {
+    spoke__error("cannot create a runtime directory under %s: %m "
+                 "(choose another with --runtime-dir)",
+                 parent);
+    return SPOKE_EIO;
+  }
+  srv->runtime_dir = strdup(tmpl);
+  return srv->runtime_dir ? 0 : SPOKE_ENOMEM;
+}
+
+int spoke__server_run(spoke__server_t *srv) {
+  spoke__config_t *cfg = &srv->cfg;
+  int fds[1024], port = 0, rc, i;
+  char err[256], workers[16];
+  uv_loop_t control_loop;
+
+  /* libuv reads the pool size once, on first use: before any loop. */
+  snprintf(workers, sizeof(workers), "%d", cfg->workers);
+  setenv("UV_THREADPOOL_SIZE", workers, 1);
+  signal(SIGPIPE, SIG_IGN);
+  spoke__log_level = cfg->log_level;
+  the_server = srv;
+
+  if ((rc = make_runtime_dir(srv)) != 0)
+    return rc;
+  if ((rc = spoke__loader_scan(srv)) != 0)
+    goto out_dir;
+  rc = spoke__listen_open(cfg->listen_host, cfg->listen_port, cfg->loops, fds,
+                          &port, err, sizeof(err));
+  if (rc != 0) {
+    spoke__error("cannot listen on %s:%d: %s", cfg->listen_host,
+                 cfg->listen_port, err);
+    goto out_snap;
+  }
+
+  uv_loop_init(&control_loop);
+  srv->control = &control_loop;
+  uv_mutex_init(&srv->reap_mu);
+  uv_async_init(srv->control, &srv->reap_async, reap_cb);
+  srv->reap_async.data = srv;
+  uv_async_init(srv->control, &srv->loop_exited, loop_exited_cb);
+  srv->loop_exited.data = srv;
+  spoke__instance_set_reaper(reap);
+  watch_signal(srv, &control.sigterm, SIGTERM);
+  watch_signal(srv, &control.sigint, SIGINT);
+  watch_signal(srv, &control.sighup, SIGHUP);
+
+  srv->nloops = cfg->loops;
+  srv->loops = calloc((size_t)cfg->loops, sizeof(*srv->loops));
+  for (i = 0; i < cfg->loops; i++) {
+    spoke__snapshot_ref(srv->current);
+    rc = spoke__loop_init(&srv->loops[i], srv, i, fds[i], srv->current);
+    if (rc != 0) {
+      spoke__error("loop %d: %s", i, uv_strerror(rc));
+      _exit(1);
+    }
+  }
+  for (i = 0; i < cfg->loops; i++)
+    spoke__loop_start(&srv->loops[i]);
+  spoke__info("listening on %s%s%s:%d (%d loop%s, %d workers)",
+              strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+              strchr(cfg->listen_host, ':') ? "]" : "", port, cfg->loops,
+              cfg->loops == 1 ? "" : "s", cfg->workers);
+
+  uv_run(srv->control, UV_RUN_DEFAULT);
+
+  for (i = 0; i < srv->nloops; i++)
+    spoke__loop_join(&srv->loops[i]);
+  spoke__instance_set_reaper(NULL);
+  reap_now(srv);
+  uv_loop_close(srv->control);
+  uv_mutex_destroy(&srv->reap_mu);
+  free(srv->loops);
+  srv->loops = NULL;
+  rc = 0;
+out_snap:
+  spoke__snapshot_unref(srv->current);
+  srv->current = NULL;
+out_dir:
+  rmdir(srv->runtime_dir);
+  free(srv->runtime_dir);
+  srv->runtime_dir = NULL;
+  if (rc == 0)
+    spoke__info("stopped");
+  return rc;
+}
