@@ -36,10 +36,14 @@ static const char *base_name(const char *path) {
   return slash ? slash + 1 : path;
 }
 
-/* The file must start like an ELF shared object of our class. */
+/* The file must be an ELF shared object of our class whose loadable
+ * segments lie inside the file: dlopen maps segments past the end of a
+ * truncated file, and touching them then kills the process with SIGBUS. */
 static int check_elf(int fd, char *err, size_t errlen) {
   ElfW(Ehdr) eh;
+  struct stat st;
   ssize_t n = pread(fd, &eh, sizeof(eh), 0);
+
   if (n != (ssize_t)sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) {
     snprintf(err, errlen, "not an ELF shared object%s",
              n >= 0 && n < (ssize_t)sizeof(eh) ? " (file too short)" : "");
@@ -49,6 +53,23 @@ static int check_elf(int fd, char *err, size_t errlen) {
     snprintf(err, errlen, "not an ELF shared object (an ELF file of type %u)",
              (unsigned)eh.e_type);
     return SPOKE_ENOTELF;
+  }
+  if (eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
+      eh.e_phentsize != sizeof(ElfW(Phdr)) || fstat(fd, &st) != 0) {
+    snprintf(err, errlen, "not an ELF shared object for this machine");
+    return SPOKE_ENOTELF;
+  }
+  for (unsigned i = 0; i < eh.e_phnum; i++) {
+    ElfW(Phdr) ph;
+    off_t at = (off_t)eh.e_phoff + (off_t)i * (off_t)sizeof(ph);
+    if (pread(fd, &ph, sizeof(ph), at) != (ssize_t)sizeof(ph) ||
+        (ph.p_type == PT_LOAD &&
+         ph.p_offset + ph.p_filesz > (ElfW(Off))st.st_size)) {
+      snprintf(err, errlen,
+               "truncated ELF file (%lld bytes; its segments need more)",
+               (long long)st.st_size);
+      return SPOKE_ENOTELF;
+    }
   }
   return 0;
 }
@@ -170,12 +191,23 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
     instance_free(inst);
     return SPOKE_EIO;
   }
-  rc = check_elf(fd, err, errlen);
-  if (rc == 0)
-    rc = make_private_copy(fd, runtime_dir, stem, generation,
-                           &inst->copy_path, err, errlen);
+  /* Check the copy, not the watched file: the copy is what gets mapped,
+   * and the watched file may change under us at any time. */
+  rc = make_private_copy(fd, runtime_dir, stem, generation, &inst->copy_path,
+                         err, errlen);
   close(fd);
   if (rc != 0) {
+    instance_free(inst);
+    return rc;
+  }
+  fd = open(inst->copy_path, O_RDONLY | O_CLOEXEC);
+  rc = fd < 0 ? SPOKE_EIO : check_elf(fd, err, errlen);
+  if (fd >= 0)
+    close(fd);
+  if (rc != 0) {
+    if (rc == SPOKE_EIO)
+      snprintf(err, errlen, "cannot reopen private copy: %s", strerror(errno));
+    unlink(inst->copy_path);
     instance_free(inst);
     return rc;
   }
