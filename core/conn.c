@@ -78,16 +78,71 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   return spoke__buf_append(&conn->field, at, len) == 0 ? 0 : -1;
 }
 
+/* 1 if only blanks stand between AT and the previous LF, looking back
+ * into the previous llhttp_execute call's bytes when needed. */
+static int after_line_break(const spoke__conn_t *conn, const char *at) {
+  const char *p = at;
+  while (p > conn->exec_start && (p[-1] == ' ' || p[-1] == '\t'))
+    p--;
+  if (p > conn->exec_start)
+    return p[-1] == '\n';
+  return conn->exec_tail_lf;
+}
+
+/* Remembers whether DATA[0..used) ends in LF plus blanks. */
+static void note_tail(spoke__conn_t *conn, const char *data, size_t used) {
+  const char *p = data + used;
+  while (p > data && (p[-1] == ' ' || p[-1] == '\t'))
+    p--;
+  if (p > data)
+    conn->exec_tail_lf = p[-1] == '\n';
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   spoke__conn_t *conn = conn_of(p);
   if (head_grow(conn, len, 431) != 0)
     return -1;
+  /* No part of a value starts a line: when one does, llhttp took an
+   * obs-fold (CRLF then SP/HTAB) as part of the value. (llhttp may hand
+   * an empty span when a chunk ends right after an empty value.) */
+  if (len > 0 && after_line_break(conn, at)) {
+    conn->err_status = 400;
+    return -1;
+  }
   return spoke__buf_append(&conn->value, at, len) == 0 ? 0 : -1;
+}
+
+/* llhttp 8.1.0 (Debian 12) still accepts obs-fold continuation lines and
+ * whitespace before the colon, both request-smuggling shapes fixed only
+ * in 8.1.1/8.1.2; so every name must be a token and every value free of
+ * CR, LF and other control bytes (HTAB allowed), whatever llhttp says. */
+static int on_header_field_complete(llhttp_t *p) {
+  spoke__conn_t *conn = conn_of(p);
+  if (!spoke__is_token(conn->field.data ? conn->field.data : "",
+                       conn->field.len)) {
+    conn->err_status = 400;
+    return -1;
+  }
+  return 0;
+}
+
+static int value_ok(const char *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)v[i];
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      return 0;
+  }
+  return 1;
 }
 
 static int on_header_value_complete(llhttp_t *p) {
   spoke__conn_t *conn = conn_of(p);
-  int rc = spoke__request_add_header(conn->req, conn->field.data ? conn->field.data : "",
+  int rc;
+  if (!value_ok(conn->value.data, conn->value.len)) {
+    conn->err_status = 400;
+    return -1;
+  }
+  rc = spoke__request_add_header(conn->req, conn->field.data ? conn->field.data : "",
                                      conn->field.len,
                                      conn->value.data ? conn->value.data : "",
                                      conn->value.len);
@@ -201,6 +256,7 @@ static void settings_init(void) {
   settings.on_url = on_url;
   settings.on_header_field = on_header_field;
   settings.on_header_value = on_header_value;
+  settings.on_header_field_complete = on_header_field_complete;
   settings.on_header_value_complete = on_header_value_complete;
   settings.on_headers_complete = on_headers_complete;
   settings.on_body = on_body;
@@ -346,11 +402,16 @@ void spoke__conn_advance(spoke__conn_t *conn) {
   while (!conn->closing && !conn->req_dispatched && conn->rpos < conn->rlen) {
     const char *data = conn->rbuf + conn->rpos;
     size_t len = conn->rlen - conn->rpos;
-    llhttp_errno_t e = llhttp_execute(&conn->parser, data, len);
+    llhttp_errno_t e;
+    conn->exec_start = data;
+    e = llhttp_execute(&conn->parser, data, len);
     if (e == HPE_OK) {
       conn->rpos = conn->rlen;
+      note_tail(conn, data, len);
     } else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-      conn->rpos += (size_t)(llhttp_get_error_pos(&conn->parser) - data);
+      size_t used = (size_t)(llhttp_get_error_pos(&conn->parser) - data);
+      conn->rpos += used;
+      note_tail(conn, data, used);
       if (e == HPE_PAUSED_UPGRADE) {
         /* No protocol upgrades: answer, then close. */
         conn->close_after = 1;

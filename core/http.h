@@ -222,7 +222,8 @@ struct spoke__conn_s {
   int req_dispatched;          /* req is in flight, parser paused */
   spoke__buf_t field, value;   /* header accumulation */
   spoke__buf_t url;
-  int last_was_value;
+  const char *exec_start;      /* first byte of the current execute */
+  int exec_tail_lf;            /* previous execute ended LF + blanks */
   size_t head_bytes;
   int err_status;              /* set by callbacks before failing */
   unsigned advancing : 1;      /* inside spoke__conn_advance */
