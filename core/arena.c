@@ -5,6 +5,7 @@
  * releases every chunk when the request ends. One request's arena is used
  * by one thread at a time (see http.h), so there is no locking.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +27,10 @@ void spoke__arena_init(spoke__arena_t *a) {
 }
 
 static spoke__arena_chunk_t *chunk_new(spoke__arena_t *a, size_t size) {
-  spoke__arena_chunk_t *c = malloc(sizeof(*c) + size);
+  spoke__arena_chunk_t *c;
+  if (size > SIZE_MAX - sizeof(*c))
+    return NULL;
+  c = malloc(sizeof(*c) + size);
   if (c == NULL)
     return NULL;
   c->size = size;
@@ -36,7 +40,11 @@ static spoke__arena_chunk_t *chunk_new(spoke__arena_t *a, size_t size) {
 }
 
 void *spoke__arena_alloc(spoke__arena_t *a, size_t size) {
-  size_t rounded = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+  size_t rounded;
+
+  if (size == 0)
+    size = 1; /* a unique, valid pointer, as malloc(0) may give */
+  rounded = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
   spoke__arena_chunk_t *c;
   void *p;
 

@@ -4,6 +4,7 @@
  * NUL byte (not counted in len), so text can be used as a C string.
  * Owned by whoever embeds it; not thread-safe.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@ int spoke__buf_reserve(spoke__buf_t *b, size_t extra) {
     return 0;
   cap = b->cap ? b->cap : 64;
   while (cap < need)
-    cap *= 2;
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   p = realloc(b->data, cap);
   if (p == NULL)
     return SPOKE_ENOMEM;

@@ -54,22 +54,27 @@ void spoke__config_usage(FILE *out) {
 "  --version               the version of spoke and of its plugin SDK\n");
 }
 
-/* "16k" -> 16384. -1 if not a size. */
-static long long parse_size(const char *s) {
+/* "16k" -> 16384 when SUFFIX allows k/m/g; -1 if not a number, or past
+ * 2^40. */
+static long long parse_number(const char *s, int suffix) {
+  const unsigned long long limit = 1ULL << 40;
+  unsigned long long v, mult = 1;
   char *end;
-  unsigned long long v;
+
   if (!isdigit((unsigned char)s[0]))
     return -1;
   v = strtoull(s, &end, 10);
-  switch (tolower((unsigned char)*end)) {
-    case 'k': v *= 1024ULL; end++; break;
-    case 'm': v *= 1024ULL * 1024; end++; break;
-    case 'g': v *= 1024ULL * 1024 * 1024; end++; break;
-    default: break;
+  if (suffix) {
+    switch (tolower((unsigned char)*end)) {
+      case 'k': mult = 1024ULL; end++; break;
+      case 'm': mult = 1024ULL * 1024; end++; break;
+      case 'g': mult = 1024ULL * 1024 * 1024; end++; break;
+      default: break;
+    }
   }
-  if (*end != '\0' || v > (1ULL << 40))
+  if (*end != '\0' || v > limit / mult)
     return -1;
-  return (long long)v;
+  return (long long)(v * mult);
 }
 
 static int parse_listen(spoke__config_t *cfg, const char *v, char *err,
@@ -91,7 +96,7 @@ static int parse_listen(spoke__config_t *cfg, const char *v, char *err,
       goto bad;
     hlen = (size_t)(colon - v);
   }
-  port = parse_size(colon + 1);
+  port = parse_number(colon + 1, 0);
   if (port < 0 || port > 65535 || hlen >= sizeof(cfg->listen_host))
     goto bad;
   if (hlen == 0) {
@@ -115,10 +120,10 @@ static int parse_level(const char *v) {
   return -1;
 }
 
-/* Reads an integer option in [lo, hi]. */
-static int int_opt(const char *flag, const char *v, long long lo,
+/* Reads a number option in [lo, hi]; SUFFIX: a byte size (k, m, g). */
+static int num_opt(const char *flag, const char *v, int suffix, long long lo,
                    long long hi, long long *out, char *err, size_t errlen) {
-  long long n = parse_size(v);
+  long long n = parse_number(v, suffix);
   if (n < lo || n > hi) {
     snprintf(err, errlen, "%s wants a number from %lld to %lld, got \"%s\"",
              flag, lo, hi, v);
@@ -169,22 +174,22 @@ int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
     } else if (strcmp(flag, "--runtime-dir") == 0) {
       cfg->runtime_dir = v;
     } else if (strcmp(flag, "--loops") == 0) {
-      if ((rc = int_opt(flag, v, 1, 1024, &n, err, errlen)) == 0)
+      if ((rc = num_opt(flag, v, 0, 1, 1024, &n, err, errlen)) == 0)
         cfg->loops = (int)n;
     } else if (strcmp(flag, "--workers") == 0) {
-      if ((rc = int_opt(flag, v, 1, 1024, &n, err, errlen)) == 0)
+      if ((rc = num_opt(flag, v, 0, 1, 1024, &n, err, errlen)) == 0)
         cfg->workers = (int)n;
     } else if (strcmp(flag, "--max-queue") == 0) {
-      if ((rc = int_opt(flag, v, 0, 1LL << 30, &n, err, errlen)) == 0)
+      if ((rc = num_opt(flag, v, 0, 0, 1LL << 30, &n, err, errlen)) == 0)
         cfg->max_queue = (size_t)n;
     } else if (strcmp(flag, "--max-body") == 0) {
-      if ((rc = int_opt(flag, v, 0, 1LL << 40, &n, err, errlen)) == 0)
+      if ((rc = num_opt(flag, v, 1, 0, 1LL << 40, &n, err, errlen)) == 0)
         cfg->max_body = (size_t)n;
     } else if (strcmp(flag, "--max-header") == 0) {
-      if ((rc = int_opt(flag, v, 256, 1LL << 24, &n, err, errlen)) == 0)
+      if ((rc = num_opt(flag, v, 1, 256, 1LL << 24, &n, err, errlen)) == 0)
         cfg->max_header = (size_t)n;
     } else if (strcmp(flag, "--shutdown-timeout") == 0) {
-      if ((rc = int_opt(flag, v, 0, 86400, &n, err, errlen)) == 0)
+      if ((rc = num_opt(flag, v, 0, 0, 86400, &n, err, errlen)) == 0)
         cfg->shutdown_timeout_ms = (uint64_t)n * 1000;
     } else if (strcmp(flag, "--log-level") == 0) {
       cfg->log_level = parse_level(v);

@@ -148,7 +148,10 @@ void spoke__router_remove_instance(spoke__router_t *rt,
 }
 
 /* Precedence order: segment by segment literal < param < wildcard, then
- * fewer segments first, then a named method before "any". */
+ * fewer segments first; within one shape HEAD first, then the other named
+ * methods by name (so Allow lists come out in a fixed order), "any" last.
+ * HEAD first lets a HEAD request take the first GET route it meets: an
+ * explicit HEAD route of the same shape would have come before it. */
 static int route_cmp(const void *pa, const void *pb) {
   const spoke__route_t *a = pa, *b = pb;
   size_t n = a->nsegs < b->nsegs ? a->nsegs : b->nsegs;
@@ -169,7 +172,11 @@ static int route_cmp(const void *pa, const void *pb) {
     return a->nsegs < b->nsegs ? -1 : 1;
   if ((a->method == NULL) != (b->method == NULL))
     return a->method == NULL ? 1 : -1;
-  return 0;
+  if (a->method == NULL)
+    return 0;
+  if ((strcmp(a->method, "HEAD") == 0) != (strcmp(b->method, "HEAD") == 0))
+    return strcmp(a->method, "HEAD") == 0 ? -1 : 1;
+  return strcmp(a->method, b->method);
 }
 
 void spoke__router_finish(spoke__router_t *rt) {
@@ -235,8 +242,6 @@ spoke__match_result_t spoke__router_match(const spoke__router_t *rt,
                                           const char *path, size_t len,
                                           spoke__match_t *m) {
   int is_head = strcmp(method, "HEAD") == 0;
-  const spoke__route_t *head_fallback = NULL;
-  spoke__match_t fallback;
   int path_seen = 0;
 
   m->route = NULL;
@@ -249,22 +254,14 @@ spoke__match_result_t spoke__router_match(const spoke__router_t *rt,
     if (!match_path(r, path, len, m))
       continue;
     path_seen = 1;
-    if (r->method == NULL || strcmp(r->method, method) == 0) {
+    if (r->method == NULL || strcmp(r->method, method) == 0 ||
+        (is_head && strcmp(r->method, "GET") == 0)) {
       m->route = r;
       return SPOKE__MATCH_FOUND;
-    }
-    if (is_head && head_fallback == NULL && strcmp(r->method, "GET") == 0) {
-      head_fallback = r;
-      fallback = *m;
     }
     allow_add(m->allow, sizeof(m->allow), r->method);
     if (strcmp(r->method, "GET") == 0)
       allow_add(m->allow, sizeof(m->allow), "HEAD");
-  }
-  if (head_fallback != NULL) {
-    *m = fallback;
-    m->route = head_fallback;
-    return SPOKE__MATCH_FOUND;
   }
   m->nparams = 0;
   return path_seen ? SPOKE__MATCH_METHOD_NOT_ALLOWED : SPOKE__MATCH_NOT_FOUND;
