@@ -41,6 +41,7 @@ build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 run: build
+	@echo "spoke: serving build/plugins on http://$(LISTEN) (try curl localhost:$(lastword $(subst :, ,$(LISTEN)))/hello; Ctrl-C stops)"
 	$(BUILD)/spoke --listen $(LISTEN) --plugins $(BUILD)/plugins
 
 test-normal: build

@@ -31,8 +31,10 @@ void spoke__loop_post(spoke__loop_t *loop, spoke__msg_t *msg) {
   else
     loop->head = msg;
   loop->tail = msg;
-  uv_mutex_unlock(&loop->mu);
+  /* Rung under the lock: spoke__loop_maybe_finish closes the doorbell
+   * under it too, so no send can reach a closed handle. */
   uv_async_send(&loop->doorbell);
+  uv_mutex_unlock(&loop->mu);
 }
 
 static void begin_drain(spoke__loop_t *loop) {
@@ -82,8 +84,10 @@ void spoke__loop_maybe_finish(spoke__loop_t *loop) {
   if (!loop->draining || loop->closed || loop->nconns > 0 ||
       loop->live_requests > 0)
     return;
+  uv_mutex_lock(&loop->mu);
   loop->closed = 1;
   uv_close((uv_handle_t *)&loop->doorbell, NULL);
+  uv_mutex_unlock(&loop->mu);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
