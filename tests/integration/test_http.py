@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""HTTP/1.1 semantics of the core: keep-alive, pipelining, HTTP/1.0,
+404/405/413/400, Expect: 100-continue, request-head validation."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from spoke_harness import (HELLO, Server, build_request, check,  # noqa: E402
+                           check_eq, check_framing, check_response, main,
+                           test)
+
+BASIC = ["hello.so", "echo.so", "counter.so", "sleep.so"]
+
+
+@test
+def keep_alive_many_requests_on_one_connection():
+    with Server(BASIC) as srv, srv.conn() as c:
+        for i in range(5):
+            r = c.roundtrip("GET", "/hello")
+            check_response(r, 200, HELLO)
+            check_eq(r.version, "HTTP/1.1", "version")
+            check_eq(r.header("Content-Length"), "13", "Content-Length")
+        r = c.roundtrip("POST", "/echo", body=b"abc",
+                        headers={"Content-Type": "text/plain"})
+        check_response(r, 200, b"abc")
+        r = c.roundtrip("GET", "/hello")
+        check_response(r, 200, HELLO)
+
+
+@test
+def pipelining_three_counters_answered_in_order():
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(build_request("GET", "/counter") * 3)
+        values = []
+        for _ in range(3):
+            r = c.read_response()
+            check_response(r, 200)
+            values.append(r.body)
+        check_eq(values, [b"1\n", b"2\n", b"3\n"], "pipelined /counter")
+        # the connection is still usable afterwards
+        check_response(c.roundtrip("GET", "/counter"), 200, b"4\n")
+
+
+@test
+def pipelining_mixed_requests_with_bodies():
+    with Server(BASIC) as srv, srv.conn() as c:
+        data = (build_request("GET", "/hello")
+                + build_request("POST", "/echo", body=b"ping",
+                                headers={"Content-Type": "text/x-a"})
+                + build_request("POST", "/echo", body=[b"pi", b"ng", b"2"],
+                                chunked=True,
+                                headers={"Content-Type": "text/x-b"})
+                + build_request("HEAD", "/hello")
+                + build_request("GET", "/nope")
+                + build_request("GET", "/hello"))
+        c.send(data)
+        r = c.read_response()
+        check_response(r, 200, HELLO)
+        r = c.read_response()
+        check_response(r, 200, b"ping")
+        check_eq(r.header("Content-Type"), "text/x-a", "echo type")
+        r = c.read_response()
+        check_response(r, 200, b"ping2")
+        check_eq(r.header("Content-Type"), "text/x-b", "echo type")
+        r = c.read_response(method="HEAD")
+        check_response(r, 200, method="HEAD")
+        check_eq(r.header("Content-Length"), "13", "HEAD Content-Length")
+        r = c.read_response()
+        check_response(r, 404)
+        r = c.read_response()
+        check_response(r, 200, HELLO)
+
+
+@test
+def pipelining_keeps_order_behind_slow_requests():
+    # A slow async and a slow sync request first: the fast ones behind
+    # them on the same connection must still come back in request order.
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(build_request("GET", "/sleep/async?ms=300")
+               + build_request("GET", "/counter")
+               + build_request("GET", "/sleep/sync?ms=200")
+               + build_request("GET", "/counter")
+               + build_request("POST", "/echo", body=b"last"))
+        check_response(c.read_response(), 200, HELLO)
+        check_response(c.read_response(), 200, b"1\n")
+        check_response(c.read_response(), 200, HELLO)
+        check_response(c.read_response(), 200, b"2\n")
+        check_response(c.read_response(), 200, b"last")
+
+
+@test
+def pipelined_connection_close_answers_all_then_closes():
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(build_request("GET", "/counter")
+               + build_request("GET", "/counter",
+                               headers={"Connection": "close"}))
+        check_response(c.read_response(), 200, b"1\n")
+        check_response(c.read_response(), 200, b"2\n")
+        check(c.wait_closed(), "connection not closed after Connection: close")
+
+
+@test
+def connection_close_closes():
+    with Server(BASIC) as srv, srv.conn() as c:
+        r = c.roundtrip("GET", "/hello", headers={"Connection": "close"})
+        check_response(r, 200, HELLO)
+        check(c.wait_closed(), "connection not closed after Connection: close")
+
+
+@test
+def http10_request_gets_http10_compatible_response_and_close():
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(b"GET /hello HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        check_eq(r.status, 200, "status")
+        check(r.version in ("HTTP/1.0", "HTTP/1.1"), "version %r" % r.version)
+        check(r.framing != "chunked", "chunked response to HTTP/1.0: %r"
+              % r.head)
+        check_eq(r.body, HELLO, "body")
+        check(r.header("Date") is not None, "no Date")
+        check(c.wait_closed(),
+              "HTTP/1.0 connection without keep-alive left open")
+
+
+@test
+def http10_keep_alive_when_asked():
+    with Server(BASIC) as srv, srv.conn() as c:
+        for i in range(3):
+            c.send(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            r = c.read_response()
+            check_response(r, 200, HELLO)
+            check_eq(r.framing, "length", "framing for HTTP/1.0 keep-alive")
+            conn_hdr = (r.header("Connection") or "").lower()
+            check("keep-alive" in conn_hdr,
+                  "HTTP/1.0 keep-alive response lacks Connection: "
+                  "keep-alive: %r" % r.head)
+        # and without the header the next one closes
+        c.send(b"GET /hello HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        check_eq(r.status, 200, "status")
+        check(c.wait_closed(), "HTTP/1.0 connection left open")
+
+
+@test
+def http10_post_echo():
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(b"POST /echo HTTP/1.0\r\nContent-Length: 5\r\n"
+               b"Content-Type: text/plain\r\n\r\nhello")
+        r = c.read_response()
+        check_eq(r.status, 200, "status")
+        check_eq(r.body, b"hello", "body")
+        check(r.framing != "chunked", "chunked response to HTTP/1.0")
+
+
+@test
+def unknown_path_404():
+    with Server(BASIC) as srv, srv.conn() as c:
+        r = c.roundtrip("GET", "/definitely/not/here")
+        check_response(r, 404)
+        r = c.roundtrip("GET", "/hello/extra")
+        check_response(r, 404)
+        # keep-alive survives a 404
+        check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+
+
+@test
+def wrong_method_405_with_allow():
+    with Server(BASIC) as srv, srv.conn() as c:
+        r = c.roundtrip("POST", "/hello", body=b"")
+        check_response(r, 405)
+        allow = r.header("Allow")
+        check(allow is not None, "405 without Allow: %r" % r.head)
+        methods = [m.strip() for m in allow.split(",")]
+        check("GET" in methods, "Allow %r lacks GET" % allow)
+        r = c.roundtrip("DELETE", "/echo")
+        check_response(r, 405)
+        check("POST" in [m.strip() for m in (r.header("Allow") or "")
+                         .split(",")], "Allow for /echo: %r" % r.head)
+        check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+
+
+@test
+def head_has_same_headers_no_body():
+    with Server(BASIC) as srv, srv.conn() as c:
+        g = c.roundtrip("GET", "/hello")
+        h = c.roundtrip("HEAD", "/hello")
+        check_response(h, 200, method="HEAD")
+        check_eq(h.header("Content-Length"), "13", "HEAD Content-Length")
+        check_eq(h.header("Content-Type"), g.header("Content-Type"),
+                 "HEAD Content-Type")
+        # no stray body bytes: the next response parses cleanly
+        check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+
+
+@test
+def body_over_max_body_gets_413():
+    with Server(BASIC, args=["--max-body", "1024"]) as srv:
+        # at the limit: fine
+        with srv.conn() as c:
+            r = c.roundtrip("POST", "/echo", body=b"a" * 1024)
+            check_response(r, 200, b"a" * 1024)
+        # over it, by Content-Length (head and body in one send)
+        with srv.conn() as c:
+            r = c.roundtrip("POST", "/echo", body=b"b" * 2000)
+            check_response(r, 413)
+        # over it, chunked
+        with srv.conn() as c:
+            r = c.roundtrip("POST", "/echo", body=[b"c" * 700] * 3,
+                            chunked=True)
+            check_response(r, 413)
+        # still serving
+        check_response(srv.get("/hello"), 200, HELLO)
+
+
+@test
+def expect_100_continue():
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n"
+               b"Content-Type: text/plain\r\nExpect: 100-continue\r\n\r\n")
+        r = c.read_response(method="POST", interim=True)
+        check_eq(r.status, 100, "interim status")
+        check(r.head.startswith(b"HTTP/1.1 100 Continue\r\n"),
+              "interim line %r" % r.head)
+        c.send(b"hello world")
+        r = c.read_response(method="POST")
+        check_response(r, 200, b"hello world")
+        # keep-alive continues
+        check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+
+
+@test
+def expect_100_continue_with_too_large_body_gets_413_first():
+    with Server(BASIC, args=["--max-body", "1024"]) as srv, srv.conn() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n"
+               b"Expect: 100-continue\r\n\r\n")
+        r = c.read_response(method="POST", interim=True)
+        check_eq(r.status, 413,
+                 "status answering Expect: 100-continue with a body over "
+                 "--max-body (want 413 instead of 100)")
+        check_framing(r)
+
+
+@test
+def malformed_request_line_400_then_still_serving():
+    with Server(BASIC) as srv:
+        with srv.conn() as c:
+            c.send(b"THIS IS NOT HTTP\r\n\r\n")
+            r = c.read_response()
+            check_response(r, 400)
+            check(c.wait_closed(), "connection left open after a 400")
+        with srv.conn() as c:
+            check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+
+
+# Request heads the server must refuse with 400 (DESIGN.md: CRLF only, no
+# bare CR or LF, no obs-fold, header names are tokens, no whitespace before
+# the colon, values free of control bytes; strict llhttp otherwise).
+BAD_HEADS = [
+    ("bare LF line ends", b"GET /hello HTTP/1.1\nHost: x\n\n"),
+    ("bare CR inside the head",
+     b"GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\rX-B: b\r\n\r\n"),
+    ("obs-fold continuation",
+     b"GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  folded\r\n\r\n"),
+    ("space before colon", b"GET /hello HTTP/1.1\r\nHost : x\r\n\r\n"),
+    ("non-token header name",
+     b"GET /hello HTTP/1.1\r\nHost: x\r\nX(A): 1\r\n\r\n"),
+    ("control byte in value",
+     b"GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n"),
+    ("header line without colon",
+     b"GET /hello HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n"),
+    ("Content-Length and Transfer-Encoding",
+     b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ("two different Content-Lengths",
+     b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+     b"Content-Length: 4\r\n\r\nabcd"),
+    ("bad Content-Length", b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+     b"Content-Length: 1x\r\n\r\nabc"),
+    ("bad chunk size", b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"),
+    ("bad HTTP version", b"GET /hello HTTP/7.5\r\nHost: x\r\n\r\n"),
+]
+
+
+@test
+def malformed_heads_get_400_and_close():
+    failures = []
+    with Server(BASIC) as srv:
+        for name, raw in BAD_HEADS:
+            with srv.conn() as c:
+                c.send(raw)
+                try:
+                    r = c.read_response()
+                except Exception as e:  # noqa: B902
+                    failures.append("%s: no response (%s: %s)"
+                                    % (name, type(e).__name__, e))
+                    continue
+                if r.status != 400:
+                    failures.append("%s: status %r, body %r"
+                                    % (name, r.status, r.body[:80]))
+                    continue
+                try:
+                    check_framing(r)
+                    check(c.wait_closed(), "connection left open")
+                except Exception as e:  # noqa: B902
+                    failures.append("%s: %s" % (name, e))
+        check_response(srv.get("/hello"), 200, HELLO)
+    check(not failures, "malformed heads not refused properly:\n  "
+          + "\n  ".join(failures))
+
+
+@test
+def request_split_into_tiny_segments():
+    # Parser callbacks fire several times per token: the server must
+    # accumulate. Paced one byte at a time (pacing, not synchronisation).
+    import time
+    with Server(BASIC) as srv, srv.conn() as c:
+        raw = build_request("POST", "/echo", body=b"split body",
+                            headers={"Content-Type": "text/x-split",
+                                     "X-Long-Header-Name": "value" * 5})
+        for i in range(len(raw)):
+            c.send(raw[i:i + 1])
+            if i % 4 == 0:
+                time.sleep(0.001)
+        r = c.read_response(method="POST")
+        check_response(r, 200, b"split body")
+        check_eq(r.header("Content-Type"), "text/x-split", "Content-Type")
+
+
+@test
+def every_response_has_date_and_length_or_chunked():
+    with Server(BASIC, args=["--max-body", "16"]) as srv:
+        cases = [("GET", "/hello", None), ("HEAD", "/hello", None),
+                 ("GET", "/nope", None), ("POST", "/hello", b""),
+                 ("POST", "/echo", b"x" * 64), ("GET", "/counter", None),
+                 ("GET", "/sleep/async?ms=1", None),
+                 ("GET", "/sleep/sync?ms=1", None),
+                 ("GET", "/sleep/sync?ms=abc", None)]
+        for method, path, body in cases:
+            with srv.conn() as c:
+                r = c.roundtrip(method, path, body=body)
+                check_framing(r, method)
+                if r.framing == "length":
+                    check_eq(int(r.header("Content-Length")), len(r.body),
+                             "Content-Length of %s %s" % (method, path))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Start-up plugin loading: bad plugins are refused one log line each and
+the good ones serve; route conflicts; a truncated .so; versioned plugin."""
+
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from spoke_harness import (HELLO, Server, check, check_eq,  # noqa: E402
+                           check_response, main, plugin_bytes, test)
+
+BAD = ["bad_notelf.so", "bad_nodesc.so", "bad_abi.so", "bad_small.so",
+       "bad_initfail.so", "twin_hello.so"]
+
+
+def refusal_lines(srv, fname):
+    return [l for l in srv.log_lines()
+            if fname in l and "refus" in l.lower()]
+
+
+def check_refused_once(srv, fname):
+    lines = refusal_lines(srv, fname)
+    check(len(lines) == 1,
+          "want exactly one log line naming %s and containing 'refus', got "
+          "%d:\n%s\n--- log:\n%s" % (fname, len(lines), "\n".join(lines),
+                                     srv.log_text()))
+    return lines[0]
+
+
+@test
+def bad_plugins_refused_good_ones_serve():
+    with Server(["hello.so"] + BAD) as srv:
+        check_response(srv.get("/hello"), 200, HELLO)
+        # twin_hello is refused whole: neither its /hello nor its /twin
+        check_response(srv.get("/twin"), 404)
+        for path in ("/badabi", "/badsmall", "/initfail"):
+            check_response(srv.get(path), 404)
+        lines = {f: check_refused_once(srv, f) for f in BAD}
+        # the ABI refusal names both versions (the plugin's 99 and ours)
+        abi = lines["bad_abi.so"]
+        check("99" in abi, "ABI refusal does not name version 99: %r" % abi)
+        check(len(re.findall(r"\d+\.\d+", abi)) >= 2 or
+              len(re.findall(r"\d+", abi)) >= 2,
+              "ABI refusal does not name both versions: %r" % abi)
+        # the conflict line says what was taken
+        twin = lines["twin_hello.so"]
+        check("/hello" in twin, "conflict refusal does not name the route: %r"
+              % twin)
+
+
+@test
+def truncated_plugin_refused_rest_serve():
+    trunc = plugin_bytes("hello.so")[:1000]
+    with Server(["hello.so", "echo.so"], files={"trunc.so": trunc}) as srv:
+        check_response(srv.get("/hello"), 200, HELLO)
+        check_response(srv.request("POST", "/echo", body=b"x"), 200, b"x")
+        check_refused_once(srv, "trunc.so")
+
+
+@test
+def truncated_plugin_alone_server_still_starts():
+    trunc = plugin_bytes("hello.so")[:1000]
+    empty = b""
+    with Server([], files={"trunc.so": trunc, "empty.so": empty}) as srv:
+        check_response(srv.get("/hello"), 404)
+        check_refused_once(srv, "trunc.so")
+        check_refused_once(srv, "empty.so")
+
+
+@test
+def empty_plugins_dir_serves_404():
+    with Server([]) as srv:
+        check_response(srv.get("/"), 404)
+        check_response(srv.get("/hello"), 404)
+
+
+@test
+def non_so_files_are_ignored():
+    files = {"README.txt": b"not a plugin\n", "hello.so.bak": b"junk"}
+    with Server(["hello.so"], files=files) as srv:
+        check_response(srv.get("/hello"), 200, HELLO)
+        check(not refusal_lines(srv, "README.txt"),
+              "README.txt treated as a plugin:\n%s" % srv.log_text())
+
+
+@test
+def versioned_v1_serves_async_and_sync():
+    with Server(["versioned_v1.so"]) as srv:
+        check_response(srv.get("/v/async"), 200, b"v1\n")
+        check_response(srv.get("/v/sync"), 200, b"v1\n")
+        check_response(srv.get("/v/async?ms=20"), 200, b"v1\n")
+        check_response(srv.get("/v/sync?ms=20"), 200, b"v1\n")
+
+
+@test
+def all_plugins_together():
+    with Server(["hello.so", "sleep.so", "echo.so", "counter.so",
+                 "misbehave.so", "versioned_v1.so"]) as srv:
+        check_response(srv.get("/hello"), 200, HELLO)
+        check_response(srv.get("/sleep/async?ms=1"), 200, HELLO)
+        check_response(srv.get("/counter"), 200, b"1\n")
+        check_response(srv.get("/v/sync"), 200, b"v1\n")
+        check_response(srv.get("/mis/query?a=1"), 200, b"a=1")
+        check_eq([l for l in srv.log_lines() if "refus" in l.lower()], [],
+                 "refusals with only good plugins")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Graceful shutdown: SIGTERM/SIGINT stop accepting, in-flight requests
+(async and sync) finish with 200, idle connections close, exit code 0."""
+
+import errno
+import os
+import signal
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from spoke_harness import (HELLO, Conn, ConnectionClosed, Server,  # noqa: E402
+                           build_request,
+                           check, check_eq, check_response, main,
+                           run_threads, test)
+
+
+def check_not_served(srv):
+    """A new connection now is refused, or closed/reset without a 2xx."""
+    try:
+        c = Conn(srv.port, srv.host, timeout=30)
+    except OSError as e:
+        check(e.errno in (errno.ECONNREFUSED, errno.ECONNRESET),
+              "connect after SIGTERM failed oddly: %r" % e)
+        return "refused"
+    try:
+        try:
+            c.send(build_request("GET", "/hello"))
+            r = c.read_response()
+        except socket.timeout:
+            raise AssertionError("connection accepted after SIGTERM and "
+                                 "neither served nor closed in 30s")
+        except (ConnectionClosed, ConnectionError):
+            return "closed"
+        check(not (200 <= r.status < 300),
+              "a new connection after SIGTERM was served: %r" % r)
+        return "status %d" % r.status
+    finally:
+        c.close()
+
+
+def _inflight_then_signal(sig, loops):
+    with Server(["hello.so", "sleep.so"],
+                args=["--loops", str(loops), "--workers", "4"]) as srv:
+        paths = ["/sleep/async?ms=1000"] * 5 + ["/sleep/sync?ms=1000"] * 2
+        conns = [srv.conn() for _ in paths]
+        for c, p in zip(conns, paths):
+            c.send(build_request("GET", p))
+        # With one loop, a /hello on a connection opened after those
+        # requests were sent is answered only after the loop has accepted
+        # and read the earlier ones: they are in flight now.
+        check_response(srv.get("/hello"), 200, HELLO)
+        srv.send_signal(sig)
+        results = run_threads(lambda c: c.read_response(),
+                              [(c,) for c in conns], timeout=120)
+        for p, r in zip(paths, results):
+            check(r.status == 200 and r.body == HELLO,
+                  "in-flight %s during drain: %r" % (p, r))
+        how = check_not_served(srv)
+        for c in conns:
+            c.close()
+        srv.stop(sig=None)
+        return how
+
+
+@test
+def sigterm_drains_inflight_async_and_sync():
+    _inflight_then_signal(signal.SIGTERM, loops=1)
+
+
+@test
+def sigint_drains_inflight_too():
+    _inflight_then_signal(signal.SIGINT, loops=1)
+
+
+@test
+def sigterm_idle_server_exits_zero():
+    with Server(["hello.so"]) as srv:
+        check_response(srv.get("/hello"), 200, HELLO)
+        srv.stop(signal.SIGTERM)
+
+
+@test
+def sigterm_with_no_plugins_exits_zero():
+    srv = Server([])
+    srv.stop(signal.SIGTERM)
+
+
+@test
+def sigterm_closes_idle_keepalive_connections():
+    with Server(["hello.so"], args=["--loops", "2"]) as srv:
+        conns = [srv.conn() for _ in range(4)]
+        for c in conns:
+            check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+        srv.send_signal(signal.SIGTERM)
+        for c in conns:
+            check(c.wait_closed(),
+                  "idle keep-alive connection not closed after SIGTERM")
+            c.close()
+        srv.stop(sig=None)
+
+
+@test
+def drain_answers_request_pipelined_behind_inflight_one_or_closes():
+    # A request already read behind an in-flight one: the server may
+    # answer it or close after the in-flight response, but the in-flight
+    # response must be complete and the exit clean.
+    with Server(["hello.so", "sleep.so"], args=["--loops", "1"]) as srv:
+        c = srv.conn()
+        c.send(build_request("GET", "/sleep/async?ms=500")
+               + build_request("GET", "/hello"))
+        check_response(srv.get("/hello"), 200, HELLO)
+        srv.send_signal(signal.SIGTERM)
+        r = c.read_response()
+        check_response(r, 200, HELLO)
+        try:
+            r2 = c.read_response()
+        except (ConnectionClosed, ConnectionResetError):
+            r2 = None
+        if r2 is not None:
+            check_response(r2, 200, HELLO)
+        c.close()
+        srv.stop(sig=None)
+
+
+@test
+def drain_exit_code_after_many_requests():
+    with Server(["hello.so", "sleep.so", "echo.so"],
+                args=["--loops", "2"]) as srv:
+        for i in range(30):
+            check_response(srv.request("POST", "/echo", body=b"%d" % i), 200,
+                           b"%d" % i)
+        check_eq(srv.stop(signal.SIGTERM), 0, "exit code")
+
+
+if __name__ == "__main__":
+    main()
