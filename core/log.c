@@ -2,7 +2,7 @@
  *
  * Each line is formatted into a stack buffer and written with a single
  * write(2), so lines from different threads never interleave. Format:
- *   2026-11-24T08:40:01Z spoke[123] info: listening on 127.0.0.1:8080
+ *   2026-11-24T08:40:01.123Z spoke[123] info: listening on 127.0.0.1:8080
  * spoke__log_level is set once at start-up and only read afterwards.
  */
 #include <stdio.h>
@@ -27,18 +27,20 @@ void spoke__logv_tagged(int level, const char *tag, const char *fmt,
                         va_list ap) {
   char line[2048];
   size_t n;
+  struct timespec ts;
   time_t now;
   struct tm tm;
   int w;
 
   if (level > spoke__log_level)
     return;
-  now = time(NULL);
+  clock_gettime(CLOCK_REALTIME, &ts);
+  now = ts.tv_sec;
   gmtime_r(&now, &tm);
-  n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  w = snprintf(line + n, sizeof(line) - n, " spoke[%d] %s: %s%s",
-               (int)getpid(), level_name(level), tag ? tag : "",
-               tag ? ": " : "");
+  n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+  w = snprintf(line + n, sizeof(line) - n, ".%03ldZ spoke[%d] %s: %s%s",
+               ts.tv_nsec / 1000000, (int)getpid(), level_name(level),
+               tag ? tag : "", tag ? ": " : "");
   if (w > 0)
     n += (size_t)w < sizeof(line) - n ? (size_t)w : sizeof(line) - n - 1;
   w = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
