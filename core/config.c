@@ -25,6 +25,7 @@ void spoke__config_defaults(spoke__config_t *cfg) {
   cfg->max_body = 1024 * 1024;
   cfg->max_header = 16 * 1024;
   cfg->shutdown_timeout_ms = 30000;
+  cfg->watch_debounce_ms = 20;
   cfg->log_level = SPOKE_LOG_INFO;
 }
 
@@ -49,6 +50,8 @@ void spoke__config_usage(FILE *out) {
 "                          (default 30)\n"
 "  --runtime-dir DIR       where private copies of plugins are mapped from;\n"
 "                          must allow exec mappings (default $TMPDIR or /tmp)\n"
+"  --watch-debounce MS     quiet time after a plugin file changes before it\n"
+"                          is loaded (default 20)\n"
 "  --log-level LEVEL       error, warn, info or debug (default info)\n"
 "  --help                  this text\n"
 "  --version               the version of spoke and of its plugin SDK\n");
@@ -191,6 +194,9 @@ int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
     } else if (strcmp(flag, "--shutdown-timeout") == 0) {
       if ((rc = num_opt(flag, v, 0, 0, 86400, &n, err, errlen)) == 0)
         cfg->shutdown_timeout_ms = (uint64_t)n * 1000;
+    } else if (strcmp(flag, "--watch-debounce") == 0) {
+      if ((rc = num_opt(flag, v, 0, 0, 60000, &n, err, errlen)) == 0)
+        cfg->watch_debounce_ms = (uint64_t)n;
     } else if (strcmp(flag, "--log-level") == 0) {
       cfg->log_level = parse_level(v);
       if (cfg->log_level < 0) {

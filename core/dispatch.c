@@ -3,7 +3,8 @@
  * On the loop thread: look the path up in the loop's current snapshot,
  * pin the instance that owns the route (the request holds a reference
  * until it is freed, so that version's code stays mapped), then run the
- * handler. Async handlers run right here. Sync handlers go to libuv's
+ * handler. Nothing of the snapshot is kept: a reload may free it while
+ * the request still waits for a worker. Async handlers run right here. Sync handlers go to libuv's
  * threadpool; at most --max-queue of them may wait for a worker, past
  * that the client gets 503 with Retry-After instead of unbounded latency.
  *
@@ -32,7 +33,7 @@ static void handler_failed(spoke_request_t *req, int rc) {
 static void sync_work(uv_work_t *w) {
   spoke_request_t *req = w->data;
   atomic_fetch_sub(&req->loop->srv->sync_waiting, 1);
-  req->handler_rc = req->route->handler(req);
+  req->handler_rc = req->handler(req);
 }
 
 static void sync_after(uv_work_t *w, int status) {
@@ -64,7 +65,7 @@ static void run_sync(spoke_request_t *req) {
 static void run_async(spoke_request_t *req) {
   int rc;
   req->holds |= SPOKE__REQ_IN_HANDLER;
-  rc = req->route->handler(req);
+  rc = req->handler(req);
   req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
   if (rc < 0)
     handler_failed(req, rc);
@@ -88,7 +89,7 @@ void spoke__dispatch(spoke_request_t *req) {
     spoke__response_simple(req, 405, allow);
     return;
   }
-  req->route = m.route;
+  req->handler = m.route->handler;
   req->inst = m.route->inst;
   spoke__instance_ref(req->inst);
   req->nparams = m.nparams;

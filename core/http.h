@@ -115,7 +115,9 @@ struct spoke_request_s {
   spoke__loop_t *loop;        /* fixed */
   spoke__conn_t *conn;        /* loop thread; NULL once detached */
   spoke__instance_t *inst;    /* pinned from dispatch until freed */
-  const spoke__route_t *route;
+  spoke_handler_cb handler;   /* in inst's code, so pinned with it; the
+                                 route itself lives in a snapshot, which a
+                                 reload may free while the request waits */
   spoke__arena_t arena;       /* handling thread */
 
   /* Parsed request: written by the loop while parsing, read-only once

@@ -28,8 +28,42 @@
 #include "plugin.h"
 
 static spoke__reaper_cb reaper;
+static void (*unloaded_hook)(void);
+static spoke__instance_t *live_head, *live_tail; /* control thread */
+
+spoke__instance_t *spoke__instance_live_first(void) { return live_head; }
+
+long spoke__instance_inflight(spoke__instance_t *inst) {
+  long n = atomic_load(&inst->refs) - atomic_load(&inst->snaps);
+  return n > 0 ? n : 0;
+}
+
+static void live_add(spoke__instance_t *inst) {
+  inst->live_prev = live_tail;
+  inst->live_next = NULL;
+  if (live_tail)
+    live_tail->live_next = inst;
+  else
+    live_head = inst;
+  live_tail = inst;
+}
+
+static void live_remove(spoke__instance_t *inst) {
+  if (inst->live_prev)
+    inst->live_prev->live_next = inst->live_next;
+  else
+    live_head = inst->live_next;
+  if (inst->live_next)
+    inst->live_next->live_prev = inst->live_prev;
+  else
+    live_tail = inst->live_prev;
+}
 
 void spoke__instance_set_reaper(spoke__reaper_cb cb) { reaper = cb; }
+
+void spoke__instance_set_unloaded_hook(void (*hook)(void)) {
+  unloaded_hook = hook;
+}
 
 static const char *base_name(const char *path) {
   const char *slash = strrchr(path, '/');
@@ -161,9 +195,18 @@ static void instance_free(spoke__instance_t *inst) {
   free(inst);
 }
 
+/* The descriptor's handover, if its size covers the member (SDK 1.1). */
+static int (*handover_of(const spoke_plugin_t *d))(const spoke_host_t *,
+                                                   void *, const char *,
+                                                   void **) {
+  if (d->struct_size < offsetof(spoke_plugin_t, handover) + sizeof(d->handover))
+    return NULL;
+  return d->handover;
+}
+
 int spoke__instance_load(const char *path, const char *runtime_dir,
-                         uint64_t generation, spoke__instance_t **out,
-                         char *err, size_t errlen) {
+                         uint64_t generation, spoke__instance_t *prev,
+                         spoke__instance_t **out, char *err, size_t errlen) {
   spoke__instance_t *inst;
   char stem[256];
   const char *base = base_name(path);
@@ -184,6 +227,7 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
     instance_free(inst);
     return SPOKE_ENOMEM;
   }
+  inst->file = base_name(inst->src_path);
 
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -239,17 +283,25 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
   spoke__host_table_init(&inst->host);
   *inst->desc->host = &inst->host;
   atomic_init(&inst->refs, 1);
+  atomic_init(&inst->snaps, 0);
 
-  if (inst->desc->init != NULL) {
+  if (prev != NULL && strcmp(prev->name, inst->name) == 0 &&
+      handover_of(inst->desc) != NULL) {
+    rc = handover_of(inst->desc)(&inst->host, prev->state, prev->version,
+                                 &inst->state);
+    inst->handed_over = 1;
+  } else if (inst->desc->init != NULL) {
     rc = inst->desc->init(&inst->host, &inst->state);
-    if (rc != 0) {
-      snprintf(err, errlen, "init failed: %s (%s)", spoke_err_name(rc),
-               spoke_strerror(rc));
-      rc = SPOKE_EINIT;
-      goto fail;
-    }
+  }
+  if (rc != 0) {
+    snprintf(err, errlen, "%s failed: %s (%s)",
+             inst->handed_over ? "handover" : "init", spoke_err_name(rc),
+             spoke_strerror(rc));
+    rc = SPOKE_EINIT;
+    goto fail;
   }
   inst->initialized = 1;
+  live_add(inst);
   *out = inst;
   return 0;
 
@@ -277,9 +329,12 @@ void spoke__instance_unref(spoke__instance_t *inst) {
 void spoke__instance_finalize(spoke__instance_t *inst) {
   if (inst->initialized && inst->desc->fini != NULL)
     inst->desc->fini(inst->state);
-  spoke__info("unloaded plugin %s %s (generation %llu)", inst->name,
-              inst->version, (unsigned long long)inst->generation);
+  live_remove(inst);
   dlclose(inst->dl);
   unlink(inst->copy_path);
+  if (unloaded_hook != NULL)
+    unloaded_hook();
+  spoke__info("unloaded plugin %s %s (generation %llu)", inst->name,
+              inst->version, (unsigned long long)inst->generation);
   instance_free(inst);
 }

@@ -81,7 +81,7 @@ int spoke__is_token(const char *s, size_t n);
 long spoke__percent_decode(char *s, size_t n, int plus);
 int spoke__strcaseeq(const char *a, const char *b);
 
-/* ---- status.c ---- */
+/* ---- reason.c ---- */
 
 /* Reason phrase for an HTTP status ("Not Found"); "Unknown" otherwise. */
 const char *spoke__status_reason(int status);

@@ -68,6 +68,7 @@ static void doorbell_cb(uv_async_t *a) {
         spoke__publish_t *pub = (spoke__publish_t *)msg;
         spoke__snapshot_t *old = loop->snap;
         loop->snap = pub->snap;
+        spoke__debug("loop %d: now generation %llu", loop->id, (unsigned long long)pub->snap->generation);
         spoke__snapshot_unref(old);
         free(pub);
         break;

@@ -2,9 +2,10 @@
  *
  * The main thread runs a small uv loop of its own: SIGTERM/SIGINT start a
  * drain (every I/O loop stops accepting and finishes what it has, within
- * --shutdown-timeout), SIGHUP is logged, and instances whose last
+ * --shutdown-timeout), SIGHUP rescans the plugins directory, the watcher
+ * (watch.c) reports changed plugin files, and instances whose last
  * reference is gone are finalized here (the reaper), never on an I/O or
- * pool thread. When every I/O loop has ended the control loop closes,
+ * pool thread. Once a drain has begun nothing is reloaded any more. When every I/O loop has ended the control loop closes,
  * the threads are joined, the last snapshot is released (running each
  * plugin's fini) and the private runtime directory is removed.
  */
@@ -59,6 +60,8 @@ static void reap_now(spoke__server_t *srv) {
   }
 }
 
+static void unloaded(void) { spoke__status_write(the_server); }
+
 static void reap_cb(uv_async_t *a) { reap_now(a->data); }
 
 static void deadline_cb(uv_timer_t *t) {
@@ -74,6 +77,7 @@ static void begin_shutdown(spoke__server_t *srv, const char *why) {
     _exit(1);
   }
   control.shutting_down = 1;
+  spoke__watch_stop();
   spoke__info("%s: draining (up to %llu ms)", why,
               (unsigned long long)srv->cfg.shutdown_timeout_ms);
   for (int i = 0; i < srv->nloops; i++) {
@@ -93,7 +97,10 @@ static void begin_shutdown(spoke__server_t *srv, const char *why) {
 static void signal_cb(uv_signal_t *s, int signum) {
   spoke__server_t *srv = s->data;
   if (signum == SIGHUP) {
-    spoke__info("SIGHUP: plugin rescan is not supported yet; ignored");
+    if (!control.shutting_down) {
+      spoke__info("SIGHUP: rescanning %s", srv->cfg.plugins_dir);
+      spoke__reload_scan(srv, 0);
+    }
     return;
   }
   begin_shutdown(srv, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -116,6 +123,12 @@ static void watch_signal(spoke__server_t *srv, uv_signal_t *s, int signum) {
   uv_signal_init(srv->control, s);
   s->data = srv;
   uv_signal_start(s, signal_cb, signum);
+}
+
+static void unlink_status(spoke__server_t *srv) {
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/status.json", srv->runtime_dir);
+  unlink(path);
 }
 
 static int make_runtime_dir(spoke__server_t *srv) {
@@ -147,17 +160,28 @@ int spoke__server_run(spoke__server_t *srv) {
   spoke__log_level = cfg->log_level;
   the_server = srv;
 
-  if ((rc = make_runtime_dir(srv)) != 0)
-    return rc;
-  if ((rc = spoke__loader_scan(srv)) != 0)
-    goto out_dir;
+  /* Bind first: a busy port fails before any plugin code runs. */
   rc = spoke__listen_open(cfg->listen_host, cfg->listen_port, cfg->loops, fds,
                           &port, err, sizeof(err));
   if (rc != 0) {
     spoke__error("cannot listen on %s:%d: %s", cfg->listen_host,
                  cfg->listen_port, err);
-    goto out_snap;
+    return rc;
   }
+  if ((rc = make_runtime_dir(srv)) != 0)
+    goto out_fds;
+  spoke__info("runtime directory %s (plugin copies, status.json)",
+              srv->runtime_dir);
+  srv->current = spoke__snapshot_build(0, NULL, 0, NULL, NULL);
+  if (srv->current == NULL) {
+    rc = SPOKE_ENOMEM;
+    goto out_dir;
+  }
+  if ((rc = spoke__reload_scan(srv, 1)) != 0)
+    goto out_snap;
+  spoke__info("%zu plugin%s serving from %s (generation %llu)",
+              srv->current->ninst, srv->current->ninst == 1 ? "" : "s",
+              cfg->plugins_dir, (unsigned long long)srv->generation);
 
   uv_loop_init(&control_loop);
   srv->control = &control_loop;
@@ -167,9 +191,11 @@ int spoke__server_run(spoke__server_t *srv) {
   uv_async_init(srv->control, &srv->loop_exited, loop_exited_cb);
   srv->loop_exited.data = srv;
   spoke__instance_set_reaper(reap);
+  spoke__instance_set_unloaded_hook(unloaded);
   watch_signal(srv, &control.sigterm, SIGTERM);
   watch_signal(srv, &control.sigint, SIGINT);
   watch_signal(srv, &control.sighup, SIGHUP);
+  spoke__watch_start(srv);
 
   srv->nloops = cfg->loops;
   srv->loops = calloc((size_t)cfg->loops, sizeof(*srv->loops));
@@ -192,7 +218,9 @@ int spoke__server_run(spoke__server_t *srv) {
 
   for (i = 0; i < srv->nloops; i++)
     spoke__loop_join(&srv->loops[i]);
+  spoke__watch_stop(); /* closed already by a drain; a no-op then */
   spoke__instance_set_reaper(NULL);
+  spoke__instance_set_unloaded_hook(NULL);
   reap_now(srv);
   uv_loop_close(srv->control);
   uv_mutex_destroy(&srv->reap_mu);
@@ -202,11 +230,18 @@ int spoke__server_run(spoke__server_t *srv) {
 out_snap:
   spoke__snapshot_unref(srv->current);
   srv->current = NULL;
+  spoke__reload_free(srv);
+  unlink_status(srv);
 out_dir:
   rmdir(srv->runtime_dir);
   free(srv->runtime_dir);
   srv->runtime_dir = NULL;
-  if (rc == 0)
+  if (rc == 0) {
     spoke__info("stopped");
+    return 0;
+  }
+out_fds: /* failed before any loop took its socket over */
+  for (i = 0; i < cfg->loops; i++)
+    close(fds[i]);
   return rc;
 }

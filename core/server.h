@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include <uv.h>
 
@@ -27,6 +28,7 @@ typedef struct spoke__config_s {
   size_t max_body;            /* request body bytes (413 past it) */
   size_t max_header;          /* request line + header bytes (431) */
   uint64_t shutdown_timeout_ms;
+  uint64_t watch_debounce_ms; /* quiet time before a changed file loads */
   int log_level;
 } spoke__config_t;
 
@@ -39,6 +41,13 @@ int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
 void spoke__config_usage(FILE *out);
 
 struct spoke__loop_s;
+/* One file of the plugins directory (reload.c; control thread only). */
+typedef struct spoke__slot_s {
+  char *file;                /* base name in the plugins directory */
+  spoke__instance_t *inst;   /* serving now, or NULL; the snapshot holds it */
+  struct stat seen;          /* the file as of the last attempt */
+  char error[512];           /* why the last attempt was refused, or "" */
+} spoke__slot_t;
 
 typedef struct spoke__server_s {
   spoke__config_t cfg;
@@ -47,6 +56,8 @@ typedef struct spoke__server_s {
   int nloops;
   spoke__snapshot_t *current;     /* control thread only */
   uint64_t generation;            /* control thread only */
+  spoke__slot_t *slots;           /* control thread: one per plugin file */
+  size_t nslots, slots_cap;
   char *runtime_dir;              /* private dir of this process */
   atomic_size_t sync_waiting;     /* queued sync requests not yet running */
   atomic_int loops_running;
@@ -56,9 +67,23 @@ typedef struct spoke__server_s {
   uv_async_t reap_async;          /* finalizes instances on control */
 } spoke__server_t;
 
-/* loader.c: start-up scan of the plugins directory. Loads every *.so in
- * name order into a first snapshot; bad ones are logged and skipped. */
-int spoke__loader_scan(spoke__server_t *srv);
+/* reload.c: the one path by which plugins come, change and go (control
+ * thread). reload_file acts on one file of the plugins directory: loads,
+ * replaces or removes it; without FORCE an unchanged file (same inode,
+ * size and mtime as last time) is left alone. reload_scan does that for
+ * every *.so in the directory and every slot whose file is gone. */
+void spoke__reload_file(spoke__server_t *srv, const char *file, int force);
+int spoke__reload_scan(spoke__server_t *srv, int force);
+int spoke__reload_is_plugin_name(const char *name);
+void spoke__reload_free(spoke__server_t *srv);
+
+/* watch.c: inotify on the plugins directory, feeding reload_file. */
+int spoke__watch_start(spoke__server_t *srv);
+void spoke__watch_stop(void);
+
+/* status.c: the loaded instances and plugin files as JSON. */
+int spoke__status_json(spoke__server_t *srv, spoke__buf_t *b);
+void spoke__status_write(spoke__server_t *srv); /* RUNTIME_DIR/status.json */
 
 /* server.c: runs until SIGTERM/SIGINT and the drain finish. */
 int spoke__server_run(spoke__server_t *srv);

@@ -6,10 +6,16 @@
  * Lifetime: init runs once on the server's control thread before any
  * handler; what it stores in *state is what spoke_plugin_state(req) returns
  * in handlers. fini runs once, also on the control thread, after the last
- * request of this loaded version has completed, so it may free the state
- * without racing a handler. A hot reload loads the new .so as a separate
- * instance with its own init and its own state, so the count starts again
- * at 1 there while the old version's requests finish on the old state.
+ * request of this loaded version has completed.
+ *
+ * Hot reload: replacing counter.so loads the new .so beside the old one;
+ * new requests go to the new version while the old one finishes the
+ * requests it has. Without handover the new version would start again at
+ * 1. With it, the new version is handed the old version's state and here
+ * shares it: both versions count on the same atomic, so no number is
+ * skipped or given twice, even while the old version drains. Sharing
+ * means two owners, so the state carries a reference count: handover
+ * takes a reference, each version's fini drops one, the last frees.
  *
  * Threading: the route is SPOKE_ASYNC, yet two requests can still run at
  * the same time: the server runs one I/O loop per thread (--loops), and
@@ -24,8 +30,10 @@
 
 #include <spoke.h>
 
+/* The layout every 1.x version of this plugin agrees on. */
 typedef struct {
   atomic_ulong hits;
+  atomic_int refs; /* versions sharing this state */
 } counter_t;
 
 static int counter_init(const spoke_host_t *host, void **state) {
@@ -35,12 +43,31 @@ static int counter_init(const spoke_host_t *host, void **state) {
   if (c == NULL)
     return SPOKE_ENOMEM; /* refuses the load; the log says why */
   atomic_init(&c->hits, 0);
+  atomic_init(&c->refs, 1);
   *state = c;
   return 0;
 }
 
+/* Hot reload: take over the running version's state instead of init. */
+static int counter_handover(const spoke_host_t *host, void *prev_state,
+                            const char *prev_version, void **state) {
+  counter_t *c = prev_state;
+
+  /* Only a version with the same state layout may be shared. */
+  if (prev_version == NULL || prev_version[0] != '1' || prev_version[1] != '.')
+    return counter_init(host, state);
+  atomic_fetch_add(&c->refs, 1);
+  *state = c;
+  spoke_log(SPOKE_LOG_INFO, "took over the count at %lu from version %s",
+            atomic_load(&c->hits), prev_version);
+  return 0;
+}
+
 static void counter_fini(void *state) {
-  free(state);
+  counter_t *c = state;
+  /* fetch_sub returns the value before: 1 means we were the last. */
+  if (atomic_fetch_sub(&c->refs, 1) == 1)
+    free(c);
 }
 
 static int counter_get(spoke_request_t *req) {
@@ -60,4 +87,5 @@ static const spoke_route_t routes[] = {
 };
 
 SPOKE_PLUGIN(.name = "counter", .version = "1.0.0", SPOKE_ROUTES(routes),
-             .init = counter_init, .fini = counter_fini);
+             .init = counter_init, .fini = counter_fini,
+             .handover = counter_handover);

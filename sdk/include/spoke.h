@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define SPOKE_ABI_MAJOR 1
-#define SPOKE_ABI_MINOR 0
+#define SPOKE_ABI_MINOR 1
 
 #define SPOKE_VERSION_STRING "0.1.0"
 
@@ -181,6 +181,23 @@ typedef struct spoke_plugin_s {
    * of this loaded version has returned and every request it took has
    * completed. */
   void (*fini)(void *state);
+
+  /* -- SDK 1.1 -- */
+
+  /* Optional. Hot reload: when this version replaces a running version
+   * of the same plugin (same .name), the server calls handover instead of
+   * init. PREV_STATE is what the running version's init (or handover)
+   * stored, PREV_VERSION its .version string. The running version keeps
+   * its state and keeps serving the requests it already has until they
+   * finish, then its fini runs: so copy what you need (it may still be
+   * changing, read it as any concurrent reader would), or share it
+   * through a reference count of your own. Check PREV_VERSION before
+   * trusting PREV_STATE's layout. Return 0, or a negative code to refuse
+   * the new version (the running one keeps serving). Without handover a
+   * new version starts fresh with init. */
+  int (*handover)(const spoke_host_t *host, void *prev_state,
+                  const char *prev_version, void **state);
+  /* -- append 1.2 members below this line, never above -- */
 } spoke_plugin_t;
 
 /* The table the server handed over; set before init, never changes. */
@@ -193,7 +210,7 @@ extern SPOKE__HIDDEN const spoke_host_t *spoke_host;
 #endif
 
 /* Declares the plugin. Arguments are designated initializers, in this
- * order: .name, .version, SPOKE_ROUTES(table), .init, .fini. */
+ * order: .name, .version, SPOKE_ROUTES(table), .init, .fini, .handover. */
 #define SPOKE_PLUGIN(...)                                                    \
   SPOKE__HIDDEN const spoke_host_t *spoke_host;                             \
   SPOKE__EXTERN_C SPOKE__EXPORT const spoke_plugin_t spoke_plugin = {       \

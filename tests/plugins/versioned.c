@@ -1,5 +1,5 @@
-/* versioned.c: one source, two builds (versioned_v1.so with -DVERSION=1,
- * versioned_v2.so with -DVERSION=2), both named "versioned", for the hot
+/* versioned.c: one source, several builds (versioned_v1.so with -DVERSION=1,
+ * versioned_v2.so with -DVERSION=2, ...), all named "versioned", for the hot
  * reload tests: swap one file for the other and see which code answers.
  *
  *   GET /v/async?ms=N  ->  "vV\n" after N ms (SPOKE_ASYNC, timer helper)
@@ -19,7 +19,7 @@
 #include <spoke.h>
 
 #ifndef VERSION
-#error "build with -DVERSION=1 or -DVERSION=2"
+#error "build with -DVERSION=N (1, 2, 3, ...)"
 #endif
 
 #define STR_(x) #x

@@ -96,7 +96,7 @@ static int teardown(void **state) {
 static int load(const char *path, uint64_t gen, spoke__instance_t **out) {
   *out = (spoke__instance_t *)&err; /* must be reset, also on failure */
   err[0] = '\0';
-  return spoke__instance_load(path, rt, gen, out, err, sizeof(err));
+  return spoke__instance_load(path, rt, gen, NULL, out, err, sizeof(err));
 }
 
 /* Loading PATH is refused with WANT; nothing is left behind. */
@@ -374,7 +374,7 @@ static void refuses_missing_runtime_dir(void **state) {
   char missing[8192];
   (void)state;
   snprintf(missing, sizeof(missing), "%s/not-there", rt);
-  assert_int_equal(spoke__instance_load(EXAMPLE("hello"), missing, 1, &inst,
+  assert_int_equal(spoke__instance_load(EXAMPLE("hello"), missing, 1, NULL, &inst,
                                         err, sizeof(err)),
                    SPOKE_EIO);
   assert_null(inst);

@@ -17,6 +17,39 @@
 
 #include "plugin.h"
 
+/* Records which instances spoke__snapshot_build refused, by index into
+ * the list it was given, and the last reason. */
+typedef struct refusals_s {
+  spoke__instance_t **list;
+  size_t *idx;
+  size_t n;
+  char why[256];
+} refusals_t;
+
+static void record_refusal(void *ctx, spoke__instance_t *inst,
+                           const char *why) {
+  refusals_t *r = ctx;
+  size_t i = 0;
+  while (r->list[i] != inst)
+    i++;
+  r->idx[r->n++] = i;
+  snprintf(r->why, sizeof(r->why), "%s", why);
+}
+
+static refusals_t last_refusals;
+
+static spoke__snapshot_t *build(uint64_t gen, spoke__instance_t **list,
+                                size_t n, size_t *refused, size_t *nrefused) {
+  spoke__snapshot_t *s;
+  last_refusals.list = list;
+  last_refusals.idx = refused;
+  last_refusals.n = 0;
+  last_refusals.why[0] = '\0';
+  s = spoke__snapshot_build(gen, list, n, record_refusal, &last_refusals);
+  *nrefused = last_refusals.n;
+  return s;
+}
+
 static int handler_a(spoke_request_t *req) { (void)req; return 0; }
 static int handler_b(spoke_request_t *req) { (void)req; return 0; }
 
@@ -154,7 +187,7 @@ static void builds_and_counts_refs(void **state) {
   spoke__match_t m;
   (void)state;
 
-  s = spoke__snapshot_build(7, inst, 2, refused, &nrefused);
+  s = build(7, inst, 2, refused, &nrefused);
   assert_non_null(s);
   assert_int_equal(nrefused, 0);
   assert_int_equal(s->generation, 7);
@@ -204,7 +237,7 @@ static void snapshot_outlives_caller(void **state) {
   spoke__match_t m;
   (void)state;
 
-  s = spoke__snapshot_build(1, inst, 1, refused, &nrefused);
+  s = build(1, inst, 1, refused, &nrefused);
   assert_non_null(s);
   /* The loader drops its own reference: the snapshot keeps it alive. */
   spoke__instance_unref(inst[0]);
@@ -229,7 +262,7 @@ static void conflicting_instance_refused(void **state) {
   spoke__match_t m;
   (void)state;
 
-  s = spoke__snapshot_build(2, inst, 3, refused, &nrefused);
+  s = build(2, inst, 3, refused, &nrefused);
   assert_non_null(s);
   assert_int_equal(nrefused, 1);
   assert_int_equal(refused[0], 1);
@@ -264,7 +297,7 @@ static void order_decides_who_wins(void **state) {
   spoke__match_t m;
   (void)state;
 
-  s = spoke__snapshot_build(3, inst, 2, refused, &nrefused);
+  s = build(3, inst, 2, refused, &nrefused);
   assert_non_null(s);
   assert_int_equal(nrefused, 1);
   assert_int_equal(refused[0], 1);
@@ -289,7 +322,7 @@ static void other_refusals(void **state) {
   spoke__match_t m;
   (void)state;
 
-  s = spoke__snapshot_build(4, inst, 4, refused, &nrefused);
+  s = build(4, inst, 4, refused, &nrefused);
   assert_non_null(s);
   /* A route declared twice; "*" over a taken GET; a route that does not
    * compile. Indexes in order. */
@@ -320,9 +353,9 @@ static void same_plugin_two_generations(void **state) {
   spoke__match_t m;
   (void)state;
 
-  s1 = spoke__snapshot_build(1, &old_inst, 1, refused, &nrefused);
+  s1 = build(1, &old_inst, 1, refused, &nrefused);
   spoke__instance_unref(old_inst);
-  s2 = spoke__snapshot_build(2, &new_inst, 1, refused, &nrefused);
+  s2 = build(2, &new_inst, 1, refused, &nrefused);
   spoke__instance_unref(new_inst);
   assert_non_null(s1);
   assert_non_null(s2);
@@ -347,7 +380,7 @@ static void empty_snapshot(void **state) {
   spoke__match_t m;
   (void)state;
 
-  s = spoke__snapshot_build(0, NULL, 0, NULL, &nrefused);
+  s = build(0, NULL, 0, NULL, &nrefused);
   assert_non_null(s);
   assert_int_equal(nrefused, 0);
   assert_int_equal(s->ninst, 0);

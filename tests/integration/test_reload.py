@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Hot reload: replace a plugin's .so under a running server.
+
+The fixture `versioned` is built several times from one source; each
+build answers /v/async and /v/sync (both with ?ms= waits) with a body
+naming its version. A file is replaced the two ways users do it: rename
+(`mv new.so versioned.so`, atomic) and copy in place (`cp new.so
+versioned.so`, seen half-written). The server logs every load, refusal,
+retirement and unload; the tests wait on those lines, never on time."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from spoke_harness import (Conn, Server, build_request, check,  # noqa: E402
+                           check_eq, check_response, main, plugin_path, test)
+
+V = {n: plugin_path("versioned_v%d.so" % n) for n in (1, 2, 3)}
+BODY = {n: b"v%d\n" % n for n in (1, 2, 3)}
+RUNTIME_RE = re.compile(r"runtime directory (\S+)")
+
+
+class Reloading:
+    """A server with versioned v1 as versioned.so, and ways to replace it."""
+
+    def __init__(self, srv, name="versioned.so"):
+        self.srv = srv
+        self.name = name
+        self.dst = os.path.join(srv.plugins_dir, name)
+        # Staging beside the plugins directory: same filesystem, so a
+        # rename is atomic, and outside it, so it is never loaded itself.
+        self.stage = srv.plugins_dir + ".stage"
+        os.makedirs(self.stage, exist_ok=True)
+        self.runtime = srv.wait_log(RUNTIME_RE).group(1)
+        self.mark = len(srv.log_lines())
+        self.n = 0
+
+    def rename(self, src):
+        tmp = os.path.join(self.stage, "next-%d.so" % self.n)
+        self.n += 1
+        shutil.copyfile(src, tmp)
+        os.rename(tmp, self.dst)
+
+    def copy_in_place(self, src):
+        shutil.copyfile(src, self.dst)  # open(O_TRUNC), write, close
+
+    def wait(self, pattern, what):
+        """Waits for a log line after the last one waited for."""
+        rx = re.compile(pattern)
+        m = self.srv.wait_log(rx, start=self.mark)
+        check(m is not None, "no log line for %s (%s)\nlog tail:\n%s"
+              % (what, pattern, self.srv.log_tail()))
+        lines = self.srv.log_lines()
+        for i in range(self.mark, len(lines)):
+            if rx.search(lines[i]):
+                self.mark = i + 1
+                break
+        return m
+
+    def wait_reloaded(self, version):
+        return self.wait(r"reloaded plugin versioned from %s: \S+ -> %d "
+                         r"\(generation (\d+)" % (re.escape(self.name), version),
+                         "reload to v%d" % version)
+
+    def status(self):
+        with open(os.path.join(self.runtime, "status.json")) as f:
+            return json.load(f)
+
+    def copies(self):
+        return sorted(f for f in os.listdir(self.runtime) if f.endswith(".so"))
+
+    def close(self):
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def versioned_server(args=()):
+    return Server([], args=["--loops", "1"] + list(args),
+                  files={"versioned.so": open(V[1], "rb").read()})
+
+
+def body_of(srv, path):
+    r = srv.get(path)
+    check_response(r, 200)
+    return r.body
+
+
+def in_flight_request_finishes_on_old_code(path):
+    with versioned_server() as srv:
+        rl = Reloading(srv)
+        check_eq(body_of(srv, path), BODY[1], "before the reload")
+        slow = srv.conn()
+        slow.send(build_request("GET", path + "?ms=1000"))
+        # One loop: once this answer is back, the slow request has been
+        # read in the same or an earlier loop iteration, so it is
+        # dispatched into v1 before any new snapshot can be swapped in.
+        check_eq(body_of(srv, path), BODY[1], "probe")
+        rl.rename(V[2])
+        rl.wait_reloaded(2)
+        m = rl.wait(r"retiring plugin versioned 1 .*: (\d+) requests? in flight",
+                    "v1 retiring")
+        check(int(m.group(1)) >= 1, "v1 retired with nothing in flight: %s"
+              % m.group(0))
+        check_eq(body_of(srv, path), BODY[2], "after the reload")
+        r = slow.read_response()
+        slow.close()
+        check_response(r, 200, BODY[1])
+        rl.wait(r"unloaded plugin versioned 1 ", "v1 unloaded once drained")
+        check_eq(body_of(srv, path), BODY[2], "still v2")
+        rl.close()
+
+
+@test
+def async_request_in_flight_keeps_v1_new_ones_get_v2():
+    in_flight_request_finishes_on_old_code("/v/async")
+
+
+@test
+def sync_request_in_flight_keeps_v1_new_ones_get_v2():
+    in_flight_request_finishes_on_old_code("/v/sync")
+
+
+@test
+def replaced_200_times_under_load_drops_nothing():
+    conns, per_conn = 32, []
+    stop = threading.Event()
+    errors = []
+    with Server([], args=["--loops", "2"],
+                files={"versioned.so": open(V[1], "rb").read()}) as srv:
+        rl = Reloading(srv)
+
+        def client(i):
+            seen = {"ok": 0, "bodies": set()}
+            per_conn.append(seen)
+            try:
+                with Conn(srv.port) as c:
+                    path = "/v/async" if i % 2 else "/v/sync"
+                    while not stop.is_set():
+                        r = c.roundtrip("GET", path)
+                        if r.status != 200 or r.body not in (BODY[1], BODY[2]):
+                            errors.append("conn %d: %d %r" % (i, r.status, r.body))
+                            return
+                        seen["ok"] += 1
+                        seen["bodies"].add(r.body)
+            except Exception as e:  # noqa: B902 - any failure is a dropped request
+                errors.append("conn %d: %r" % (i, e))
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True)
+                   for i in range(conns)]
+        for t in threads:
+            t.start()
+        for k in range(200):
+            version = 2 if k % 2 == 0 else 1
+            if k % 4 < 2:
+                rl.rename(V[version])
+            else:
+                rl.copy_in_place(V[version])
+            rl.wait_reloaded(version)
+            check(not errors, "failed during reload %d: %s" % (k, errors[:5]))
+        stop.set()
+        for t in threads:
+            t.join(60)
+            check(not t.is_alive(), "client stuck")
+        check(not errors, "failures: %s" % errors[:5])
+        total = sum(s["ok"] for s in per_conn)
+        check_eq(len(per_conn), conns, "client connections")
+        check(all(s["ok"] > 0 for s in per_conn), "a connection never got an answer")
+        check(any(len(s["bodies"]) == 2 for s in per_conn),
+              "no connection saw both versions in %d requests" % total)
+        rl.close()
+
+
+@test
+def broken_versions_keep_v1_serving_then_v3_loads():
+    broken = [
+        ("truncated", open(V[2], "rb").read()[:3000], r"truncated ELF file"),
+        ("wrong ABI", open(plugin_path("bad_abi.so"), "rb").read(),
+         r"ABI version mismatch: plugin built for 99\.0"),
+        ("failing init", open(plugin_path("bad_initfail.so"), "rb").read(),
+         r"init failed: SPOKE_EINIT"),
+        ("not ELF", b"not a shared object\n", r"not an ELF shared object"),
+    ]
+    with versioned_server() as srv:
+        rl = Reloading(srv)
+        for what, data, reason in broken:
+            with open(os.path.join(rl.stage, "bad.so"), "wb") as f:
+                f.write(data)
+            os.rename(os.path.join(rl.stage, "bad.so"), rl.dst)
+            rl.wait(r"refused plugin versioned\.so: .*%s.*; versioned 1 "
+                    r"\(generation 1\) keeps serving" % reason, what)
+            check_eq(body_of(srv, "/v/async"), BODY[1], "v1 after " + what)
+            st = rl.status()
+            check_eq([i["version"] for i in st["instances"]], ["1"],
+                     "instances after " + what)
+            check(re.search(reason, st["files"][0]["error"] or ""),
+                  "status error after %s: %r" % (what, st["files"][0]))
+        rl.copy_in_place(V[3])
+        rl.wait_reloaded(3)
+        check_eq(body_of(srv, "/v/sync"), BODY[3], "v3")
+        check_eq(rl.status()["files"][0]["error"], None, "error cleared")
+        rl.close()
+
+
+@test
+def deleting_the_file_removes_routes_in_flight_finishes():
+    with versioned_server() as srv:
+        rl = Reloading(srv)
+        slow = srv.conn()
+        slow.send(build_request("GET", "/v/async?ms=1000"))
+        check_eq(body_of(srv, "/v/async"), BODY[1], "probe")
+        os.unlink(rl.dst)
+        rl.wait(r"removed plugin versioned 1: versioned\.so is gone", "removal")
+        check_eq(srv.get("/v/async").status, 404, "after removal")
+        check_response(slow.read_response(), 200, BODY[1])
+        slow.close()
+        rl.wait(r"unloaded plugin versioned 1 ", "unload after the last request")
+        check_eq(rl.status()["instances"], [], "instances after removal")
+        check_eq(rl.copies(), [], "private copies after removal")
+        rl.close()
+
+
+@test
+def a_new_file_adds_its_routes():
+    with Server(["hello.so"]) as srv:
+        rl = Reloading(srv, "echo.so")
+        check_eq(srv.request("POST", "/echo", body=b"x").status, 404, "before")
+        rl.rename(plugin_path("echo.so"))
+        rl.wait(r"loaded plugin echo .* from echo\.so", "echo loaded")
+        check_response(srv.request("POST", "/echo", body=b"xyz"), 200, b"xyz")
+        rl.close()
+
+
+@test
+def counter_keeps_counting_across_a_reload():
+    with Server(["counter.so"]) as srv:
+        rl = Reloading(srv, "counter.so")
+        for n in (1, 2, 3):
+            check_response(srv.get("/counter"), 200, b"%d\n" % n)
+        rl.copy_in_place(plugin_path("counter.so"))
+        rl.wait(r"reloaded plugin counter .*state handed over", "counter reload")
+        check_response(srv.get("/counter"), 200, b"4\n")
+        rl.rename(plugin_path("counter.so"))
+        rl.wait(r"reloaded plugin counter .*state handed over", "second reload")
+        check_response(srv.get("/counter"), 200, b"5\n")
+        rl.close()
+
+
+@test
+def sighup_rescans_and_leaves_unchanged_plugins_alone():
+    with versioned_server() as srv:
+        rl = Reloading(srv)
+        gen = rl.status()["generation"]
+        srv.send_signal(signal.SIGHUP)
+        rl.wait(r"SIGHUP: rescanning", "SIGHUP")
+        # A request after the rescan was handled: status is settled.
+        check_eq(body_of(srv, "/v/async"), BODY[1], "after SIGHUP")
+        check_eq(rl.status()["generation"], gen, "generation after SIGHUP")
+        check(not any("reloaded plugin" in l for l in srv.log_lines()),
+              "an unchanged plugin was reloaded")
+        rl.close()
+
+
+@test
+def thousand_reload_cycles_leave_one_instance_and_no_copies():
+    with versioned_server(["--watch-debounce", "1"]) as srv:
+        rl = Reloading(srv)
+        for k in range(1000):
+            version = 2 if k % 2 == 0 else 1
+            if k % 2:
+                rl.rename(V[version])
+            else:
+                rl.copy_in_place(V[version])
+            rl.wait_reloaded(version)
+            if k % 100 == 99:
+                check_eq(body_of(srv, "/v/sync"), BODY[version], "cycle %d" % k)
+        rl.wait(r"unloaded plugin versioned 2 ", "last retired version unloaded")
+        st = rl.status()
+        check_eq([(i["version"], i["state"]) for i in st["instances"]],
+                 [("1", "current")], "instances after 1000 reloads")
+        check_eq(len(rl.copies()), 1, "private copies after 1000 reloads")
+        runtime = rl.runtime
+        rl.close()
+        srv.stop()  # fails on any sanitizer or leak report
+        check(not os.path.exists(runtime), "runtime directory left behind")
+
+
+if __name__ == "__main__":
+    main()
