@@ -49,6 +49,17 @@ static void *mock_plugin_state(const spoke_request_t *req) {
   return mock_ptr_type(void *);
 }
 
+static int log_lines;
+
+static void mock_logv(const spoke_host_t *host, int level, const char *fmt,
+                      va_list ap) {
+  (void)host;
+  (void)level;
+  (void)fmt;
+  (void)ap;
+  log_lines++;
+}
+
 /* Members the examples must not call stay NULL: a call would crash the
  * test, which fails it. */
 static spoke_host_t mock_host = {
@@ -58,6 +69,7 @@ static spoke_host_t mock_host = {
   .response_header = mock_response_header,
   .response_send = mock_response_send,
   .plugin_state = mock_plugin_state,
+  .logv = mock_logv,
 };
 
 static int install_host(void **state) {
@@ -215,11 +227,52 @@ static void counter_states_are_independent(void **state) {
   spoke_plugin.fini(b);
 }
 
+static void counter_handover_shares_the_count(void **state) {
+  /* A reload: v2's handover takes v1's state; both count on it while v1
+   * drains, and the state outlives whichever version finishes first. */
+  void *v1 = NULL, *v2 = NULL;
+  (void)state;
+
+  assert_non_null(spoke_plugin.handover);
+  assert_int_equal(spoke_plugin.init(&mock_host, &v1), 0);
+  expect_count(v1, "1\n");
+  assert_int_equal(call_route(0), 0);
+  log_lines = 0;
+  assert_int_equal(spoke_plugin.handover(&mock_host, v1, "1.0.0", &v2), 0);
+  assert_ptr_equal(v2, v1);
+  assert_int_equal(log_lines, 1);
+  expect_count(v2, "2\n"); /* the new version goes on from the old count */
+  assert_int_equal(call_route(0), 0);
+  expect_count(v1, "3\n"); /* a request still draining in the old one */
+  assert_int_equal(call_route(0), 0);
+  spoke_plugin.fini(v1);    /* the old version unloads first */
+  expect_count(v2, "4\n"); /* ASan: use-after-free if fini freed it */
+  assert_int_equal(call_route(0), 0);
+  spoke_plugin.fini(v2);    /* LSan: leak if the last fini kept it */
+}
+
+static void counter_handover_from_another_layout_starts_fresh(void **state) {
+  void *v1 = NULL, *v2 = NULL;
+  (void)state;
+
+  assert_int_equal(spoke_plugin.init(&mock_host, &v1), 0);
+  expect_count(v1, "1\n");
+  assert_int_equal(call_route(0), 0);
+  assert_int_equal(spoke_plugin.handover(&mock_host, v1, "2.0.0", &v2), 0);
+  assert_ptr_not_equal(v2, v1);
+  expect_count(v2, "1\n");
+  assert_int_equal(call_route(0), 0);
+  spoke_plugin.fini(v1);
+  spoke_plugin.fini(v2);
+}
+
 #define EXAMPLE_NAME "example_counter"
 #define EXAMPLE_TESTS                                                     \
   cmocka_unit_test(counter_descriptor),                                   \
   cmocka_unit_test(counter_counts),                                       \
-  cmocka_unit_test(counter_states_are_independent)
+  cmocka_unit_test(counter_states_are_independent),                       \
+  cmocka_unit_test(counter_handover_shares_the_count),                    \
+  cmocka_unit_test(counter_handover_from_another_layout_starts_fresh)
 
 #else
 #error "define SPOKE_MOCK_EXAMPLE_HELLO or SPOKE_MOCK_EXAMPLE_COUNTER"
