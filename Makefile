@@ -1,8 +1,13 @@
 # A thin layer over CMake (as Neovim does): `make run`, `make test`,
-# `make deps`. Build trees: build/ (normal) and build-asan/ (ASan + UBSan).
+# `make deps`, `make fuzz`. Build trees: build/ (normal), build-asan/
+# (ASan + UBSan), build-tsan/ (ThreadSanitizer, the tests that cross
+# threads), build-fuzz/ (clang + libFuzzer).
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc)
 LISTEN     ?= 0.0.0.0:8080
 CMAKE_ARGS ?=
@@ -10,9 +15,11 @@ ifdef CI
 CMAKE_ARGS += -DSPOKE_WERROR=ON
 endif
 
-DEPS = cmake gcc make pkg-config libuv1-dev node-llhttp libcmocka-dev python3
+DEPS = cmake gcc make pkg-config libuv1-dev node-llhttp libcmocka-dev python3 \
+       clang libclang-rt-dev
 
-.PHONY: all deps build build-asan run test test-normal test-asan clean
+.PHONY: all deps build build-asan build-tsan build-fuzz run test test-normal \
+        test-asan test-tsan fuzz clean
 
 all: build
 
@@ -40,6 +47,19 @@ build: deps $(BUILD)/CMakeCache.txt
 build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+$(TSAN_BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSPOKE_TSAN=ON $(CMAKE_ARGS)
+
+build-tsan: deps $(TSAN_BUILD)/CMakeCache.txt
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+
+$(FUZZ_BUILD)/CMakeCache.txt: | deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSPOKE_FUZZ=ON -DSPOKE_TESTS=OFF $(CMAKE_ARGS)
+
+build-fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
 run: build
 	@echo "spoke: serving build/plugins on http://$(LISTEN) (try curl localhost:$(lastword $(subst :, ,$(LISTEN)))/hello; Ctrl-C stops)"
 	$(BUILD)/spoke --listen $(LISTEN) --plugins $(BUILD)/plugins
@@ -52,7 +72,20 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
-test: test-normal test-asan
+# The tests whose code crosses threads: dispatch to the pool, completions
+# from foreign threads, reload while requests run, drain.
+TSAN_TESTS = unit_|integration_(concurrency|misbehave|reload|shutdown)
+
+test-tsan: build-tsan
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)'
+
+# make fuzz [FUZZ_SECONDS=N]: runs the connection fuzzer from its seed
+# corpus; crashes land in build-fuzz/crashes/.
+fuzz: build-fuzz
+	$(FUZZ_BUILD)/tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
+
+test: test-normal test-asan test-tsan
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

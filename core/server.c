@@ -209,6 +209,7 @@ int spoke__server_run(spoke__server_t *srv) {
   }
   for (i = 0; i < cfg->loops; i++)
     spoke__loop_start(&srv->loops[i]);
+  atomic_store(&srv->bound_port, port);
   spoke__info("listening on %s%s%s:%d (%d loop%s, %d workers)",
               strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
               strchr(cfg->listen_host, ':') ? "]" : "", port, cfg->loops,

@@ -61,6 +61,7 @@ typedef struct spoke__server_s {
   char *runtime_dir;              /* private dir of this process */
   atomic_size_t sync_waiting;     /* queued sync requests not yet running */
   atomic_int loops_running;
+  atomic_int bound_port;          /* the real port, once listening */
   uv_async_t loop_exited;         /* loops ring it as they end */
   uv_mutex_t reap_mu;             /* guards reap_list */
   struct spoke__reap_s *reap_list;

@@ -16,11 +16,17 @@
 
 #include "internal.h"
 
-/* Under AddressSanitizer a huge malloc would abort instead of returning
+/* Under AddressSanitizer (or TSan) a huge malloc would abort instead of returning
  * NULL; the overflow tests below want to see the NULL. */
 __attribute__((used, visibility("default"))) const char *
 __asan_default_options(void);
 const char *__asan_default_options(void) {
+  return "allocator_may_return_null=1";
+}
+/* The same under ThreadSanitizer. */
+__attribute__((used, visibility("default"))) const char *
+__tsan_default_options(void);
+const char *__tsan_default_options(void) {
   return "allocator_may_return_null=1";
 }
 
