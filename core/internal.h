@@ -81,6 +81,13 @@ int spoke__is_token(const char *s, size_t n);
 long spoke__percent_decode(char *s, size_t n, int plus);
 int spoke__strcaseeq(const char *a, const char *b);
 
+/* ---- path.c ---- */
+
+/* Normalizes a request path in place (see path.c): valid and canonical
+ * percent-encodings, merged slashes, dot segments resolved without
+ * climbing above the root. SPOKE_EINVAL for a path to refuse with 400. */
+int spoke__path_normalize(char *path, size_t len, size_t *out_len);
+
 /* ---- reason.c ---- */
 
 /* Reason phrase for an HTTP status ("Not Found"); "Unknown" otherwise. */
