@@ -23,7 +23,16 @@ void spoke__config_defaults(spoke__config_t *cfg) {
   cfg->workers = 16;
   cfg->max_queue = 1024;
   cfg->max_body = 1024 * 1024;
+  cfg->max_request_line = 8 * 1024;
   cfg->max_header = 16 * 1024;
+  cfg->max_headers = 100;
+  cfg->max_conns = 10000;
+  cfg->max_requests = 1000;
+  cfg->header_timeout_ms = 30000;
+  cfg->keepalive_timeout_ms = 75000;
+  cfg->body_timeout_ms = 30000;
+  cfg->send_timeout_ms = 30000;
+  cfg->handler_timeout_ms = 60000;
   cfg->shutdown_timeout_ms = 30000;
   cfg->watch_debounce_ms = 20;
   cfg->log_level = SPOKE_LOG_INFO;
@@ -43,11 +52,24 @@ void spoke__config_usage(FILE *out) {
 "                          (default 16, at most 1024)\n"
 "  --max-queue Q           sync requests that may wait for a worker;\n"
 "                          past it: 503 with Retry-After (default 1024)\n"
-"  --max-body BYTES        largest request body; past it: 413 (default 1m)\n"
-"  --max-header BYTES      largest request line + headers; past it: 414\n"
-"                          or 431 (default 16k)\n"
-"  --shutdown-timeout SEC  how long SIGTERM waits for in-flight requests\n"
+"\nlimits (BYTES take k, m, g):\n"
+"  --max-body BYTES        request body; past it 413 (default 1m)\n"
+"  --max-request-line BYTES  request line; past it 414 (default 8k)\n"
+"  --max-header BYTES      header block; past it 431 (default 16k)\n"
+"  --max-headers N         header fields; past it 431 (default 100)\n"
+"  --max-conns N           open connections; past it 503 (default 10000)\n"
+"  --max-requests N        requests per keep-alive connection (default 1000)\n"
+"\ntimeouts (TIME: seconds, or with ms: 500ms):\n"
+"  --header-timeout TIME   request head complete within; else 408\n"
 "                          (default 30)\n"
+"  --keepalive-timeout TIME  idle keep-alive connection kept (default 75)\n"
+"  --body-timeout TIME     between body reads; else 408 (default 30)\n"
+"  --send-timeout TIME     between write progress; else close (default 30)\n"
+"  --handler-timeout TIME  async handler starts its response within;\n"
+"                          else 504; 0: no limit (default 60)\n"
+"  --shutdown-timeout TIME how long SIGTERM waits for in-flight requests\n"
+"                          (default 30)\n"
+"\n"
 "  --runtime-dir DIR       where private copies of plugins are mapped from;\n"
 "                          must allow exec mappings (default $TMPDIR or /tmp)\n"
 "  --watch-debounce MS     quiet time after a plugin file changes before it\n"
@@ -123,6 +145,39 @@ static int parse_level(const char *v) {
   return -1;
 }
 
+/* "30" or "30s" -> 30000, "500ms" -> 500; -1 if not a time. */
+static long long parse_ms(const char *s) {
+  size_t n = strlen(s);
+  char num[32];
+  long long v, mult = 1000;
+  if (n > 2 && strcmp(s + n - 2, "ms") == 0) {
+    n -= 2;
+    mult = 1;
+  } else if (n > 1 && s[n - 1] == 's') {
+    n -= 1;
+  }
+  if (n == 0 || n >= sizeof(num))
+    return -1;
+  memcpy(num, s, n);
+  num[n] = '\0';
+  v = parse_number(num, 0);
+  if (v < 0 || v > 24LL * 3600 * 1000 / mult) /* a day at most */
+    return -1;
+  return v * mult;
+}
+
+static int time_opt(const char *flag, const char *v, uint64_t *out, char *err,
+                    size_t errlen) {
+  long long ms = parse_ms(v);
+  if (ms < 0) {
+    snprintf(err, errlen, "%s wants a time (30, 30s or 500ms), got \"%s\"",
+             flag, v);
+    return SPOKE_EINVAL;
+  }
+  *out = (uint64_t)ms;
+  return 0;
+}
+
 /* Reads a number option in [lo, hi]; SUFFIX: a byte size (k, m, g). */
 static int num_opt(const char *flag, const char *v, int suffix, long long lo,
                    long long hi, long long *out, char *err, size_t errlen) {
@@ -191,9 +246,30 @@ int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
     } else if (strcmp(flag, "--max-header") == 0) {
       if ((rc = num_opt(flag, v, 1, 256, 1LL << 24, &n, err, errlen)) == 0)
         cfg->max_header = (size_t)n;
+    } else if (strcmp(flag, "--max-request-line") == 0) {
+      if ((rc = num_opt(flag, v, 1, 64, 1LL << 24, &n, err, errlen)) == 0)
+        cfg->max_request_line = (size_t)n;
+    } else if (strcmp(flag, "--max-headers") == 0) {
+      if ((rc = num_opt(flag, v, 0, 1, 100000, &n, err, errlen)) == 0)
+        cfg->max_headers = (size_t)n;
+    } else if (strcmp(flag, "--max-conns") == 0) {
+      if ((rc = num_opt(flag, v, 0, 1, 1000000, &n, err, errlen)) == 0)
+        cfg->max_conns = (size_t)n;
+    } else if (strcmp(flag, "--max-requests") == 0) {
+      if ((rc = num_opt(flag, v, 0, 1, 1LL << 40, &n, err, errlen)) == 0)
+        cfg->max_requests = (size_t)n;
+    } else if (strcmp(flag, "--header-timeout") == 0) {
+      rc = time_opt(flag, v, &cfg->header_timeout_ms, err, errlen);
+    } else if (strcmp(flag, "--keepalive-timeout") == 0) {
+      rc = time_opt(flag, v, &cfg->keepalive_timeout_ms, err, errlen);
+    } else if (strcmp(flag, "--body-timeout") == 0) {
+      rc = time_opt(flag, v, &cfg->body_timeout_ms, err, errlen);
+    } else if (strcmp(flag, "--send-timeout") == 0) {
+      rc = time_opt(flag, v, &cfg->send_timeout_ms, err, errlen);
+    } else if (strcmp(flag, "--handler-timeout") == 0) {
+      rc = time_opt(flag, v, &cfg->handler_timeout_ms, err, errlen);
     } else if (strcmp(flag, "--shutdown-timeout") == 0) {
-      if ((rc = num_opt(flag, v, 0, 0, 86400, &n, err, errlen)) == 0)
-        cfg->shutdown_timeout_ms = (uint64_t)n * 1000;
+      rc = time_opt(flag, v, &cfg->shutdown_timeout_ms, err, errlen);
     } else if (strcmp(flag, "--watch-debounce") == 0) {
       if ((rc = num_opt(flag, v, 0, 0, 60000, &n, err, errlen)) == 0)
         cfg->watch_debounce_ms = (uint64_t)n;

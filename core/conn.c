@@ -34,15 +34,15 @@ static uv_once_t settings_once = UV_ONCE_INIT;
 
 static spoke__conn_t *conn_of(llhttp_t *p) { return p->data; }
 
-static size_t max_header(const spoke__conn_t *conn) {
-  return conn->loop->srv->cfg.max_header;
+static const spoke__config_t *cfg_of(const spoke__conn_t *conn) {
+  return &conn->loop->srv->cfg;
 }
 
-/* Counts head bytes; past the limit fails with STATUS. */
-static int head_grow(spoke__conn_t *conn, size_t len, int status) {
+/* Counts header-block bytes; past --max-header fails with 431. */
+static int head_grow(spoke__conn_t *conn, size_t len) {
   conn->head_bytes += len;
-  if (conn->head_bytes > max_header(conn)) {
-    conn->err_status = status;
+  if (conn->head_bytes > cfg_of(conn)->max_header) {
+    conn->err_status = 431;
     return -1;
   }
   return 0;
@@ -61,19 +61,22 @@ static int on_message_begin(llhttp_t *p) {
   spoke__buf_reset(&conn->field);
   spoke__buf_reset(&conn->value);
   conn->head_bytes = 0;
+  spoke__conn_phase(conn, SPOKE__PHASE_HEAD);
   return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   spoke__conn_t *conn = conn_of(p);
-  if (head_grow(conn, len, 414) != 0)
+  if (conn->url.len + len > cfg_of(conn)->max_request_line) {
+    conn->err_status = 414;
     return -1;
+  }
   return spoke__buf_append(&conn->url, at, len) == 0 ? 0 : -1;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   spoke__conn_t *conn = conn_of(p);
-  if (head_grow(conn, len, 431) != 0)
+  if (head_grow(conn, len) != 0)
     return -1;
   return spoke__buf_append(&conn->field, at, len) == 0 ? 0 : -1;
 }
@@ -100,7 +103,7 @@ static void note_tail(spoke__conn_t *conn, const char *data, size_t used) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   spoke__conn_t *conn = conn_of(p);
-  if (head_grow(conn, len, 431) != 0)
+  if (head_grow(conn, len) != 0)
     return -1;
   /* No part of a value starts a line: when one does, llhttp took an
    * obs-fold (CRLF then SP/HTAB) as part of the value. (llhttp may hand
@@ -142,6 +145,10 @@ static int on_header_value_complete(llhttp_t *p) {
     conn->err_status = 400;
     return -1;
   }
+  if (conn->req->nheaders >= cfg_of(conn)->max_headers) {
+    conn->err_status = 431;
+    return -1;
+  }
   rc = spoke__request_add_header(conn->req, conn->field.data ? conn->field.data : "",
                                      conn->field.len,
                                      conn->value.data ? conn->value.data : "",
@@ -151,8 +158,9 @@ static int on_header_value_complete(llhttp_t *p) {
   return rc == 0 ? 0 : -1;
 }
 
-/* Splits the request target into path and query. Absolute-form targets
- * ("http://host/p?q") are reduced to their path. */
+/* Splits the request target into path and query and normalizes the path
+ * (path.c). Absolute-form targets ("http://host/p?q") are reduced to their
+ * path; any other target that is not a path ("*", "host:443") fails. */
 static int set_target(spoke_request_t *req, const char *url, size_t len) {
   const char *q, *start = url;
   char *path;
@@ -183,7 +191,7 @@ static int set_target(spoke_request_t *req, const char *url, size_t len) {
   q = memchr(start, '?', len);
   plen = q ? (size_t)(q - start) : len;
   path = spoke__arena_strndup(&req->arena, start, plen);
-  if (path == NULL)
+  if (path == NULL || spoke__path_normalize(path, plen, &plen) != 0)
     return -1;
   req->path = path;
   req->path_len = plen;
@@ -220,8 +228,14 @@ static int on_headers_complete(llhttp_t *p) {
   req->http_major = p->http_major;
   req->http_minor = p->http_minor;
   req->is_head = p->method == HTTP_HEAD;
-  if (set_target(req, conn->url.data ? conn->url.data : "", conn->url.len) != 0)
+  if (p->http_major != 1) { /* HTTP/0.9 (no version), HTTP/2.0, ... */
+    conn->err_status = 505;
     return -1;
+  }
+  if (set_target(req, conn->url.data ? conn->url.data : "", conn->url.len) != 0) {
+    conn->err_status = 400;
+    return -1;
+  }
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max_body) {
     conn->err_status = 413;
     return -1;
@@ -231,6 +245,8 @@ static int on_headers_complete(llhttp_t *p) {
       spoke__strcaseeq(expect, "100-continue") &&
       ((p->flags & F_CHUNKED) || p->content_length > 0))
     send_100_continue(conn);
+  if ((p->flags & F_CHUNKED) || p->content_length > 0)
+    spoke__conn_phase(conn, SPOKE__PHASE_BODY);
   return 0;
 }
 
@@ -241,6 +257,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     conn->err_status = 413;
     return -1;
   }
+  spoke__conn_phase(conn, SPOKE__PHASE_BODY); /* progress: clock restarts */
   return spoke__buf_append(&req->body, at, len) == 0 ? 0 : -1;
 }
 
@@ -275,6 +292,7 @@ static void conn_closed(uv_handle_t *h) {
   if (conn->next)
     conn->next->prev = conn->prev;
   loop->nconns--;
+  atomic_fetch_sub(&loop->srv->open_conns, 1);
   free(conn->rbuf);
   spoke__buf_free(&conn->url);
   spoke__buf_free(&conn->field);
@@ -369,10 +387,16 @@ static void stop_reading(spoke__conn_t *conn) {
 
 static void parse_failed(spoke__conn_t *conn, llhttp_errno_t e) {
   int status = conn->err_status ? conn->err_status : 400;
-  spoke_request_t *req = conn->req;
-
   spoke__debug("closing connection after %d: %s (%s)", status,
                llhttp_errno_name(e), llhttp_get_error_reason(&conn->parser));
+  spoke__conn_fail(conn, status);
+}
+
+void spoke__conn_fail(spoke__conn_t *conn, int status) {
+  spoke_request_t *req = conn->req;
+  if (conn->req_dispatched || conn->closing)
+    return; /* a request is being answered: nothing to fail */
+  spoke__conn_phase(conn, SPOKE__PHASE_BUSY);
   if (req == NULL) {
     req = conn->req = spoke__request_new(conn->loop, conn);
     if (req == NULL) {
@@ -390,9 +414,11 @@ static void parse_failed(spoke__conn_t *conn, llhttp_errno_t e) {
 static void request_ready(spoke__conn_t *conn) {
   spoke_request_t *req = conn->req;
   conn->req_dispatched = 1;
-  if (conn->loop->draining)
+  if (conn->loop->draining ||
+      ++conn->nrequests >= cfg_of(conn)->max_requests)
     req->keep_alive = 0;
-  spoke__dispatch(req);
+  spoke__conn_phase(conn, SPOKE__PHASE_BUSY);
+  spoke__dispatch(req); /* may complete and free req before it returns */
 }
 
 void spoke__conn_advance(spoke__conn_t *conn) {
@@ -459,17 +485,33 @@ void spoke__conn_response_done(spoke__conn_t *conn, int close) {
     req->holds &= ~(unsigned)SPOKE__REQ_ON_CONN;
   }
   if (close || conn->close_after || conn->loop->draining) {
+    spoke__conn_phase(conn, SPOKE__PHASE_BUSY);
     stop_reading(conn);
     conn_finish(conn);
     return;
   }
+  spoke__conn_phase(conn, SPOKE__PHASE_IDLE);
   spoke__conn_advance(conn);
 }
 
 /* ---- accepting ---- */
 
+/* Past --max-conns: a polite answer, then close. */
+static void refuse_busy(spoke__conn_t *conn) {
+  static const char busy[] =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+      "Content-Length: 24\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+      "503 too many connections";
+  uv_buf_t buf = uv_buf_init((char *)busy, sizeof(busy) - 1);
+  spoke__warn("refusing a connection: %zu open (--max-conns)",
+              conn->loop->srv->cfg.max_conns);
+  uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
+  conn_finish(conn);
+}
+
 void spoke__conn_accept(spoke__loop_t *loop) {
   spoke__conn_t *conn;
+  size_t open;
 
   uv_once(&settings_once, settings_init);
   conn = calloc(1, sizeof(*conn));
@@ -482,12 +524,18 @@ void spoke__conn_accept(spoke__loop_t *loop) {
     loop->conns->prev = conn;
   loop->conns = conn;
   loop->nconns++;
+  open = atomic_fetch_add(&loop->srv->open_conns, 1) + 1;
   if (uv_accept((uv_stream_t *)&loop->listener, (uv_stream_t *)&conn->tcp) != 0 ||
       loop->draining) {
     spoke__conn_close(conn);
     return;
   }
   uv_tcp_nodelay(&conn->tcp, 1);
+  if (open > loop->srv->cfg.max_conns) {
+    refuse_busy(conn);
+    return;
+  }
+  spoke__conn_phase(conn, SPOKE__PHASE_NEW);
   llhttp_init(&conn->parser, HTTP_REQUEST, &settings);
   conn->parser.data = conn;
   start_reading(conn);

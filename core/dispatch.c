@@ -47,6 +47,7 @@ static void sync_after(uv_work_t *w, int status) {
 
 static void run_sync(spoke_request_t *req) {
   spoke__server_t *srv = req->loop->srv;
+  req->mode = SPOKE_SYNC;
   size_t waiting = atomic_fetch_add(&srv->sync_waiting, 1);
   if (waiting >= srv->cfg.max_queue) {
     atomic_fetch_sub(&srv->sync_waiting, 1);
@@ -62,13 +63,23 @@ static void run_sync(spoke_request_t *req) {
   }
 }
 
+/* An async request is the plugin's until it completes it, even if the
+ * core answers first (504): the PLUGIN hold keeps it valid till then. */
 static void run_async(spoke_request_t *req) {
   int rc;
-  req->holds |= SPOKE__REQ_IN_HANDLER;
+  req->mode = SPOKE_ASYNC;
+  atomic_store(&req->plugin_owes, 1);
+  req->holds |= SPOKE__REQ_IN_HANDLER | SPOKE__REQ_PLUGIN;
+  if (req->conn != NULL) /* the deadline for its first byte starts */
+    spoke__conn_phase(req->conn, SPOKE__PHASE_HANDLER);
   rc = req->handler(req);
   req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
-  if (rc < 0)
+  if (rc < 0 && !atomic_load(&req->completed)) {
+    /* Returning an error gives the request up: no completion follows. */
+    atomic_store(&req->plugin_owes, 0);
+    req->holds &= ~(unsigned)SPOKE__REQ_PLUGIN;
     handler_failed(req, rc);
+  }
   spoke__request_maybe_free(req);
 }
 

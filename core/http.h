@@ -54,8 +54,10 @@ typedef struct spoke__publish_s {
 /* Bytes of one request's response, serialized by the producing thread.
  * Owned by the loop once posted; freed after its write completes. */
 enum {
-  SPOKE__OUT_LAST = 1,  /* the response ends with these bytes */
-  SPOKE__OUT_CLOSE = 2  /* close the connection after them */
+  SPOKE__OUT_LAST = 1,    /* the response ends with these bytes */
+  SPOKE__OUT_CLOSE = 2,   /* close the connection after them */
+  SPOKE__OUT_PLUGIN = 4,  /* the plugin's own completion: it lets go */
+  SPOKE__OUT_RELEASE = 8  /* no bytes: the plugin completed too late */
 };
 typedef struct spoke__out_s {
   spoke__msg_t msg;
@@ -81,7 +83,8 @@ struct spoke__loop_s {
   spoke__msg_t *head, *tail;  /* mailbox, any thread appends */
   /* loop thread only: */
   spoke__snapshot_t *snap;    /* current route table (one reference) */
-  spoke__conn_t *conns;       /* doubly linked, for drain */
+  uv_timer_t sweep;           /* timeouts.c: checks every deadline */
+  spoke__conn_t *conns;       /* doubly linked, for drain and sweep */
   size_t nconns;
   size_t live_requests;
   int draining;
@@ -103,7 +106,9 @@ enum {
   SPOKE__REQ_ON_CONN = 1,
   SPOKE__REQ_IN_HANDLER = 2,
   SPOKE__REQ_UNCOMPLETED = 4,
-  SPOKE__REQ_IN_CALLBACK = 8  /* abort or timer callback on the stack */
+  SPOKE__REQ_IN_CALLBACK = 8, /* abort or timer callback on the stack */
+  SPOKE__REQ_PLUGIN = 16      /* an async plugin still owes a completion,
+                                 even after the core answered (504) */
 };
 
 typedef struct spoke__header_s {
@@ -147,6 +152,8 @@ struct spoke_request_s {
   uint8_t resp_close;         /* plugin asked for Connection: close */
 
   atomic_int completed;       /* any thread: first completion wins */
+  atomic_int plugin_owes;     /* async: the plugin has not completed yet */
+  uint8_t mode;               /* SPOKE_SYNC or SPOKE_ASYNC once routed */
   atomic_uint in_mailbox;     /* outs posted, not yet delivered: later
                                  outs must queue behind them */
   atomic_int aborted;         /* set by the loop, read anywhere */
@@ -213,6 +220,16 @@ void spoke__response_deliver(spoke__out_t *out);
 
 /* ---- conn.c ---- */
 
+/* What a connection is waiting for; decides which deadline applies. */
+typedef enum {
+  SPOKE__PHASE_NEW = 0,     /* no request yet: header timeout, silent */
+  SPOKE__PHASE_IDLE,        /* between requests: keep-alive timeout */
+  SPOKE__PHASE_HEAD,        /* reading a head: header timeout, 408 */
+  SPOKE__PHASE_BODY,        /* reading a body: body timeout, 408 */
+  SPOKE__PHASE_HANDLER,     /* async handler, no response yet: 504 */
+  SPOKE__PHASE_BUSY         /* sync handler or response under way */
+} spoke__phase_t;
+
 struct spoke__conn_s {
   uv_tcp_t tcp;
   spoke__loop_t *loop;
@@ -228,6 +245,10 @@ struct spoke__conn_s {
   int exec_tail_lf;            /* previous execute ended LF + blanks */
   size_t head_bytes;
   int err_status;              /* set by callbacks before failing */
+  spoke__phase_t phase;
+  uint64_t deadline;           /* loop time (ms) the phase ends; 0: none */
+  uint64_t send_deadline;      /* no write progress by then: close */
+  size_t nrequests;            /* dispatched on this connection */
   unsigned advancing : 1;      /* inside spoke__conn_advance */
   unsigned closing : 1;
   unsigned reading : 1;
@@ -241,6 +262,8 @@ void spoke__conn_advance(spoke__conn_t *conn);
 /* The in-flight response ended (its last bytes are queued). */
 void spoke__conn_response_done(spoke__conn_t *conn, int close);
 void spoke__conn_close(spoke__conn_t *conn);
+/* Answers STATUS (408 ...) to the request being read, then closes. */
+void spoke__conn_fail(spoke__conn_t *conn, int status);
 /* Closes the connection if it has no request under way (drain). */
 void spoke__conn_close_if_idle(spoke__conn_t *conn);
 
@@ -248,6 +271,15 @@ void spoke__conn_close_if_idle(spoke__conn_t *conn);
 
 /* Routes a fully parsed request and runs its handler (loop thread). */
 void spoke__dispatch(spoke_request_t *req);
+
+/* ---- timeouts.c ---- */
+
+/* Enters PHASE and sets the deadline it implies (loop thread). */
+void spoke__conn_phase(spoke__conn_t *conn, spoke__phase_t phase);
+/* Write progress: re-arms or clears the send deadline. */
+void spoke__conn_send_progress(spoke__conn_t *conn);
+void spoke__timeouts_start(spoke__loop_t *loop);
+void spoke__timeouts_stop(spoke__loop_t *loop);
 
 /* ---- timer.c ---- */
 int spoke__timer_start(spoke_request_t *req, uint64_t ms, spoke_timer_cb cb);

@@ -89,6 +89,7 @@ void spoke__loop_maybe_finish(spoke__loop_t *loop) {
   loop->closed = 1;
   uv_close((uv_handle_t *)&loop->doorbell, NULL);
   uv_mutex_unlock(&loop->mu);
+  spoke__timeouts_stop(loop);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -117,6 +118,7 @@ int spoke__loop_init(spoke__loop_t *loop, spoke__server_t *srv, int id,
   loop->listener.data = loop;
   if ((rc = uv_tcp_open(&loop->listener, listen_fd)) != 0)
     return rc;
+  spoke__timeouts_start(loop);
   return uv_listen((uv_stream_t *)&loop->listener, 4096, on_connection);
 }
 

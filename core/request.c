@@ -27,6 +27,7 @@ spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn) {
   atomic_init(&req->completed, 0);
   atomic_init(&req->aborted, 0);
   atomic_init(&req->in_mailbox, 0);
+  atomic_init(&req->plugin_owes, 0);
   atomic_init(&req->abort_cb, NULL);
   loop->live_requests++;
   return req;

@@ -115,6 +115,8 @@ static void write_cb(uv_write_t *wr, int status) {
   req->nwrites--;
   if (status < 0 && status != UV_ECANCELED)
     spoke__conn_close(conn);
+  else if (!conn->closing)
+    spoke__conn_send_progress(conn);
   spoke__request_maybe_free(req);
 }
 
@@ -125,11 +127,22 @@ void spoke__response_deliver(spoke__out_t *out) {
 
   if (out->via_mailbox)
     atomic_fetch_sub(&req->in_mailbox, 1);
+  if (flags & SPOKE__OUT_RELEASE) {
+    /* The plugin completed after the core had answered for it. */
+    free(out);
+    req->holds &= ~(unsigned)SPOKE__REQ_PLUGIN;
+    spoke__request_maybe_free(req);
+    return;
+  }
   if (conn != NULL && !conn->closing && out->len > 0) {
     uv_buf_t buf = uv_buf_init(out->data, (unsigned)out->len);
     out->wr.data = out;
     if (uv_write(&out->wr, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb) == 0) {
       req->nwrites++;
+      if (conn->send_deadline == 0)
+        spoke__conn_send_progress(conn);
+      if (conn->phase == SPOKE__PHASE_HANDLER)
+        spoke__conn_phase(conn, SPOKE__PHASE_BUSY); /* response started */
     } else {
       free(out);
       spoke__conn_close(conn);
@@ -139,6 +152,8 @@ void spoke__response_deliver(spoke__out_t *out) {
   }
   if (flags & SPOKE__OUT_LAST) {
     req->holds &= ~(unsigned)SPOKE__REQ_UNCOMPLETED;
+    if (flags & SPOKE__OUT_PLUGIN)
+      req->holds &= ~(unsigned)SPOKE__REQ_PLUGIN;
     if (req->conn != NULL)
       spoke__conn_response_done(req->conn, (flags & SPOKE__OUT_CLOSE) != 0);
     spoke__request_maybe_free(req);
@@ -151,28 +166,48 @@ static const char *plugin_name(const spoke_request_t *req) {
   return req->inst ? req->inst->name : "core";
 }
 
-static int claim(spoke_request_t *req, const char *what) {
+/* Claims the completion for the core (a 404, a 504 ...). */
+static int claim(spoke_request_t *req) {
   int expected = 0;
-  if (atomic_compare_exchange_strong(&req->completed, &expected, 1))
+  return atomic_compare_exchange_strong(&req->completed, &expected, 1)
+             ? 0
+             : SPOKE_EALREADY;
+}
+
+/* Claims it for the plugin. A plugin that completes after the core has
+ * answered for it (a 504) is let go of the request; one that completes
+ * twice is told so and logged. */
+static int plugin_claim(spoke_request_t *req, const char *what) {
+  int owed = atomic_exchange(&req->plugin_owes, 0);
+  spoke__buf_t none = {0};
+  if (claim(req) == 0)
     return 0;
-  spoke__warn("plugin %s: %s on %s %s after the request was completed "
-              "(ignored)",
-              plugin_name(req), what, req->method ? req->method : "-",
-              req->path ? req->path : "-");
+  if (owed) {
+    spoke__info("plugin %s: %s %s completed after the server had answered "
+                "for it (discarded)",
+                plugin_name(req), req->method, req->path);
+    post_out(req, &none, SPOKE__OUT_RELEASE);
+  } else {
+    spoke__warn("plugin %s: %s on %s %s after the request was completed "
+                "(ignored)",
+                plugin_name(req), what, req->method ? req->method : "-",
+                req->path ? req->path : "-");
+  }
   return SPOKE_EALREADY;
 }
 
-/* Serializes a whole response with BODY and posts it. Claimed already. */
-static int send_whole(spoke_request_t *req, const void *body, size_t len) {
+/* Serializes a whole response with BODY and posts it. Claimed already;
+ * FLAGS adds SPOKE__OUT_PLUGIN when it is the plugin's completion. */
+static int send_whole(spoke_request_t *req, const void *body, size_t len,
+                      unsigned flags) {
   spoke__buf_t b = {0};
   int with_body = status_has_body(req->status);
   int rc = spoke__response_head(req, &b, with_body ? (long long)len : 0);
   if (rc == 0 && with_body && !req->is_head && len)
     rc = spoke__buf_append(&b, body, len);
   post_out(req, &b,
-           SPOKE__OUT_LAST | (response_closes(req, 0) || rc != 0
-                                  ? SPOKE__OUT_CLOSE
-                                  : 0));
+           flags | SPOKE__OUT_LAST |
+               (response_closes(req, 0) || rc != 0 ? SPOKE__OUT_CLOSE : 0));
   spoke__buf_free(&b);
   return rc;
 }
@@ -223,10 +258,10 @@ int spoke__response_send(spoke_request_t *req, const void *body, size_t len) {
     return SPOKE_EINVAL;
   if (req->resp_started && !atomic_load(&req->completed))
     return SPOKE_ESTATE; /* streaming: use write and end */
-  rc = claim(req, "send");
+  rc = plugin_claim(req, "send");
   if (rc != 0)
     return rc;
-  return send_whole(req, body, len);
+  return send_whole(req, body, len, SPOKE__OUT_PLUGIN);
 }
 
 int spoke__response_write(spoke_request_t *req, const void *data,
@@ -265,13 +300,14 @@ int spoke__response_end(spoke_request_t *req) {
 
   if (!req->resp_started)
     return spoke__response_send(req, "", 0);
-  rc = claim(req, "end");
+  rc = plugin_claim(req, "end");
   if (rc != 0)
     return rc;
   if (req->http_minor >= 1 && !req->is_head && status_has_body(req->status))
     rc = spoke__buf_append(&b, "0\r\n\r\n", 5);
   post_out(req, &b,
-           SPOKE__OUT_LAST | (response_closes(req, 1) ? SPOKE__OUT_CLOSE : 0));
+           SPOKE__OUT_PLUGIN | SPOKE__OUT_LAST |
+               (response_closes(req, 1) ? SPOKE__OUT_CLOSE : 0));
   spoke__buf_free(&b);
   return rc;
 }
@@ -281,9 +317,7 @@ int spoke__response_simple(spoke_request_t *req, int status,
   char body[64];
   int n, rc;
 
-  if (atomic_load(&req->completed))
-    return SPOKE_EALREADY;
-  rc = claim(req, "core response");
+  rc = claim(req);
   if (rc != 0)
     return rc;
   if (req->resp_started) {
@@ -302,5 +336,5 @@ int spoke__response_simple(spoke_request_t *req, int status,
                      "Content-Type: text/plain; charset=utf-8\r\n");
   n = snprintf(body, sizeof(body), "%d %s\n", status,
                spoke__status_reason(status));
-  return send_whole(req, body, (size_t)n);
+  return send_whole(req, body, (size_t)n, 0);
 }

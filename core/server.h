@@ -26,7 +26,16 @@ typedef struct spoke__config_s {
   int workers;                /* libuv threadpool size */
   size_t max_queue;           /* sync requests waiting for a worker */
   size_t max_body;            /* request body bytes (413 past it) */
-  size_t max_header;          /* request line + header bytes (431) */
+  size_t max_request_line;    /* request line bytes (414 past it) */
+  size_t max_header;          /* header block bytes (431 past it) */
+  size_t max_headers;         /* header fields (431 past it) */
+  size_t max_conns;           /* open connections, whole process (503) */
+  size_t max_requests;        /* requests per keep-alive connection */
+  uint64_t header_timeout_ms; /* head complete within (408) */
+  uint64_t keepalive_timeout_ms; /* idle between requests (close) */
+  uint64_t body_timeout_ms;   /* between body reads (408) */
+  uint64_t send_timeout_ms;   /* between write progress (close) */
+  uint64_t handler_timeout_ms; /* async response started within (504) */
   uint64_t shutdown_timeout_ms;
   uint64_t watch_debounce_ms; /* quiet time before a changed file loads */
   int log_level;
@@ -62,6 +71,7 @@ typedef struct spoke__server_s {
   atomic_size_t sync_waiting;     /* queued sync requests not yet running */
   atomic_int loops_running;
   atomic_int bound_port;          /* the real port, once listening */
+  atomic_size_t open_conns;       /* every loop's connections */
   uv_async_t loop_exited;         /* loops ring it as they end */
   uv_mutex_t reap_mu;             /* guards reap_list */
   struct spoke__reap_s *reap_list;

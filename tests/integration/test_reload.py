@@ -130,7 +130,8 @@ def replaced_200_times_under_load_drops_nothing():
     conns, per_conn = 32, []
     stop = threading.Event()
     errors = []
-    with Server([], args=["--loops", "2"],
+    # Keep-alive connections live for the whole test: no request cap.
+    with Server([], args=["--loops", "2", "--max-requests", "1000000000"],
                 files={"versioned.so": open(V[1], "rb").read()}) as srv:
         rl = Reloading(srv)
 
