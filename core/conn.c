@@ -24,6 +24,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "http.h"
 
@@ -316,6 +317,14 @@ void spoke__conn_close(spoke__conn_t *conn) {
     spoke__request_detach(req);
   }
   uv_close((uv_handle_t *)&conn->tcp, conn_closed);
+}
+
+void spoke__conn_reset(spoke__conn_t *conn) {
+  uv_os_fd_t fd;
+  struct linger lg = {1, 0};
+  if (!conn->closing && uv_fileno((uv_handle_t *)&conn->tcp, &fd) == 0)
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  spoke__conn_close(conn);
 }
 
 static void shutdown_done(uv_shutdown_t *sr, int status) {

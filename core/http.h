@@ -79,8 +79,9 @@ struct spoke__loop_s {
   int listen_fd;
   uv_tcp_t listener;
   uv_async_t doorbell;
-  uv_mutex_t mu;              /* guards head/tail only */
+  uv_mutex_t mu;              /* guards head/tail, and drained's waits */
   spoke__msg_t *head, *tail;  /* mailbox, any thread appends */
+  uv_cond_t drained;          /* a request's queued bytes went down */
   /* loop thread only: */
   spoke__snapshot_t *snap;    /* current route table (one reference) */
   uv_timer_t sweep;           /* timeouts.c: checks every deadline */
@@ -156,6 +157,8 @@ struct spoke_request_s {
   uint8_t mode;               /* SPOKE_SYNC or SPOKE_ASYNC once routed */
   atomic_uint in_mailbox;     /* outs posted, not yet delivered: later
                                  outs must queue behind them */
+  atomic_size_t queued;       /* response bytes posted, not yet written */
+  atomic_int waiting;         /* writers blocked on queued (back-pressure) */
   atomic_int aborted;         /* set by the loop, read anywhere */
 
   /* Loop thread only. */
@@ -217,6 +220,8 @@ int spoke__response_end(spoke_request_t *req);
 /* Called on the loop with bytes produced for REQ (loop.c mailbox or a
  * direct call from the loop thread). */
 void spoke__response_deliver(spoke__out_t *out);
+/* Wakes writers waiting for room in REQ's queue (any thread). */
+void spoke__response_wake(spoke_request_t *req);
 
 /* ---- conn.c ---- */
 
@@ -262,6 +267,8 @@ void spoke__conn_advance(spoke__conn_t *conn);
 /* The in-flight response ended (its last bytes are queued). */
 void spoke__conn_response_done(spoke__conn_t *conn, int close);
 void spoke__conn_close(spoke__conn_t *conn);
+/* Closes with a reset (SO_LINGER 0): nothing queued is sent. */
+void spoke__conn_reset(spoke__conn_t *conn);
 /* Answers STATUS (408 ...) to the request being read, then closes. */
 void spoke__conn_fail(spoke__conn_t *conn, int status);
 /* Closes the connection if it has no request under way (drain). */

@@ -112,6 +112,7 @@ int spoke__loop_init(spoke__loop_t *loop, spoke__server_t *srv, int id,
   if ((rc = uv_loop_init(&loop->uv)) != 0)
     return rc;
   uv_mutex_init(&loop->mu);
+  uv_cond_init(&loop->drained);
   uv_async_init(&loop->uv, &loop->doorbell, doorbell_cb);
   loop->doorbell.data = loop;
   uv_tcp_init(&loop->uv, &loop->listener);
@@ -140,6 +141,7 @@ static void loop_main(void *arg) {
   }
   spoke__snapshot_unref(loop->snap);
   loop->snap = NULL;
+  uv_cond_destroy(&loop->drained);
   uv_mutex_destroy(&loop->mu);
   current_loop = NULL;
   atomic_fetch_sub(&loop->srv->loops_running, 1);

@@ -28,6 +28,8 @@ spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn) {
   atomic_init(&req->aborted, 0);
   atomic_init(&req->in_mailbox, 0);
   atomic_init(&req->plugin_owes, 0);
+  atomic_init(&req->queued, 0);
+  atomic_init(&req->waiting, 0);
   atomic_init(&req->abort_cb, NULL);
   loop->live_requests++;
   return req;
@@ -52,6 +54,7 @@ void spoke__request_detach(spoke_request_t *req) {
   req->holds &= ~(unsigned)SPOKE__REQ_ON_CONN;
   if (!atomic_load(&req->completed)) {
     atomic_store(&req->aborted, 1);
+    spoke__response_wake(req); /* a writer waiting for room gives up */
     spoke_abort_cb cb = atomic_load(&req->abort_cb);
     if (cb != NULL) {
       req->holds |= SPOKE__REQ_IN_CALLBACK;

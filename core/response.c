@@ -17,6 +17,14 @@
  * Ordering: an out is delivered in place when produced on the loop
  * thread, unless earlier outs of the same request still sit in the
  * mailbox; then it queues behind them.
+ *
+ * Back-pressure: a streamed response to a client that reads slowly (or
+ * not at all) would queue every chunk in memory. A writer on any thread
+ * but the loop's waits while more than STREAM_HIGH_WATER bytes of its
+ * request are queued, until the loop has written them down to half that,
+ * or the client is gone (SPOKE_ECANCELED; --send-timeout cuts off a
+ * client that reads nothing). The loop thread cannot wait: an async
+ * handler streaming from the loop is not held back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +32,8 @@
 #include <time.h>
 
 #include "http.h"
+
+#define STREAM_HIGH_WATER (1024 * 1024)
 
 const char *spoke__http_date(void) {
   static _Thread_local time_t cached = -1;
@@ -74,6 +84,37 @@ int spoke__response_head(spoke_request_t *req, spoke__buf_t *out,
 
 /* ---- handing bytes to the loop ---- */
 
+void spoke__response_wake(spoke_request_t *req) {
+  if (atomic_load(&req->waiting) == 0)
+    return;
+  uv_mutex_lock(&req->loop->mu);
+  uv_cond_broadcast(&req->loop->drained);
+  uv_mutex_unlock(&req->loop->mu);
+}
+
+/* Bytes of REQ left the queue (written or discarded). Loop thread. */
+static void dequeued(spoke_request_t *req, size_t len) {
+  size_t before = atomic_fetch_sub(&req->queued, len);
+  if (before > STREAM_HIGH_WATER / 2 && before - len <= STREAM_HIGH_WATER / 2)
+    spoke__response_wake(req);
+}
+
+/* A writer off the loop waits for room. 0, or SPOKE_ECANCELED. */
+static int wait_for_room(spoke_request_t *req) {
+  spoke__loop_t *loop = req->loop;
+  if (atomic_load(&req->queued) <= STREAM_HIGH_WATER ||
+      spoke__loop_is_current(loop))
+    return 0;
+  atomic_fetch_add(&req->waiting, 1);
+  uv_mutex_lock(&loop->mu);
+  while (atomic_load(&req->queued) > STREAM_HIGH_WATER / 2 &&
+         !atomic_load(&req->aborted))
+    uv_cond_timedwait(&loop->drained, &loop->mu, 1000000000ULL);
+  uv_mutex_unlock(&loop->mu);
+  atomic_fetch_sub(&req->waiting, 1);
+  return atomic_load(&req->aborted) ? SPOKE_ECANCELED : 0;
+}
+
 static void post_out(spoke_request_t *req, const spoke__buf_t *bytes,
                      unsigned flags) {
   spoke__out_t *out = malloc(sizeof(*out) + bytes->len);
@@ -90,6 +131,7 @@ static void post_out(spoke_request_t *req, const spoke__buf_t *bytes,
     if (bytes->len)
       memcpy(out->data, bytes->data, bytes->len);
   }
+  atomic_fetch_add(&req->queued, out->len);
   out->msg.kind = SPOKE__MSG_OUT;
   out->msg.next = NULL;
   out->req = req;
@@ -111,6 +153,7 @@ static void write_cb(uv_write_t *wr, int status) {
   /* A write callback always runs before its handle's close callback, so
    * the connection is still there. */
   spoke__conn_t *conn = (spoke__conn_t *)wr->handle;
+  dequeued(req, out->len);
   free(out);
   req->nwrites--;
   if (status < 0 && status != UV_ECANCELED)
@@ -144,10 +187,12 @@ void spoke__response_deliver(spoke__out_t *out) {
       if (conn->phase == SPOKE__PHASE_HANDLER)
         spoke__conn_phase(conn, SPOKE__PHASE_BUSY); /* response started */
     } else {
+      dequeued(req, out->len);
       free(out);
       spoke__conn_close(conn);
     }
   } else {
+    dequeued(req, out->len);
     free(out); /* the client left: accepted and discarded */
   }
   if (flags & SPOKE__OUT_LAST) {
@@ -276,6 +321,8 @@ int spoke__response_write(spoke_request_t *req, const void *data,
                 plugin_name(req));
     return SPOKE_EALREADY;
   }
+  if (wait_for_room(req) != 0)
+    return SPOKE_ECANCELED;
   if (!req->resp_started) {
     req->resp_started = 1;
     rc = spoke__response_head(req, &b, -1);

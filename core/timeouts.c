@@ -7,7 +7,8 @@
  * alive), reading a body (408, restarted by each read), waiting for an
  * async handler to start its response (504). Apart from the phase, a
  * response the client does not read is cut when writes make no progress
- * for --send-timeout.
+ * for --send-timeout, with a reset: a plain close would leave megabytes
+ * queued in the kernel for a client that never reads them.
  *
  * Deadlines are plain numbers on the connection; one uv_timer per loop
  * sweeps them, at a quarter of the shortest timeout (10 ms to 1 s), so
@@ -86,8 +87,8 @@ static void sweep(uv_timer_t *t) {
     if (conn->closing)
       continue;
     if (conn->send_deadline != 0 && now >= conn->send_deadline) {
-      spoke__debug("closing a connection: the client reads nothing");
-      spoke__conn_close(conn);
+      spoke__debug("resetting a connection: the client reads nothing");
+      spoke__conn_reset(conn);
     } else if (conn->deadline != 0 && now >= conn->deadline) {
       expire(conn);
     }

@@ -388,7 +388,12 @@ static inline int spoke_response_send(spoke_request_t *req, const void *body,
 
 /* Streams: the first write sends status and headers with chunked
  * encoding (close-delimited for HTTP/1.0); each write sends DATA (copied)
- * as one chunk. Finish with spoke_response_end(). Safe from any thread. */
+ * as one chunk. Finish with spoke_response_end(). Safe from any thread.
+ * Off the loop thread (sync handlers, your own threads) a write waits
+ * while more than 1 MiB of this response is still unsent, so a slow
+ * client slows the writer instead of filling memory; it returns
+ * SPOKE_ECANCELED once the client is gone. On the loop thread it never
+ * waits. */
 static inline int spoke_response_write(spoke_request_t *req, const void *data,
                                        size_t len) {
   return spoke_host->response_write(req, data, len);
