@@ -264,6 +264,11 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 
 static int on_message_complete(llhttp_t *p) {
   spoke__conn_t *conn = conn_of(p);
+  /* No protocol upgrades (WebSocket, h2c, CONNECT tunnels): the request
+   * is answered as plain HTTP and is the connection's last; nothing after
+   * it on this connection is HTTP any more. */
+  if (p->upgrade)
+    conn->close_after = 1;
   conn->req->keep_alive = llhttp_should_keep_alive(p) && !conn->close_after;
   return HPE_PAUSED;
 }
@@ -434,7 +439,10 @@ void spoke__conn_advance(spoke__conn_t *conn) {
   if (conn->advancing || conn->closing)
     return;
   conn->advancing = 1;
-  while (!conn->closing && !conn->req_dispatched && conn->rpos < conn->rlen) {
+  /* A connection that will close (an upgrade, a parse error, a drain)
+   * reads no further request out of the bytes it still holds. */
+  while (!conn->closing && !conn->close_after && !conn->req_dispatched &&
+         conn->rpos < conn->rlen) {
     const char *data = conn->rbuf + conn->rpos;
     size_t len = conn->rlen - conn->rpos;
     llhttp_errno_t e;
@@ -447,9 +455,12 @@ void spoke__conn_advance(spoke__conn_t *conn) {
       size_t used = (size_t)(llhttp_get_error_pos(&conn->parser) - data);
       conn->rpos += used;
       note_tail(conn, data, used);
-      if (e == HPE_PAUSED_UPGRADE) {
-        /* No protocol upgrades: answer, then close. */
+      if (e == HPE_PAUSED_UPGRADE || conn->req == NULL) {
+        /* llhttp's word that what follows an upgrade is not HTTP; the
+         * upgrade request itself was answered (on_message_complete). */
         conn->close_after = 1;
+        if (conn->req == NULL)
+          break;
         conn->req->keep_alive = 0;
         llhttp_resume_after_upgrade(&conn->parser);
       } else {

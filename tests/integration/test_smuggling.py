@@ -95,5 +95,38 @@ def good_heads_split_anywhere_still_served():
         check(not wrong, "good requests refused:\n  " + "\n  ".join(wrong))
 
 
+# Found by the connection fuzzer: after an upgrade request (or CONNECT,
+# which llhttp treats as one) the server went on parsing the bytes that
+# followed and crashed on a request that did not exist.
+AFTER_UPGRADE = [
+    ("upgrade then a byte",
+     b"GET /hello HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nX"),
+    ("CONNECT then a request",
+     b"CONNECT /hello HTTP/1.1\r\nHost: a\r\n\r\nGET /hello HTTP/1.1\r\nHost: a\r\n\r\n"),
+    ("CONNECT host:port then a request",
+     b"CONNECT example.com:443 HTTP/1.1\r\nHost: a\r\n\r\nGET /hello HTTP/1.1\r\nHost: a\r\n\r\n"),
+]
+
+
+@test
+def nothing_after_an_upgrade_request_is_read():
+    with Server(["hello.so"]) as srv:
+        for name, data in AFTER_UPGRADE:
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            out = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+            s.close()
+            check_eq(out.count(b"HTTP/1.1 "), 1, name + ": responses")
+            check(b"Connection: close" in out, name + ": not closed: %r" % out)
+            check_eq(srv.get("/hello").status, 200, name + ": alive afterwards")
+
+
 if __name__ == "__main__":
     main()
