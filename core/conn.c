@@ -191,16 +191,15 @@ static int set_target(spoke_request_t *req, const char *url, size_t len) {
   len -= (size_t)(start - url);
   q = memchr(start, '?', len);
   plen = q ? (size_t)(q - start) : len;
-  path = spoke__arena_strndup(&req->arena, start, plen);
-  if (path == NULL || spoke__path_normalize(path, plen, &plen) != 0)
-    return -1;
-  req->path = path;
-  req->path_len = plen;
   if (q != NULL) {
     req->query = spoke__arena_strndup(&req->arena, q + 1, len - plen - 1);
     if (req->query == NULL)
       return -1;
   }
+  path = spoke__arena_strndup(&req->arena, start, plen);
+  if (path == NULL || spoke__path_normalize(path, plen, &req->path_len) != 0)
+    return -1;
+  req->path = path;
   return 0;
 }
 

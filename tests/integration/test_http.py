@@ -347,5 +347,16 @@ def every_response_has_date_and_length_or_chunked():
                              "Content-Length of %s %s" % (method, path))
 
 
+@test
+def query_survives_a_path_that_normalizes_shorter():
+    # Fuzzer find: the query was copied with the normalized path's length
+    # (heap overflow under ASan, a garbled query without it).
+    with Server(BASIC) as srv:
+        r = srv.get("/x/./y/../../sleep/./async?ms=7&z=/../..")
+        check_response(r, 200, HELLO)
+        r = srv.get("/a/%2e%2e//sleep/async?ms=bad")
+        check_eq(r.status, 400, "query parsed after normalization")
+
+
 if __name__ == "__main__":
     main()
