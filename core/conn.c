@@ -331,11 +331,28 @@ void spoke__conn_reset(spoke__conn_t *conn) {
   spoke__conn_close(conn);
 }
 
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* Our side is shut down and every byte written. Closing now, with
+ * request bytes unread, would make the kernel answer with a reset that
+ * destroys the responses still on their way; so read and discard until
+ * the client closes too, or the linger deadline (timeouts.c). */
 static void shutdown_done(uv_shutdown_t *sr, int status) {
   spoke__conn_t *conn = sr->data;
-  (void)status;
   free(sr);
-  spoke__conn_close(conn);
+  if (status != 0 || conn->closing) {
+    spoke__conn_close(conn);
+    return;
+  }
+  conn->lingering = 1;
+  conn->rpos = conn->rlen = 0;
+  spoke__conn_phase(conn, SPOKE__PHASE_LINGER);
+  if (!conn->reading &&
+      uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb) == 0)
+    conn->reading = 1;
+  if (!conn->reading)
+    spoke__conn_close(conn);
 }
 
 /* Close once the queued writes are out. */
@@ -381,8 +398,6 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->base = conn->rbuf ? conn->rbuf + conn->rlen : NULL;
   buf->len = conn->rcap - conn->rlen;
 }
-
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void start_reading(spoke__conn_t *conn) {
   if (conn->reading || conn->closing)
@@ -480,6 +495,12 @@ void spoke__conn_advance(spoke__conn_t *conn) {
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   spoke__conn_t *conn = (spoke__conn_t *)s;
   (void)buf;
+  if (conn->lingering) {
+    conn->rlen = 0; /* discarded */
+    if (nread < 0 && nread != UV_ENOBUFS)
+      spoke__conn_close(conn);
+    return;
+  }
   if (nread > 0) {
     conn->rlen += (size_t)nread;
     spoke__conn_advance(conn);
@@ -515,15 +536,24 @@ void spoke__conn_response_done(spoke__conn_t *conn, int close) {
 
 /* ---- accepting ---- */
 
-/* Past --max-conns: a polite answer, then close. */
+/* Past --max-conns: a polite answer, then close. Logged once a second
+ * at most: a flood must not become a flood of log lines. */
 static void refuse_busy(spoke__conn_t *conn) {
-  static const char busy[] =
-      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-      "Content-Length: 24\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-      "503 too many connections";
-  uv_buf_t buf = uv_buf_init((char *)busy, sizeof(busy) - 1);
-  spoke__warn("refusing a connection: %zu open (--max-conns)",
-              conn->loop->srv->cfg.max_conns);
+  static _Thread_local uint64_t last_log;
+  uint64_t now = uv_now(&conn->loop->uv);
+  char busy[256];
+  int n = snprintf(busy, sizeof(busy),
+                   "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\n"
+                   "Content-Type: text/plain\r\nContent-Length: 25\r\n"
+                   "Retry-After: 1\r\nConnection: close\r\n\r\n"
+                   "503 too many connections\n",
+                   spoke__http_date());
+  uv_buf_t buf = uv_buf_init(busy, (unsigned)n);
+  if (now - last_log >= 1000 || last_log == 0) {
+    spoke__warn("refusing connections: %zu open (--max-conns)",
+                conn->loop->srv->cfg.max_conns);
+    last_log = now;
+  }
   uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
   conn_finish(conn);
 }

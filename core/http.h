@@ -173,6 +173,9 @@ spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn);
 void spoke__request_maybe_free(spoke_request_t *req);
 /* The connection is gone: mark aborted, tell the plugin (loop thread). */
 void spoke__request_detach(spoke_request_t *req);
+/* Nobody waits for this response any more (client gone, or answered 504
+ * for the plugin): aborted = 1 and the plugin's abort callback, once. */
+void spoke__request_abort(spoke_request_t *req);
 int spoke__request_add_header(spoke_request_t *req, const char *name,
                               size_t nlen, const char *value, size_t vlen);
 
@@ -232,7 +235,8 @@ typedef enum {
   SPOKE__PHASE_HEAD,        /* reading a head: header timeout, 408 */
   SPOKE__PHASE_BODY,        /* reading a body: body timeout, 408 */
   SPOKE__PHASE_HANDLER,     /* async handler, no response yet: 504 */
-  SPOKE__PHASE_BUSY         /* sync handler or response under way */
+  SPOKE__PHASE_BUSY,        /* sync handler or response under way */
+  SPOKE__PHASE_LINGER       /* shut down; draining the client's bytes */
 } spoke__phase_t;
 
 struct spoke__conn_s {
@@ -258,6 +262,7 @@ struct spoke__conn_s {
   unsigned closing : 1;
   unsigned reading : 1;
   unsigned close_after : 1;    /* no further requests on this conn */
+  unsigned lingering : 1;      /* after shutdown: read and discard */
 };
 
 void spoke__conn_accept(spoke__loop_t *loop);

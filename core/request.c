@@ -49,19 +49,24 @@ void spoke__request_maybe_free(spoke_request_t *req) {
   spoke__loop_maybe_finish(loop);
 }
 
+void spoke__request_abort(spoke_request_t *req) {
+  spoke_abort_cb cb;
+  if (atomic_exchange(&req->aborted, 1))
+    return; /* told once */
+  spoke__response_wake(req); /* a writer waiting for room gives up */
+  cb = atomic_load(&req->abort_cb);
+  if (cb != NULL) {
+    req->holds |= SPOKE__REQ_IN_CALLBACK;
+    cb(req);
+    req->holds &= ~(unsigned)SPOKE__REQ_IN_CALLBACK;
+  }
+}
+
 void spoke__request_detach(spoke_request_t *req) {
   req->conn = NULL;
   req->holds &= ~(unsigned)SPOKE__REQ_ON_CONN;
-  if (!atomic_load(&req->completed)) {
-    atomic_store(&req->aborted, 1);
-    spoke__response_wake(req); /* a writer waiting for room gives up */
-    spoke_abort_cb cb = atomic_load(&req->abort_cb);
-    if (cb != NULL) {
-      req->holds |= SPOKE__REQ_IN_CALLBACK;
-      cb(req);
-      req->holds &= ~(unsigned)SPOKE__REQ_IN_CALLBACK;
-    }
-  }
+  if (!atomic_load(&req->completed))
+    spoke__request_abort(req);
   spoke__request_maybe_free(req);
 }
 

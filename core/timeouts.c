@@ -8,13 +8,18 @@
  * async handler to start its response (504). Apart from the phase, a
  * response the client does not read is cut when writes make no progress
  * for --send-timeout, with a reset: a plain close would leave megabytes
- * queued in the kernel for a client that never reads them.
+ * queued in the kernel for a client that never reads them. A connection
+ * that closes after its last response lingers (reads and discards) for
+ * at most LINGER_MS.
  *
  * Deadlines are plain numbers on the connection; one uv_timer per loop
  * sweeps them, at a quarter of the shortest timeout (10 ms to 1 s), so
  * the request path never touches a timer heap. Loop thread only.
  */
 #include "http.h"
+
+/* How long a closing connection reads and discards (nginx: 5 s). */
+#define LINGER_MS 5000
 
 static uint64_t phase_timeout(const spoke__config_t *cfg,
                               spoke__phase_t phase) {
@@ -24,6 +29,7 @@ static uint64_t phase_timeout(const spoke__config_t *cfg,
     case SPOKE__PHASE_IDLE: return cfg->keepalive_timeout_ms;
     case SPOKE__PHASE_BODY: return cfg->body_timeout_ms;
     case SPOKE__PHASE_HANDLER: return cfg->handler_timeout_ms;
+    case SPOKE__PHASE_LINGER: return LINGER_MS;
     default: return 0;
   }
 }
@@ -42,8 +48,10 @@ void spoke__conn_send_progress(spoke__conn_t *conn) {
     conn->send_deadline = uv_now(&conn->loop->uv) + t;
 }
 
-/* The async handler has had its time: 504, but the request stays the
- * plugin's until it completes (its completion is then discarded). */
+/* The async handler has had its time: 504, and the plugin is told as if
+ * the client had left (abort callback), so it can stop and complete; the
+ * request stays the plugin's until it does (the completion is then
+ * discarded) and its version drains after that. */
 static void handler_late(spoke__conn_t *conn) {
   spoke_request_t *req = conn->req;
   spoke__conn_phase(conn, SPOKE__PHASE_BUSY);
@@ -53,13 +61,18 @@ static void handler_late(spoke__conn_t *conn) {
   spoke__warn("plugin %s: %s %s: no response within %llu ms; answering 504",
               req->inst ? req->inst->name : "?", req->method, req->path,
               (unsigned long long)conn->loop->srv->cfg.handler_timeout_ms);
+  req->holds |= SPOKE__REQ_IN_CALLBACK; /* the 504 may free it otherwise */
   spoke__response_simple(req, 504, NULL);
+  spoke__request_abort(req);
+  req->holds &= ~(unsigned)SPOKE__REQ_IN_CALLBACK;
+  spoke__request_maybe_free(req);
 }
 
 static void expire(spoke__conn_t *conn) {
   switch (conn->phase) {
     case SPOKE__PHASE_NEW:
     case SPOKE__PHASE_IDLE:
+    case SPOKE__PHASE_LINGER:
       spoke__conn_close(conn);
       break;
     case SPOKE__PHASE_HEAD:
