@@ -19,6 +19,26 @@
  *                           ASYNC, "id=<id> rest=<rest>", <rest> being the
  *                           trailing wildcard (route param "*")
  *   GET /mis/query?a=X      ASYNC, "a=<X>" ("(null)" when a is absent)
+ *   GET /mis/path/<rest>    ASYNC, the body is spoke_request_path(): the
+ *                           path as the server normalized it
+ *   GET /mis/after-end      ASYNC, sends "done", then calls
+ *                           spoke_response_write(), which must return
+ *                           SPOKE_EALREADY (logged either way)
+ *   GET /mis/badstatus?code=N
+ *                           ASYNC, calls spoke_response_status(req, N)
+ *                           (default 42), which must fail for N outside
+ *                           200..599; 200 with spoke_err_name() of it
+ *   GET /mis/big?kb=N       ASYNC, a detached thread streams N KiB
+ *                           (default 1024) of 'x' in 16 KiB chunks, then
+ *                           ends; it stops early when a write fails (the
+ *                           client left) and waits and retries on
+ *                           SPOKE_EBUSY
+ *   GET /mis/timer-thread   ASYNC, a detached thread calls
+ *                           spoke_timer_start(), which must refuse
+ *                           (SPOKE_ETHREAD: loop thread only); 200 with
+ *                           spoke_err_name() of that call
+ *   GET /mis/log?msg=X      ASYNC, logs "mis/log: X" at info level and
+ *                           sends "ok" (a marker in the server's log)
  *
  * Threading: a request handed to a thread belongs to that thread from then
  * on; the handler returns without touching it again. The abort counter is
@@ -193,6 +213,118 @@ static int mis_query(spoke_request_t *req) {
   return send_text(req, body);
 }
 
+static int mis_path(spoke_request_t *req) {
+  return send_text(req, spoke_request_path(req));
+}
+
+/* Like mis_twice, on purpose: the request is alive until the handler
+ * returns, and a write after the end must be refused, not sent. */
+static int mis_after_end(spoke_request_t *req) {
+  int rc;
+
+  send_text(req, "done");
+  rc = spoke_response_write(req, "late", 4);
+  if (rc == SPOKE_EALREADY)
+    spoke_log(SPOKE_LOG_INFO, "mis/after-end: write after end returned %s",
+              spoke_err_name(rc));
+  else
+    spoke_log(SPOKE_LOG_ERROR,
+              "mis/after-end: write after end returned %s, expected "
+              "SPOKE_EALREADY",
+              spoke_err_name(rc));
+  return 0;
+}
+
+static int mis_badstatus(spoke_request_t *req) {
+  const char *s = spoke_request_query_param(req, "code");
+  long code = s != NULL ? strtol(s, NULL, 10) : 42;
+  int rc;
+
+  if (code < -100000 || code > 100000)
+    code = 100000; /* out of range either way, and fits an int */
+  rc = spoke_response_status(req, (int)code);
+
+  if (rc == 0)
+    spoke_response_status(req, 200);
+  return send_text(req, spoke_err_name(rc));
+}
+
+#define BIG_CHUNK (16 * 1024)
+
+typedef struct {
+  spoke_request_t *req;
+  unsigned long kb;
+} big_job_t;
+
+static void *big_main(void *arg) {
+  /* job lives in the request's arena: read it before completing. */
+  big_job_t *job = arg;
+  spoke_request_t *req = job->req;
+  unsigned long left = job->kb * 1024UL;
+  char *data = malloc(BIG_CHUNK);
+  int rc = 0;
+
+  if (data == NULL) {
+    spoke_response_end(req);
+    return NULL;
+  }
+  memset(data, 'x', BIG_CHUNK);
+  while (left > 0) {
+    size_t n = left < BIG_CHUNK ? (size_t)left : BIG_CHUNK;
+
+    if (spoke_request_aborted(req))
+      break;
+    rc = spoke_response_write(req, data, n);
+    if (rc == SPOKE_EBUSY) {
+      sleep_ms(5);
+      continue;
+    }
+    if (rc != 0)
+      break;
+    left -= n;
+  }
+  free(data);
+  spoke_response_end(req);
+  return NULL;
+}
+
+static int mis_big(spoke_request_t *req) {
+  const char *s = spoke_request_query_param(req, "kb");
+  big_job_t *job = spoke_request_alloc(req, sizeof(*job));
+
+  if (job == NULL)
+    return SPOKE_ENOMEM;
+  job->req = req;
+  job->kb = s != NULL ? strtoul(s, NULL, 10) : 1024;
+  if (job->kb > 1024UL * 1024UL)
+    job->kb = 1024UL * 1024UL; /* 1 GiB at most */
+  spoke_response_header(req, "Content-Type", "application/octet-stream");
+  return spawn(big_main, job);
+}
+
+static void never_called(spoke_request_t *req) {
+  send_text(req, "timer ran (it should have been refused)");
+}
+
+static void *timer_thread_main(void *arg) {
+  spoke_request_t *req = arg;
+  int rc = spoke_timer_start(req, 1, never_called);
+
+  if (rc != 0) /* else never_called completes it */
+    send_text(req, spoke_err_name(rc));
+  return NULL;
+}
+
+static int mis_timer_thread(spoke_request_t *req) {
+  return spawn(timer_thread_main, req);
+}
+
+static int mis_log(spoke_request_t *req) {
+  spoke_log(SPOKE_LOG_INFO, "mis/log: %s",
+            or_null(spoke_request_query_param(req, "msg")));
+  return send_text(req, "ok");
+}
+
 static const spoke_route_t routes[] = {
   { "GET", "/mis/nocomplete", SPOKE_SYNC, mis_nocomplete },
   { "GET", "/mis/twice", SPOKE_ASYNC, mis_twice },
@@ -205,6 +337,12 @@ static const spoke_route_t routes[] = {
   { "GET", "/mis/badheader", SPOKE_ASYNC, mis_badheader },
   { "GET", "/mis/params/:id/*", SPOKE_ASYNC, mis_params },
   { "GET", "/mis/query", SPOKE_ASYNC, mis_query },
+  { "GET", "/mis/path/*", SPOKE_ASYNC, mis_path },
+  { "GET", "/mis/after-end", SPOKE_ASYNC, mis_after_end },
+  { "GET", "/mis/badstatus", SPOKE_ASYNC, mis_badstatus },
+  { "GET", "/mis/big", SPOKE_ASYNC, mis_big },
+  { "GET", "/mis/timer-thread", SPOKE_ASYNC, mis_timer_thread },
+  { "GET", "/mis/log", SPOKE_ASYNC, mis_log },
 };
 
 SPOKE_PLUGIN(.name = "misbehave", .version = "1", SPOKE_ROUTES(routes));
