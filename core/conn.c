@@ -82,44 +82,53 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   return spoke__buf_append(&conn->field, at, len) == 0 ? 0 : -1;
 }
 
-/* 1 if only blanks stand between AT and the previous LF, looking back
- * into the previous llhttp_execute call's bytes when needed. */
-static int after_line_break(const spoke__conn_t *conn, const char *at) {
-  const char *p = at;
-  while (p > conn->exec_start && (p[-1] == ' ' || p[-1] == '\t'))
-    p--;
-  if (p > conn->exec_start)
-    return p[-1] == '\n';
-  return conn->exec_tail_lf;
-}
-
-/* Remembers whether DATA[0..used) ends in LF plus blanks. */
-static void note_tail(spoke__conn_t *conn, const char *data, size_t used) {
-  const char *p = data + used;
-  while (p > data && (p[-1] == ' ' || p[-1] == '\t'))
-    p--;
-  if (p > data)
-    conn->exec_tail_lf = p[-1] == '\n';
-}
-
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   spoke__conn_t *conn = conn_of(p);
   if (head_grow(conn, len) != 0)
     return -1;
-  /* No part of a value starts a line: when one does, llhttp took an
-   * obs-fold (CRLF then SP/HTAB) as part of the value. (llhttp may hand
-   * an empty span when a chunk ends right after an empty value.) */
-  if (len > 0 && after_line_break(conn, at)) {
-    conn->err_status = 400;
-    return -1;
-  }
   return spoke__buf_append(&conn->value, at, len) == 0 ? 0 : -1;
 }
 
-/* llhttp 8.1.0 (Debian 12) still accepts obs-fold continuation lines and
- * whitespace before the colon, both request-smuggling shapes fixed only
- * in 8.1.1/8.1.2; so every name must be a token and every value free of
- * CR, LF and other control bytes (HTAB allowed), whatever llhttp says. */
+/* The head's line rules, checked on the raw bytes before llhttp sees
+ * them, because Debian 12's llhttp 8.1.0 accepts request-smuggling
+ * shapes fixed only in 8.1.1/8.1.2, and a system llhttp may be built
+ * without LLHTTP_STRICT_MODE: lines end in CRLF only (no bare CR, no bare
+ * LF) and no line after the request line starts with SP or HTAB
+ * (obs-fold). The scanner follows the head across reads and stops at its
+ * empty line; on_message_complete rewinds it for the next request. Blank
+ * lines before a request line are allowed (RFC 9112, 2.2). */
+static void scan_reset(spoke__head_scan_t *sc) {
+  sc->in_head = 1;
+  sc->prev_cr = 0;
+  sc->seen_line = 0;
+  sc->line_len = 0;
+}
+
+static int scan_head(spoke__head_scan_t *sc, const char *data, size_t len) {
+  for (size_t i = 0; i < len && sc->in_head; i++) {
+    char c = data[i];
+    if (sc->prev_cr) {
+      if (c != '\n')
+        return -1; /* bare CR */
+      sc->prev_cr = 0;
+      if (sc->line_len == 0 && sc->seen_line)
+        sc->in_head = 0; /* the empty line: the head is over */
+      sc->seen_line |= sc->line_len > 0;
+      sc->line_len = 0;
+    } else if (c == '\r') {
+      sc->prev_cr = 1;
+    } else if (c == '\n') {
+      return -1; /* bare LF */
+    } else if (sc->line_len++ == 0 && sc->seen_line &&
+               (c == ' ' || c == '\t')) {
+      return -1; /* obs-fold */
+    }
+  }
+  return 0;
+}
+
+/* Every header name must be a token (no whitespace before the colon) and
+ * every value free of control bytes but HTAB, whatever llhttp says. */
 static int on_header_field_complete(llhttp_t *p) {
   spoke__conn_t *conn = conn_of(p);
   if (!spoke__is_token(conn->field.data ? conn->field.data : "",
@@ -263,6 +272,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 
 static int on_message_complete(llhttp_t *p) {
   spoke__conn_t *conn = conn_of(p);
+  scan_reset(&conn->scan); /* what follows starts a new head */
   /* No protocol upgrades (WebSocket, h2c, CONNECT tunnels): the request
    * is answered as plain HTTP and is the connection's last; nothing after
    * it on this connection is HTTP any more. */
@@ -460,15 +470,18 @@ void spoke__conn_advance(spoke__conn_t *conn) {
     const char *data = conn->rbuf + conn->rpos;
     size_t len = conn->rlen - conn->rpos;
     llhttp_errno_t e;
-    conn->exec_start = data;
+    if (conn->scan.in_head && scan_head(&conn->scan, data, len) != 0) {
+      spoke__debug("closing connection after 400: request head breaks the "
+                   "CRLF-only, no obs-fold rules");
+      spoke__conn_fail(conn, 400);
+      break;
+    }
     e = llhttp_execute(&conn->parser, data, len);
     if (e == HPE_OK) {
       conn->rpos = conn->rlen;
-      note_tail(conn, data, len);
     } else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
       size_t used = (size_t)(llhttp_get_error_pos(&conn->parser) - data);
       conn->rpos += used;
-      note_tail(conn, data, used);
       if (e == HPE_PAUSED_UPGRADE || conn->req == NULL) {
         /* llhttp's word that what follows an upgrade is not HTTP; the
          * upgrade request itself was answered (on_message_complete). */
@@ -587,5 +600,6 @@ void spoke__conn_accept(spoke__loop_t *loop) {
   spoke__conn_phase(conn, SPOKE__PHASE_NEW);
   llhttp_init(&conn->parser, HTTP_REQUEST, &settings);
   conn->parser.data = conn;
+  scan_reset(&conn->scan);
   start_reading(conn);
 }

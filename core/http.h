@@ -228,6 +228,13 @@ void spoke__response_wake(spoke_request_t *req);
 
 /* ---- conn.c ---- */
 
+typedef struct spoke__head_scan_s {
+  uint8_t in_head;             /* still inside a request head */
+  uint8_t prev_cr;             /* the last byte was CR */
+  uint8_t seen_line;           /* the request line is behind us */
+  uint32_t line_len;           /* bytes of the current line so far */
+} spoke__head_scan_t;
+
 /* What a connection is waiting for; decides which deadline applies. */
 typedef enum {
   SPOKE__PHASE_NEW = 0,     /* no request yet: header timeout, silent */
@@ -250,8 +257,7 @@ struct spoke__conn_s {
   int req_dispatched;          /* req is in flight, parser paused */
   spoke__buf_t field, value;   /* header accumulation */
   spoke__buf_t url;
-  const char *exec_start;      /* first byte of the current execute */
-  int exec_tail_lf;            /* previous execute ended LF + blanks */
+  spoke__head_scan_t scan;     /* the head's line rules (conn.c) */
   size_t head_bytes;
   int err_status;              /* set by callbacks before failing */
   spoke__phase_t phase;

@@ -32,6 +32,21 @@ BAD = [
     ("space before the colon", [HEAD + b"X-A : 1\r\n\r\n"]),
     ("tab before the colon", [HEAD + b"X-A\t: 1\r\n\r\n"]),
     ("bare CR ending a header", [b"GET /hello HTTP/1.1\r\nHost: x\r\nX-A: 1\rTransfer-Encoding: chunked\r\n\r\n"]),
+    # Found by the fuzzer (tests/fuzz/regressions/strict): llhttp built
+    # without LLHTTP_STRICT_MODE let a bare CR after an empty value hide a
+    # Content-Length; the rest are bare CR/LF and fold variants.
+    ("bare CR after an empty value hides a header",
+     [b"POST /echo HTTP/1.1\r\nHost: a\r\nX-A:\rZContent-Length: 5\r\n\r\nhello"]),
+    ("bare CR before the final CRLF", [HEAD + b"\r\r\n"]),
+    ("bare CR then a byte ends the head",
+     [HEAD + b"\rXGET /hello HTTP/1.1\r\nHost: a\r\n\r\n"]),
+    ("bare LF ends the head", [HEAD + b"\n"]),
+    ("bare LF ends the request line", [b"GET /hello HTTP/1.1\nHost: a\r\n\r\n"]),
+    ("bare LF split from its line", [HEAD + b"X-A: 1", b"\n\r\n"]),
+    ("chunk data without CRLF",
+     [b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n"]),
+    ("control byte in the target", [b"GET /hello?a\x0cb HTTP/1.1\r\nHost: a\r\n\r\n"]),
+    ("fold line of whitespace only", [HEAD + b"X-A: \r\n\t\r\n\r\n"]),
 ]
 
 GOOD = [
