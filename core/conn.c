@@ -62,6 +62,7 @@ static int on_message_begin(llhttp_t *p) {
   spoke__buf_reset(&conn->field);
   spoke__buf_reset(&conn->value);
   conn->head_bytes = 0;
+  conn->in_trailers = 0;
   spoke__conn_phase(conn, SPOKE__PHASE_HEAD);
   return 0;
 }
@@ -75,8 +76,32 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   return spoke__buf_append(&conn->url, at, len) == 0 ? 0 : -1;
 }
 
+static int scan_head(spoke__head_scan_t *sc, const char *data, size_t len);
+
+/* The last chunk ("0\r\n"): what follows is the trailer section. */
+static int on_chunk_header(llhttp_t *p) {
+  if (p->content_length == 0)
+    conn_of(p)->in_trailers = 1;
+  return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   spoke__conn_t *conn = conn_of(p);
+  /* Trailer fields are allowed (and ignored by plugins that do not look)
+   * under the head's line rules: the scanner takes over from the first
+   * trailer field to the end of these bytes, and goes on in later reads
+   * until the trailer section's empty line. */
+  if (conn->in_trailers == 1) {
+    conn->in_trailers = 2;
+    conn->scan.in_head = 1;
+    conn->scan.seen_line = 1;
+    conn->scan.prev_cr = 0;
+    conn->scan.line_len = 0;
+    if (scan_head(&conn->scan, at, (size_t)(conn->exec_end - at)) != 0) {
+      conn->err_status = 400;
+      return -1;
+    }
+  }
   if (head_grow(conn, len) != 0)
     return -1;
   return spoke__buf_append(&conn->field, at, len) == 0 ? 0 : -1;
@@ -292,6 +317,7 @@ static void settings_init(void) {
   settings.on_header_value_complete = on_header_value_complete;
   settings.on_headers_complete = on_headers_complete;
   settings.on_body = on_body;
+  settings.on_chunk_header = on_chunk_header;
   settings.on_message_complete = on_message_complete;
 }
 
@@ -476,6 +502,7 @@ void spoke__conn_advance(spoke__conn_t *conn) {
       spoke__conn_fail(conn, 400);
       break;
     }
+    conn->exec_end = data + len;
     e = llhttp_execute(&conn->parser, data, len);
     if (e == HPE_OK) {
       conn->rpos = conn->rlen;

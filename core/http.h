@@ -269,6 +269,9 @@ struct spoke__conn_s {
   unsigned reading : 1;
   unsigned close_after : 1;    /* no further requests on this conn */
   unsigned lingering : 1;      /* after shutdown: read and discard */
+  unsigned in_trailers : 2;    /* 1: past a chunked body's last chunk;
+                                  2: its trailers are being scanned */
+  const char *exec_end;        /* end of the bytes llhttp is parsing */
 };
 
 void spoke__conn_accept(spoke__loop_t *loop);

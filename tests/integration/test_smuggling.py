@@ -47,6 +47,15 @@ BAD = [
      [b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n"]),
     ("control byte in the target", [b"GET /hello?a\x0cb HTTP/1.1\r\nHost: a\r\n\r\n"]),
     ("fold line of whitespace only", [HEAD + b"X-A: \r\n\t\r\n\r\n"]),
+    ("obs-fold in a trailer",
+     [b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      b"3\r\nabc\r\n0\r\nX-T: a\r\n b\r\n\r\n"]),
+    ("obs-fold in a trailer split across reads",
+     [b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      b"3\r\nabc\r\n0\r\nX-T: a\r\n", b" b\r\n\r\n"]),
+    ("bare LF in a trailer",
+     [b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      b"3\r\nabc\r\n0\r\nX-T: a\n\r\n"]),
 ]
 
 GOOD = [
