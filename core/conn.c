@@ -62,7 +62,6 @@ static int on_message_begin(llhttp_t *p) {
   spoke__buf_reset(&conn->field);
   spoke__buf_reset(&conn->value);
   conn->head_bytes = 0;
-  conn->in_trailers = 0;
   spoke__conn_phase(conn, SPOKE__PHASE_HEAD);
   return 0;
 }
@@ -76,32 +75,8 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   return spoke__buf_append(&conn->url, at, len) == 0 ? 0 : -1;
 }
 
-static int scan_head(spoke__head_scan_t *sc, const char *data, size_t len);
-
-/* The last chunk ("0\r\n"): what follows is the trailer section. */
-static int on_chunk_header(llhttp_t *p) {
-  if (p->content_length == 0)
-    conn_of(p)->in_trailers = 1;
-  return 0;
-}
-
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   spoke__conn_t *conn = conn_of(p);
-  /* Trailer fields are allowed (and ignored by plugins that do not look)
-   * under the head's line rules: the scanner takes over from the first
-   * trailer field to the end of these bytes, and goes on in later reads
-   * until the trailer section's empty line. */
-  if (conn->in_trailers == 1) {
-    conn->in_trailers = 2;
-    conn->scan.in_head = 1;
-    conn->scan.seen_line = 1;
-    conn->scan.prev_cr = 0;
-    conn->scan.line_len = 0;
-    if (scan_head(&conn->scan, at, (size_t)(conn->exec_end - at)) != 0) {
-      conn->err_status = 400;
-      return -1;
-    }
-  }
   if (head_grow(conn, len) != 0)
     return -1;
   return spoke__buf_append(&conn->field, at, len) == 0 ? 0 : -1;
@@ -112,44 +87,6 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   if (head_grow(conn, len) != 0)
     return -1;
   return spoke__buf_append(&conn->value, at, len) == 0 ? 0 : -1;
-}
-
-/* The head's line rules, checked on the raw bytes before llhttp sees
- * them, because Debian 12's llhttp 8.1.0 accepts request-smuggling
- * shapes fixed only in 8.1.1/8.1.2, and a system llhttp may be built
- * without LLHTTP_STRICT_MODE: lines end in CRLF only (no bare CR, no bare
- * LF) and no line after the request line starts with SP or HTAB
- * (obs-fold). The scanner follows the head across reads and stops at its
- * empty line; on_message_complete rewinds it for the next request. Blank
- * lines before a request line are allowed (RFC 9112, 2.2). */
-static void scan_reset(spoke__head_scan_t *sc) {
-  sc->in_head = 1;
-  sc->prev_cr = 0;
-  sc->seen_line = 0;
-  sc->line_len = 0;
-}
-
-static int scan_head(spoke__head_scan_t *sc, const char *data, size_t len) {
-  for (size_t i = 0; i < len && sc->in_head; i++) {
-    char c = data[i];
-    if (sc->prev_cr) {
-      if (c != '\n')
-        return -1; /* bare CR */
-      sc->prev_cr = 0;
-      if (sc->line_len == 0 && sc->seen_line)
-        sc->in_head = 0; /* the empty line: the head is over */
-      sc->seen_line |= sc->line_len > 0;
-      sc->line_len = 0;
-    } else if (c == '\r') {
-      sc->prev_cr = 1;
-    } else if (c == '\n') {
-      return -1; /* bare LF */
-    } else if (sc->line_len++ == 0 && sc->seen_line &&
-               (c == ' ' || c == '\t')) {
-      return -1; /* obs-fold */
-    }
-  }
-  return 0;
 }
 
 /* Every header name must be a token (no whitespace before the colon) and
@@ -279,7 +216,11 @@ static int on_headers_complete(llhttp_t *p) {
       spoke__strcaseeq(expect, "100-continue") &&
       ((p->flags & F_CHUNKED) || p->content_length > 0))
     send_100_continue(conn);
-  if ((p->flags & F_CHUNKED) || p->content_length > 0)
+  conn->body_kind = (p->flags & F_CHUNKED) ? SPOKE__BODY_CHUNKED
+                    : p->content_length > 0 ? SPOKE__BODY_LENGTH
+                                            : SPOKE__BODY_NONE;
+  conn->body_length = p->content_length;
+  if (conn->body_kind != SPOKE__BODY_NONE)
     spoke__conn_phase(conn, SPOKE__PHASE_BODY);
   return 0;
 }
@@ -297,7 +238,6 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 
 static int on_message_complete(llhttp_t *p) {
   spoke__conn_t *conn = conn_of(p);
-  scan_reset(&conn->scan); /* what follows starts a new head */
   /* No protocol upgrades (WebSocket, h2c, CONNECT tunnels): the request
    * is answered as plain HTTP and is the connection's last; nothing after
    * it on this connection is HTTP any more. */
@@ -317,7 +257,6 @@ static void settings_init(void) {
   settings.on_header_value_complete = on_header_value_complete;
   settings.on_headers_complete = on_headers_complete;
   settings.on_body = on_body;
-  settings.on_chunk_header = on_chunk_header;
   settings.on_message_complete = on_message_complete;
 }
 
@@ -495,20 +434,26 @@ void spoke__conn_advance(spoke__conn_t *conn) {
          conn->rpos < conn->rlen) {
     const char *data = conn->rbuf + conn->rpos;
     size_t len = conn->rlen - conn->rpos;
-    llhttp_errno_t e;
-    if (conn->scan.in_head && scan_head(&conn->scan, data, len) != 0) {
-      spoke__debug("closing connection after 400: request head breaks the "
-                   "CRLF-only, no obs-fold rules");
+    llhttp_errno_t e = llhttp_execute(&conn->parser, data, len);
+    size_t used = e == HPE_OK ? len
+                  : e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE
+                      ? (size_t)(llhttp_get_error_pos(&conn->parser) - data)
+                      : 0;
+    /* Before anything is dispatched: the bytes llhttp took must keep the
+     * line rules that llhttp 8.1.0 (or a non-strict build) does not. */
+    if (used > 0 && spoke__frame_scan(&conn->scan, conn->body_kind,
+                                      conn->body_length, data, used) != 0) {
+      spoke__debug("closing connection after 400: a request line breaks "
+                   "the CRLF-only, no obs-fold rules");
       spoke__conn_fail(conn, 400);
       break;
     }
-    conn->exec_end = data + len;
-    e = llhttp_execute(&conn->parser, data, len);
     if (e == HPE_OK) {
       conn->rpos = conn->rlen;
     } else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-      size_t used = (size_t)(llhttp_get_error_pos(&conn->parser) - data);
       conn->rpos += used;
+      spoke__frame_reset(&conn->scan); /* the next request starts here */
+      conn->body_kind = SPOKE__BODY_NONE;
       if (e == HPE_PAUSED_UPGRADE || conn->req == NULL) {
         /* llhttp's word that what follows an upgrade is not HTTP; the
          * upgrade request itself was answered (on_message_complete). */
@@ -627,6 +572,6 @@ void spoke__conn_accept(spoke__loop_t *loop) {
   spoke__conn_phase(conn, SPOKE__PHASE_NEW);
   llhttp_init(&conn->parser, HTTP_REQUEST, &settings);
   conn->parser.data = conn;
-  scan_reset(&conn->scan);
+  spoke__frame_reset(&conn->scan);
   start_reading(conn);
 }

@@ -228,12 +228,30 @@ void spoke__response_wake(spoke_request_t *req);
 
 /* ---- conn.c ---- */
 
-typedef struct spoke__head_scan_s {
-  uint8_t in_head;             /* still inside a request head */
+/* frame.c: the line rules of a request (CRLF only, no obs-fold) checked
+ * on the raw bytes llhttp consumed, across reads, through the body's
+ * framing up to the end of the trailers. */
+typedef struct spoke__frame_scan_s {
+  uint8_t state;               /* frame.c's SC_* */
   uint8_t prev_cr;             /* the last byte was CR */
-  uint8_t seen_line;           /* the request line is behind us */
+  uint8_t seen_line;           /* a non-empty line is behind us */
+  uint8_t in_ext;              /* chunk size line: past the digits */
   uint32_t line_len;           /* bytes of the current line so far */
-} spoke__head_scan_t;
+  uint64_t remaining;          /* body or chunk-data bytes to skip */
+  uint64_t chunk;              /* the chunk size being read */
+} spoke__frame_scan_t;
+
+/* How the body of the request being read is framed (on_headers_complete). */
+typedef enum {
+  SPOKE__BODY_NONE = 0,
+  SPOKE__BODY_LENGTH,
+  SPOKE__BODY_CHUNKED
+} spoke__body_kind_t;
+
+void spoke__frame_reset(spoke__frame_scan_t *sc);
+/* Scans DATA[0..len) of the current request. 0, or -1 on a violation. */
+int spoke__frame_scan(spoke__frame_scan_t *sc, spoke__body_kind_t kind,
+                      uint64_t length, const char *data, size_t len);
 
 /* What a connection is waiting for; decides which deadline applies. */
 typedef enum {
@@ -257,7 +275,9 @@ struct spoke__conn_s {
   int req_dispatched;          /* req is in flight, parser paused */
   spoke__buf_t field, value;   /* header accumulation */
   spoke__buf_t url;
-  spoke__head_scan_t scan;     /* the head's line rules (conn.c) */
+  spoke__frame_scan_t scan;    /* the line rules (frame.c) */
+  spoke__body_kind_t body_kind; /* of the request being read */
+  uint64_t body_length;        /* its Content-Length, for body_kind LENGTH */
   size_t head_bytes;
   int err_status;              /* set by callbacks before failing */
   spoke__phase_t phase;
@@ -269,9 +289,7 @@ struct spoke__conn_s {
   unsigned reading : 1;
   unsigned close_after : 1;    /* no further requests on this conn */
   unsigned lingering : 1;      /* after shutdown: read and discard */
-  unsigned in_trailers : 2;    /* 1: past a chunked body's last chunk;
-                                  2: its trailers are being scanned */
-  const char *exec_end;        /* end of the bytes llhttp is parsing */
+
 };
 
 void spoke__conn_accept(spoke__loop_t *loop);

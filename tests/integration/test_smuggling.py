@@ -53,6 +53,12 @@ BAD = [
     ("obs-fold in a trailer split across reads",
      [b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
       b"3\r\nabc\r\n0\r\nX-T: a\r\n", b" b\r\n\r\n"]),
+    ("bare LF ending an empty trailer section",
+     [b"HEAD /hello HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      b"3\r\nabc\r\n0\r\n\n\rGET"]),
+    ("bare LF ending a chunk size line",
+     [b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      b"3\nabc\r\n0\r\n\r\n"]),
     ("bare LF in a trailer",
      [b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
       b"3\r\nabc\r\n0\r\nX-T: a\n\r\n"]),
