@@ -12,6 +12,8 @@
  * connections and lets busy ones finish; once no connection and no
  * request is left the loop closes its handles and its thread ends.
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,9 +150,23 @@ static void loop_main(void *arg) {
   uv_async_send(&loop->srv->loop_exited);
 }
 
+/* Signals are the control thread's (server.c reads them from a
+ * signalfd): a loop thread, and every thread it starts (libuv's pool, a
+ * plugin's own), is born with them blocked, whatever the caller's mask. */
 int spoke__loop_start(spoke__loop_t *loop) {
+  sigset_t block, old;
+  int rc;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGHUP);
+  sigaddset(&block, SIGUSR1);
+  sigaddset(&block, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
   atomic_fetch_add(&loop->srv->loops_running, 1);
-  return uv_thread_create(&loop->thread, loop_main, loop);
+  rc = uv_thread_create(&loop->thread, loop_main, loop);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
 }
 
 void spoke__loop_join(spoke__loop_t *loop) { uv_thread_join(&loop->thread); }

@@ -9,8 +9,11 @@
  * the threads are joined, the last snapshot is released (running each
  * plugin's fini) and the private runtime directory is removed.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/signalfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,13 +27,20 @@ typedef struct spoke__reap_s {
 
 static spoke__server_t *the_server; /* for the reaper hook */
 
+/* The control thread's handles. Signals arrive through a signalfd the
+ * control loop polls: SIGTERM, SIGINT and SIGHUP are blocked in every
+ * thread (the main thread blocks them before any other thread exists, and
+ * loop threads are born with them blocked), so no asynchronous handler
+ * ever runs and no signal can be lost to a thread that is busy elsewhere
+ * (as happened under ThreadSanitizer with libuv's uv_signal). */
 typedef struct control_s {
-  uv_signal_t sigterm, sigint, sighup;
+  int sigfd;
+  uv_poll_t sigpoll;
   uv_timer_t deadline;
   int shutting_down;
 } control_t;
 
-static control_t control;
+static control_t control = {.sigfd = -1};
 
 static void reap(spoke__instance_t *inst) {
   spoke__server_t *srv = the_server;
@@ -94,8 +104,7 @@ static void begin_shutdown(spoke__server_t *srv, const char *why) {
   uv_unref((uv_handle_t *)&control.deadline);
 }
 
-static void signal_cb(uv_signal_t *s, int signum) {
-  spoke__server_t *srv = s->data;
+static void on_signal(spoke__server_t *srv, int signum) {
   if (signum == SIGHUP) {
     if (!control.shutting_down) {
       spoke__info("SIGHUP: rescanning %s", srv->cfg.plugins_dir);
@@ -106,23 +115,51 @@ static void signal_cb(uv_signal_t *s, int signum) {
   begin_shutdown(srv, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+static void sigfd_readable(uv_poll_t *h, int status, int events) {
+  spoke__server_t *srv = h->data;
+  struct signalfd_siginfo si;
+  (void)events;
+  if (status < 0)
+    return;
+  while (read(control.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+    on_signal(srv, (int)si.ssi_signo);
+}
+
+/* Blocks the control signals in this (the main) thread, so every thread
+ * started afterwards inherits the block, and opens the signalfd. */
+static int watch_signals(spoke__server_t *srv) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  control.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (control.sigfd < 0) {
+    spoke__error("signalfd: %s", strerror(errno));
+    return SPOKE_EIO;
+  }
+  uv_poll_init(srv->control, &control.sigpoll, control.sigfd);
+  control.sigpoll.data = srv;
+  uv_poll_start(&control.sigpoll, UV_READABLE, sigfd_readable);
+  return 0;
+}
+
+static void sigpoll_closed(uv_handle_t *h) {
+  (void)h;
+  close(control.sigfd);
+  control.sigfd = -1;
+}
+
 static void loop_exited_cb(uv_async_t *a) {
   spoke__server_t *srv = a->data;
   if (atomic_load(&srv->loops_running) > 0)
     return;
-  uv_close((uv_handle_t *)&control.sigterm, NULL);
-  uv_close((uv_handle_t *)&control.sigint, NULL);
-  uv_close((uv_handle_t *)&control.sighup, NULL);
+  uv_close((uv_handle_t *)&control.sigpoll, sigpoll_closed);
   if (control.shutting_down)
     uv_close((uv_handle_t *)&control.deadline, NULL);
   uv_close((uv_handle_t *)&srv->loop_exited, NULL);
   uv_close((uv_handle_t *)&srv->reap_async, NULL);
-}
-
-static void watch_signal(spoke__server_t *srv, uv_signal_t *s, int signum) {
-  uv_signal_init(srv->control, s);
-  s->data = srv;
-  uv_signal_start(s, signal_cb, signum);
 }
 
 static void unlink_status(spoke__server_t *srv) {
@@ -192,9 +229,8 @@ int spoke__server_run(spoke__server_t *srv) {
   srv->loop_exited.data = srv;
   spoke__instance_set_reaper(reap);
   spoke__instance_set_unloaded_hook(unloaded);
-  watch_signal(srv, &control.sigterm, SIGTERM);
-  watch_signal(srv, &control.sigint, SIGINT);
-  watch_signal(srv, &control.sighup, SIGHUP);
+  if (watch_signals(srv) != 0)
+    _exit(1);
   spoke__watch_start(srv);
 
   srv->nloops = cfg->loops;
