@@ -566,6 +566,60 @@ class Conn:
 
 # ---------------------------------------------------------------- asserts
 
+# -- what the server process holds (from /proc)
+
+def _server_conns(pid):
+    """(local port, remote port) of each TCP connection (not listener)
+    the process PID holds open: its socket fds matched against
+    /proc/net/tcp{,6}."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for name in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[9] in inodes and fields[3] != "0A":
+                        out.append((int(fields[1].rsplit(":", 1)[1], 16),
+                                    int(fields[2].rsplit(":", 1)[1], 16)))
+        except OSError:
+            pass
+    return out
+
+
+def server_conns(pid):
+    """_server_conns, read twice and merged: the kernel's table is not a
+    snapshot, an entry can be skipped while other sockets churn."""
+    return set(_server_conns(pid)) | set(_server_conns(pid))
+
+
+def conn_fds(pid):
+    """Number of TCP connections the process PID holds open."""
+    return len(server_conns(pid))
+
+
+def holds_peer(pid, peer_port):
+    """Whether process PID holds open a connection to PEER_PORT."""
+    return any(rem == peer_port for _, rem in server_conns(pid))
+
+
+def wait_response_started(s, timeout):
+    """Waits until the first response bytes are in S's receive queue,
+    without reading them (MSG_PEEK): the server has accepted and started
+    writing."""
+    s.settimeout(timeout)
+    check(s.recv(1, socket.MSG_PEEK) != b"", "closed before any response")
+
+
 def check_framing(r, method="GET"):
     """Every response has Date and Content-Length or chunked."""
     check(r.header("Date") is not None, "no Date header: %r" % r.head)

@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spoke_harness import (HELLO, Server, build_request, check,  # noqa: E402
                            check_eq, check_framing, check_response, main,
-                           test)
+                           test,
+                           server_conns)
 
 PLUGINS = ["hello.so", "echo.so", "misbehave.so"]
 
@@ -48,29 +49,6 @@ def send_tolerant(c, data):
     except (BrokenPipeError, ConnectionResetError):
         pass
 
-
-def server_conns(pid):
-    """(local port, remote port) of each TCP connection (not listener)
-    process PID holds open, from its fds and /proc/net/tcp (for failure
-    messages)."""
-    inodes = set()
-    fd_dir = "/proc/%d/fd" % pid
-    for name in os.listdir(fd_dir):
-        try:
-            link = os.readlink(os.path.join(fd_dir, name))
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    out = []
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            if fields[9] in inodes and fields[3] != "0A":
-                out.append((int(fields[1].rsplit(":", 1)[1], 16),
-                            int(fields[2].rsplit(":", 1)[1], 16)))
-    return out
 
 
 def still_serving(srv):
