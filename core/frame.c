@@ -35,13 +35,6 @@ void spoke__frame_reset(spoke__frame_scan_t *sc) {
   sc->chunk = 0;
 }
 
-static int hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 /* A line of the head or the trailers ended (its CRLF is behind us). */
 static void line_ended(spoke__frame_scan_t *sc, spoke__body_kind_t kind,
                        uint64_t length) {
@@ -108,10 +101,11 @@ int spoke__frame_scan(spoke__frame_scan_t *sc, spoke__body_kind_t kind,
           sc->prev_cr = 1;
         } else if (c == '\n') {
           return -1;
-        } else if (!sc->in_ext && hex(c) >= 0) {
+        } else if (!sc->in_ext && spoke__hexval((unsigned char)c) >= 0) {
           if (sc->chunk >> 56)
             return -1; /* llhttp refuses it too: no overflow here */
-          sc->chunk = sc->chunk * 16 + (uint64_t)hex(c);
+          sc->chunk =
+              sc->chunk * 16 + (uint64_t)spoke__hexval((unsigned char)c);
         } else {
           sc->in_ext = 1; /* ";name=value" or whitespace: llhttp judges */
         }

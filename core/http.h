@@ -149,7 +149,9 @@ struct spoke_request_s {
   int handler_rc;
   int status;
   spoke__buf_t resp_headers;  /* "Name: value\r\n" lines */
-  uint8_t resp_started;       /* head sent (streaming) */
+  atomic_int resp_started;    /* streaming began: set by the plugin's
+                                 thread, read by the loop's timeout sweep
+                                 and core responses, hence atomic */
   uint8_t resp_close;         /* plugin asked for Connection: close */
 
   atomic_int completed;       /* any thread: first completion wins */

@@ -74,6 +74,8 @@ void spoke__buf_free(spoke__buf_t *b);
 
 /* ---- strutil.c ---- */
 
+/* The value of hex digit C, or -1. */
+int spoke__hexval(unsigned char c);
 /* 1 if S[0..n) is an RFC 9110 token (header names, methods). */
 int spoke__is_token(const char *s, size_t n);
 /* Decodes %XX and (if PLUS) '+' in place; returns the new length, or -1

@@ -15,13 +15,6 @@
 
 #include "internal.h"
 
-static int hexval(unsigned char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 static int unreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
          (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
@@ -38,8 +31,8 @@ static int decode_unreserved(char *p, size_t n, size_t *out) {
       int hi, lo, v;
       if (r + 2 >= n)
         return SPOKE_EINVAL;
-      hi = hexval((unsigned char)p[r + 1]);
-      lo = hexval((unsigned char)p[r + 2]);
+      hi = spoke__hexval((unsigned char)p[r + 1]);
+      lo = spoke__hexval((unsigned char)p[r + 2]);
       if (hi < 0 || lo < 0)
         return SPOKE_EINVAL;
       v = hi * 16 + lo;

@@ -275,13 +275,9 @@ void spoke__reload_file(spoke__server_t *srv, const char *file, int force) {
   load_slot(srv, s, path);
 }
 
-static int is_plugin_name(const char *name) {
+int spoke__reload_is_plugin_name(const char *name) {
   size_t len = strlen(name);
   return len > 3 && name[0] != '.' && strcmp(name + len - 3, ".so") == 0;
-}
-
-int spoke__reload_is_plugin_name(const char *name) {
-  return is_plugin_name(name);
 }
 
 static int name_cmp(const void *a, const void *b) {
@@ -300,7 +296,7 @@ int spoke__reload_scan(spoke__server_t *srv, int force) {
     return SPOKE_EIO;
   }
   while ((de = readdir(d)) != NULL) {
-    if (!is_plugin_name(de->d_name))
+    if (!spoke__reload_is_plugin_name(de->d_name))
       continue;
     if (n == cap) {
       char **p = realloc(names, (cap ? cap * 2 : 16) * sizeof(*p));

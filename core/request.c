@@ -29,6 +29,7 @@ spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn) {
   atomic_init(&req->in_mailbox, 0);
   atomic_init(&req->plugin_owes, 0);
   atomic_init(&req->queued, 0);
+  atomic_init(&req->resp_started, 0);
   atomic_init(&req->waiting, 0);
   atomic_init(&req->abort_cb, NULL);
   loop->live_requests++;

@@ -260,7 +260,7 @@ static int send_whole(spoke_request_t *req, const void *body, size_t len,
 int spoke__response_status(spoke_request_t *req, int status) {
   if (status < 200 || status > 599)
     return SPOKE_EINVAL;
-  if (req->resp_started || atomic_load(&req->completed))
+  if (atomic_load(&req->resp_started) || atomic_load(&req->completed))
     return SPOKE_ESTATE;
   req->status = status;
   return 0;
@@ -271,7 +271,7 @@ int spoke__response_header(spoke_request_t *req, const char *name,
   size_t nlen, vlen;
   if (name == NULL || value == NULL)
     return SPOKE_EINVAL;
-  if (req->resp_started || atomic_load(&req->completed))
+  if (atomic_load(&req->resp_started) || atomic_load(&req->completed))
     return SPOKE_ESTATE;
   nlen = strlen(name);
   vlen = strlen(value);
@@ -301,7 +301,7 @@ int spoke__response_send(spoke_request_t *req, const void *body, size_t len) {
   int rc;
   if (body == NULL && len != 0)
     return SPOKE_EINVAL;
-  if (req->resp_started && !atomic_load(&req->completed))
+  if (atomic_load(&req->resp_started) && !atomic_load(&req->completed))
     return SPOKE_ESTATE; /* streaming: use write and end */
   rc = plugin_claim(req, "send");
   if (rc != 0)
@@ -323,8 +323,8 @@ int spoke__response_write(spoke_request_t *req, const void *data,
   }
   if (wait_for_room(req) != 0)
     return SPOKE_ECANCELED;
-  if (!req->resp_started) {
-    req->resp_started = 1;
+  if (!atomic_load(&req->resp_started)) {
+    atomic_store(&req->resp_started, 1);
     rc = spoke__response_head(req, &b, -1);
   }
   if (rc == 0 && len > 0 && !req->is_head && status_has_body(req->status)) {
@@ -345,7 +345,7 @@ int spoke__response_end(spoke_request_t *req) {
   spoke__buf_t b = {0};
   int rc;
 
-  if (!req->resp_started)
+  if (!atomic_load(&req->resp_started))
     return spoke__response_send(req, "", 0);
   rc = plugin_claim(req, "end");
   if (rc != 0)
@@ -367,7 +367,7 @@ int spoke__response_simple(spoke_request_t *req, int status,
   rc = claim(req);
   if (rc != 0)
     return rc;
-  if (req->resp_started) {
+  if (atomic_load(&req->resp_started)) {
     /* Mid-stream the status line is gone: close without the last chunk,
      * so the client sees the response as cut short, not complete. */
     spoke__buf_t none = {0};

@@ -18,7 +18,7 @@ int spoke__is_token(const char *s, size_t n) {
   return 1;
 }
 
-static int hexval(unsigned char c) {
+int spoke__hexval(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -32,8 +32,8 @@ long spoke__percent_decode(char *s, size_t n, int plus) {
       int hi, lo;
       if (r + 2 >= n)
         return -1;
-      hi = hexval((unsigned char)s[r + 1]);
-      lo = hexval((unsigned char)s[r + 2]);
+      hi = spoke__hexval((unsigned char)s[r + 1]);
+      lo = spoke__hexval((unsigned char)s[r + 2]);
       if (hi < 0 || lo < 0)
         return -1;
       s[w++] = (char)(hi * 16 + lo);

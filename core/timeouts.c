@@ -55,7 +55,8 @@ void spoke__conn_send_progress(spoke__conn_t *conn) {
 static void handler_late(spoke__conn_t *conn) {
   spoke_request_t *req = conn->req;
   spoke__conn_phase(conn, SPOKE__PHASE_BUSY);
-  if (req == NULL || req->mode != SPOKE_ASYNC || req->resp_started ||
+  if (req == NULL || req->mode != SPOKE_ASYNC ||
+      atomic_load(&req->resp_started) ||
       atomic_load(&req->completed))
     return;
   spoke__warn("plugin %s: %s %s: no response within %llu ms; answering 504",
