@@ -29,6 +29,10 @@ def hello_get_and_head():
             check_eq(h.body, b"", "HEAD body")
             # nothing after the HEAD head: the next response parses cleanly
             check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+            # the same handler in sync mode, on the same connection
+            s = c.roundtrip("GET", "/hello/sync")
+            check_response(s, 200, HELLO)
+            check_eq(s.header("Content-Length"), "13", "sync Content-Length")
 
 
 @test

@@ -197,8 +197,9 @@ static void loads_hello(void **state) {
   /* The descriptor came through the check, and the plugin's host slot
    * points at this instance's table. */
   assert_non_null(inst->desc);
-  assert_int_equal(inst->desc->nroutes, 1);
+  assert_int_equal(inst->desc->nroutes, 2);
   assert_string_equal(inst->desc->routes[0].path, "/hello");
+  assert_string_equal(inst->desc->routes[1].path, "/hello/sync");
   assert_ptr_equal(*inst->desc->host, &inst->host);
   assert_int_equal(inst->host.struct_size, sizeof(spoke_host_t));
   assert_int_equal(inst->host.abi_major, SPOKE_ABI_MAJOR);

@@ -135,11 +135,15 @@ static void hello_descriptor(void **state) {
   (void)state;
   assert_string_equal(spoke_plugin.name, "hello");
   assert_string_equal(spoke_plugin.version, "1.0.0");
-  assert_int_equal(spoke_plugin.nroutes, 1);
+  assert_int_equal(spoke_plugin.nroutes, 2);
   assert_string_equal(r->method, "GET");
   assert_string_equal(r->path, "/hello");
   assert_int_equal(r->mode, SPOKE_ASYNC);
   assert_non_null(r->handler);
+  /* The same handler again, as a sync route (the mode benchmark). */
+  assert_string_equal(r[1].path, "/hello/sync");
+  assert_int_equal(r[1].mode, SPOKE_SYNC);
+  assert_ptr_equal(r[1].handler, r->handler);
   assert_null(spoke_plugin.init);
   assert_null(spoke_plugin.fini);
 }
