@@ -1,9 +1,12 @@
 /* arena.c: the per-request bump allocator.
  *
- * Allocations come from chunks of at least 4 KiB; a larger request gets a
+ * Allocations come first from the storage the owner lends at init (a
+ * request lends a block inside itself, so a small request allocates
+ * nothing), then from chunks of at least 4 KiB; a large block gets a
  * chunk of its own. Nothing is freed individually: spoke__arena_free
- * releases every chunk when the request ends. One request's arena is used
- * by one thread at a time (see http.h), so there is no locking.
+ * releases every chunk when the request ends and rewinds to the lent
+ * storage. One request's arena is used by one thread at a time (see
+ * http.h), so there is no locking.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,9 +24,22 @@ struct spoke__arena_chunk_s {
 };
 
 void spoke__arena_init(spoke__arena_t *a) {
+  spoke__arena_init_with(a, NULL, 0);
+}
+
+void spoke__arena_init_with(spoke__arena_t *a, void *storage, size_t size) {
+  uintptr_t p = (uintptr_t)storage, aligned;
   a->chunks = NULL;
-  a->cur = NULL;
-  a->left = 0;
+  a->lent = storage;
+  a->lent_size = size;
+  aligned = (p + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1);
+  if (storage == NULL || size < aligned - p) {
+    a->cur = NULL;
+    a->left = 0;
+    return;
+  }
+  a->cur = (char *)aligned;
+  a->left = (size - (aligned - p)) & ~(size_t)(ARENA_ALIGN - 1);
 }
 
 static spoke__arena_chunk_t *chunk_new(spoke__arena_t *a, size_t size) {
@@ -85,5 +101,5 @@ void spoke__arena_free(spoke__arena_t *a) {
     free(c);
     c = next;
   }
-  spoke__arena_init(a);
+  spoke__arena_init_with(a, a->lent, a->lent_size);
 }

@@ -16,6 +16,13 @@
  * leaves is noticed (the request is detached and its plugin told); it
  * stops only when rbuf is full of unparsed pipelined bytes.
  *
+ * Buffers: a read lands in the loop's shared buffer (64 KiB); after the
+ * read callback parsed what it could, unparsed bytes (pipelined behind a
+ * request in flight) move to a buffer of the connection's own, which is
+ * freed once parsed. An idle connection holds no read buffer. While the
+ * loop parses a connection's bytes the connection is corked (write.c):
+ * the responses its requests get on the spot go out in one write.
+ *
  * Closing: spoke__conn_close is immediate (errors, EOF, drain of an idle
  * connection); a response that ends the connection (Connection: close,
  * HTTP/1.0, a 4xx from the parser) shuts down after its bytes are
@@ -28,7 +35,8 @@
 
 #include "http.h"
 
-#define RBUF_SIZE (16 * 1024)
+#define RBUF_SIZE (16 * 1024)        /* a connection's own, at least */
+#define LOOP_RBUF_SIZE (64 * 1024)   /* the loop's shared one */
 
 static llhttp_settings_t settings;
 static uv_once_t settings_once = UV_ONCE_INIT;
@@ -174,19 +182,13 @@ static int set_target(spoke_request_t *req, const char *url, size_t len) {
   return 0;
 }
 
-static void continue_written(uv_write_t *wr, int status) {
-  (void)status;
-  free(wr);
-}
-
 static void send_100_continue(spoke__conn_t *conn) {
-  static char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
-  uv_write_t *wr = malloc(sizeof(*wr));
-  uv_buf_t buf = uv_buf_init(line, sizeof(line) - 1);
-  if (wr == NULL)
+  static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  spoke__out_t *out = spoke__out_new(sizeof(line) - 1);
+  if (out == NULL)
     return;
-  if (uv_write(wr, (uv_stream_t *)&conn->tcp, &buf, 1, continue_written) != 0)
-    free(wr);
+  memcpy(out->data, line, out->len);
+  spoke__conn_send(conn, out); /* behind any response already corked */
 }
 
 static int on_headers_complete(llhttp_t *p) {
@@ -273,7 +275,8 @@ static void conn_closed(uv_handle_t *h) {
     conn->next->prev = conn->prev;
   loop->nconns--;
   atomic_fetch_sub(&loop->srv->open_conns, 1);
-  free(conn->rbuf);
+  if (!conn->rbuf_shared)
+    free(conn->rbuf);
   spoke__buf_free(&conn->url);
   spoke__buf_free(&conn->field);
   spoke__buf_free(&conn->value);
@@ -287,6 +290,10 @@ void spoke__conn_close(spoke__conn_t *conn) {
     return;
   conn->closing = 1;
   conn->req = NULL;
+  if (conn->loop->cork == conn) { /* corked bytes go nowhere now */
+    conn->loop->cork = NULL;
+    spoke__buf_reset(&conn->loop->cork_buf);
+  }
   if (req != NULL) {
     if (!conn->req_dispatched) {
       /* Never reached a plugin: nobody else will complete it. */
@@ -336,6 +343,9 @@ static void conn_finish(spoke__conn_t *conn) {
   if (conn->closing)
     return;
   conn->close_after = 1;
+  spoke__conn_uncork(conn); /* the last responses go before the FIN */
+  if (conn->closing)
+    return;
   sr = malloc(sizeof(*sr));
   if (sr != NULL) {
     sr->data = conn;
@@ -360,10 +370,15 @@ void spoke__conn_close_if_idle(spoke__conn_t *conn) {
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   spoke__conn_t *conn = (spoke__conn_t *)h;
+  spoke__loop_t *loop = conn->loop;
   (void)suggested;
   if (conn->rbuf == NULL) {
-    conn->rbuf = malloc(RBUF_SIZE);
-    conn->rcap = conn->rbuf ? RBUF_SIZE : 0;
+    if (loop->rbuf == NULL)
+      loop->rbuf = malloc(LOOP_RBUF_SIZE);
+    conn->rbuf = loop->rbuf;
+    conn->rcap = loop->rbuf ? LOOP_RBUF_SIZE : 0;
+    conn->rpos = conn->rlen = 0;
+    conn->rbuf_shared = loop->rbuf != NULL;
   }
   if (conn->rlen == conn->rcap && conn->rpos > 0) {
     memmove(conn->rbuf, conn->rbuf + conn->rpos, conn->rlen - conn->rpos);
@@ -372,6 +387,32 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   }
   buf->base = conn->rbuf ? conn->rbuf + conn->rlen : NULL;
   buf->len = conn->rcap - conn->rlen;
+}
+
+/* The end of a read callback: the loop's buffer goes back to the loop;
+ * unparsed bytes move into a buffer of the connection's own. */
+static void release_shared(spoke__conn_t *conn) {
+  size_t left = conn->rlen - conn->rpos;
+  char *own = NULL;
+  if (!conn->rbuf_shared)
+    return;
+  conn->rbuf_shared = 0;
+  if (left > 0 && !conn->closing) {
+    size_t cap = left > RBUF_SIZE ? left : RBUF_SIZE;
+    own = malloc(cap);
+    if (own == NULL) {
+      spoke__conn_close(conn);
+    } else {
+      memcpy(own, conn->rbuf + conn->rpos, left);
+      conn->rbuf = own;
+      conn->rcap = cap;
+      conn->rpos = 0;
+      conn->rlen = left;
+      return;
+    }
+  }
+  conn->rbuf = NULL;
+  conn->rcap = conn->rpos = conn->rlen = 0;
 }
 
 static void start_reading(spoke__conn_t *conn) {
@@ -425,9 +466,13 @@ static void request_ready(spoke__conn_t *conn) {
 }
 
 void spoke__conn_advance(spoke__conn_t *conn) {
+  int corked;
   if (conn->advancing || conn->closing)
     return;
   conn->advancing = 1;
+  corked = conn->loop->cork == NULL;
+  if (corked)
+    spoke__conn_cork(conn);
   /* A connection that will close (an upgrade, a parse error, a drain)
    * reads no further request out of the bytes it still holds. */
   while (!conn->closing && !conn->close_after && !conn->req_dispatched &&
@@ -470,10 +515,18 @@ void spoke__conn_advance(spoke__conn_t *conn) {
       parse_failed(conn, e);
     }
   }
-  if (conn->rpos == conn->rlen)
+  if (conn->rpos == conn->rlen) {
     conn->rpos = conn->rlen = 0;
+    if (!conn->rbuf_shared) { /* parsed all: idle connections hold none */
+      free(conn->rbuf);
+      conn->rbuf = NULL;
+      conn->rcap = 0;
+    }
+  }
   conn->advancing = 0;
-  if (!conn->closing && conn->rlen < conn->rcap)
+  if (corked)
+    spoke__conn_uncork(conn);
+  if (!conn->closing && (conn->rbuf == NULL || conn->rlen < conn->rcap))
     start_reading(conn);
 }
 
@@ -481,24 +534,21 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   spoke__conn_t *conn = (spoke__conn_t *)s;
   (void)buf;
   if (conn->lingering) {
-    conn->rlen = 0; /* discarded */
+    conn->rpos = conn->rlen = 0; /* discarded */
     if (nread < 0 && nread != UV_ENOBUFS)
       spoke__conn_close(conn);
-    return;
-  }
-  if (nread > 0) {
+  } else if (nread > 0) {
     conn->rlen += (size_t)nread;
     spoke__conn_advance(conn);
-    if (!conn->closing && conn->rlen == conn->rcap && conn->rpos == 0)
-      stop_reading(conn); /* full of pipelined bytes: wait for room */
-    return;
-  }
-  if (nread == UV_ENOBUFS) {
+  } else if (nread == UV_ENOBUFS) {
     stop_reading(conn);
-    return;
-  }
-  if (nread < 0) /* EOF or error: the client is gone */
+  } else if (nread < 0) { /* EOF or error: the client is gone */
     spoke__conn_close(conn);
+  }
+  release_shared(conn);
+  if (!conn->closing && conn->rbuf != NULL && conn->rlen == conn->rcap &&
+      conn->rpos == 0)
+    stop_reading(conn); /* full of pipelined bytes: wait for room */
 }
 
 void spoke__conn_response_done(spoke__conn_t *conn, int close) {

@@ -39,9 +39,11 @@ static void sync_work(uv_work_t *w) {
 static void sync_after(uv_work_t *w, int status) {
   spoke_request_t *req = w->data;
   (void)status; /* queued work is never cancelled: reload waits for it */
-  req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
+  /* The hold goes only after the 500: answering may write at once and
+   * would otherwise free the request under our feet. */
   if (!atomic_load(&req->completed))
     handler_failed(req, req->handler_rc);
+  req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
   spoke__request_maybe_free(req);
 }
 
@@ -73,13 +75,13 @@ static void run_async(spoke_request_t *req) {
   if (req->conn != NULL) /* the deadline for its first byte starts */
     spoke__conn_phase(req->conn, SPOKE__PHASE_HANDLER);
   rc = req->handler(req);
-  req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
   if (rc < 0 && !atomic_load(&req->completed)) {
     /* Returning an error gives the request up: no completion follows. */
     atomic_store(&req->plugin_owes, 0);
     req->holds &= ~(unsigned)SPOKE__REQ_PLUGIN;
     handler_failed(req, rc);
   }
+  req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER; /* after the 500 */
   spoke__request_maybe_free(req);
 }
 

@@ -52,12 +52,16 @@ typedef struct spoke__publish_s {
 } spoke__publish_t;
 
 /* Bytes of one request's response, serialized by the producing thread.
- * Owned by the loop once posted; freed after its write completes. */
+ * Owned by the loop once posted; given back after its write completes:
+ * freed, or, for the request's own out (SPOKE__OUT_EMBEDDED, whose bytes
+ * are the request's wire buffer), left to the request. An out with
+ * req == NULL carries a connection's corked bytes (conn.c). */
 enum {
   SPOKE__OUT_LAST = 1,    /* the response ends with these bytes */
   SPOKE__OUT_CLOSE = 2,   /* close the connection after them */
   SPOKE__OUT_PLUGIN = 4,  /* the plugin's own completion: it lets go */
-  SPOKE__OUT_RELEASE = 8  /* no bytes: the plugin completed too late */
+  SPOKE__OUT_RELEASE = 8, /* no bytes: the plugin completed too late */
+  SPOKE__OUT_EMBEDDED = 16 /* req->out: not malloc'd */
 };
 typedef struct spoke__out_s {
   spoke__msg_t msg;
@@ -65,9 +69,14 @@ typedef struct spoke__out_s {
   unsigned flags;             /* SPOKE__OUT_* */
   unsigned via_mailbox;
   uv_write_t wr;
+  char *data;                 /* after the struct, or req->wire's bytes */
   size_t len;
-  char data[];
 } spoke__out_t;
+
+/* A malloc'd out with room for LEN bytes after it; NULL without memory. */
+spoke__out_t *spoke__out_new(size_t len);
+/* Gives OUT back (loop thread): frees it unless it is embedded. */
+void spoke__out_release(spoke__out_t *out);
 
 /* ---- loop.c ---- */
 
@@ -90,6 +99,16 @@ struct spoke__loop_s {
   size_t live_requests;
   int draining;
   int closed;                 /* our handles are closing: loop ends */
+  /* Loop thread only, shared by its connections one at a time: */
+  char *rbuf;                 /* reads land here; conn.c moves leftovers
+                                 into the connection's own buffer, so an
+                                 idle connection holds none */
+  spoke__conn_t *cork;        /* responses made for this connection while
+                                 it parses go to cork_buf, written with
+                                 one write when its parsing stops */
+  spoke__buf_t cork_buf;
+  spoke_request_t *free_reqs; /* request.c's pool of finished requests */
+  size_t nfree_reqs;
 };
 
 int spoke__loop_init(spoke__loop_t *loop, spoke__server_t *srv, int id,
@@ -102,6 +121,12 @@ int spoke__loop_is_current(const spoke__loop_t *loop);
 void spoke__loop_maybe_finish(spoke__loop_t *loop);
 
 /* ---- request.c ---- */
+
+/* Parsing a small request allocates nothing: its arena starts in this
+ * block inside the request, and finished requests are pooled per loop
+ * (their buffers keep their memory, up to a bound). */
+#define SPOKE__REQ_ARENA_INLINE 1024
+#define SPOKE__REQ_POOL_MAX 128
 
 enum {
   SPOKE__REQ_ON_CONN = 1,
@@ -168,11 +193,25 @@ struct spoke_request_s {
   unsigned nwrites;
   unsigned ntimers;
   uv_work_t work;             /* sync dispatch */
+  spoke_request_t *next_free; /* loop->free_reqs */
+  uint8_t pooled;             /* in the pool: not a live request */
+
+  /* The whole response's bytes and the out that carries them: reused
+   * with the request, so a response allocates nothing. Written by the
+   * completing thread, then the loop's (handed over with the out). */
+  spoke__buf_t wire;
+  spoke__out_t out;
+
+  /* Kept last: request.c clears everything before it on reuse. */
+  _Alignas(16) char arena_storage[SPOKE__REQ_ARENA_INLINE];
 };
 
 spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn);
-/* Frees the request if nothing holds it any more (loop thread). */
+/* Frees the request if nothing holds it any more (loop thread): back to
+ * the loop's pool, or to malloc when the pool is full. */
 void spoke__request_maybe_free(spoke_request_t *req);
+/* Frees the loop's pooled requests (loop thread, at its end). */
+void spoke__request_pool_free(spoke__loop_t *loop);
 /* The connection is gone: mark aborted, tell the plugin (loop thread). */
 void spoke__request_detach(spoke_request_t *req);
 /* Nobody waits for this response any more (client gone, or answered 504
@@ -227,6 +266,9 @@ int spoke__response_end(spoke_request_t *req);
 void spoke__response_deliver(spoke__out_t *out);
 /* Wakes writers waiting for room in REQ's queue (any thread). */
 void spoke__response_wake(spoke_request_t *req);
+/* LEN of REQ's queued bytes left the queue: written, copied or dropped
+ * (loop thread); wakes a waiting writer below the low-water mark. */
+void spoke__response_dequeued(spoke_request_t *req, size_t len);
 
 /* ---- conn.c ---- */
 
@@ -271,7 +313,9 @@ struct spoke__conn_s {
   spoke__loop_t *loop;
   spoke__conn_t *prev, *next;  /* loop->conns */
   llhttp_t parser;
-  char *rbuf;                  /* bytes read, [rpos, rlen) not parsed */
+  char *rbuf;                  /* bytes read, [rpos, rlen) not parsed: the
+                                  loop's shared buffer during a read
+                                  callback, else our own or NULL */
   size_t rpos, rlen, rcap;
   spoke_request_t *req;        /* being parsed, or in flight */
   int req_dispatched;          /* req is in flight, parser paused */
@@ -291,6 +335,7 @@ struct spoke__conn_s {
   unsigned reading : 1;
   unsigned close_after : 1;    /* no further requests on this conn */
   unsigned lingering : 1;      /* after shutdown: read and discard */
+  unsigned rbuf_shared : 1;    /* rbuf is loop->rbuf (inside read_cb) */
 
 };
 
@@ -307,6 +352,16 @@ void spoke__conn_reset(spoke__conn_t *conn);
 void spoke__conn_fail(spoke__conn_t *conn, int status);
 /* Closes the connection if it has no request under way (drain). */
 void spoke__conn_close_if_idle(spoke__conn_t *conn);
+
+/* ---- write.c ---- */
+
+/* Sends OUT's bytes on CONN in delivery order and takes OUT over: 0, or a
+ * negative libuv error (the connection is then closed). */
+int spoke__conn_send(spoke__conn_t *conn, spoke__out_t *out);
+/* While corked (at most one connection per loop at a time), what is sent
+ * on CONN gathers in the loop's cork buffer; uncork writes it at once. */
+void spoke__conn_cork(spoke__conn_t *conn);
+void spoke__conn_uncork(spoke__conn_t *conn);
 
 /* ---- dispatch.c ---- */
 

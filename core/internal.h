@@ -50,12 +50,17 @@ typedef struct spoke__arena_s {
   spoke__arena_chunk_t *chunks; /* newest first */
   char *cur;
   size_t left;
+  void *lent;                   /* the owner's storage, used first */
+  size_t lent_size;
 } spoke__arena_t;
 
 void spoke__arena_init(spoke__arena_t *a);
+/* Allocates from STORAGE[0..size) (the caller's, outliving the arena)
+ * before any chunk; spoke__arena_free rewinds to it. */
+void spoke__arena_init_with(spoke__arena_t *a, void *storage, size_t size);
 void *spoke__arena_alloc(spoke__arena_t *a, size_t size);
 char *spoke__arena_strndup(spoke__arena_t *a, const char *s, size_t n);
-void spoke__arena_free(spoke__arena_t *a);
+void spoke__arena_free(spoke__arena_t *a); /* frees chunks, rewinds */
 
 /* ---- buf.c: growable byte buffer, always NUL-terminated when non-empty ---- */
 

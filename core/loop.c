@@ -143,6 +143,10 @@ static void loop_main(void *arg) {
   }
   spoke__snapshot_unref(loop->snap);
   loop->snap = NULL;
+  spoke__request_pool_free(loop);
+  free(loop->rbuf);
+  loop->rbuf = NULL;
+  spoke__buf_free(&loop->cork_buf);
   uv_cond_destroy(&loop->drained);
   uv_mutex_destroy(&loop->mu);
   current_loop = NULL;

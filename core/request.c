@@ -3,24 +3,60 @@
  * Created by the connection when a request starts, on the loop thread.
  * Freed there too, by spoke__request_maybe_free, once nothing holds it
  * (see the lifetime rule in http.h). Freeing unpins the plugin instance
- * the request was dispatched into, which may let a retired version go.
+ * the request was dispatched into, which may let a retired version go,
+ * and puts the request in its loop's pool: the next request on that
+ * loop reuses it, buffers and all, so the steady state allocates
+ * nothing. A draining loop pools nothing; the pool is freed when the
+ * loop ends (spoke__request_pool_free).
  *
  * The accessors read fields that are immutable once the request is
  * dispatched, so a plugin may call them from whichever thread handles
  * the request. Strings they return live in the request's arena.
  */
+#include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
 
+/* Buffers a pooled request keeps; a larger one is freed, so one big
+ * response does not pin its memory in the pool. */
+#define KEEP_BUF 16384
+
+static void buf_trim(spoke__buf_t *b) {
+  if (b->cap > KEEP_BUF)
+    spoke__buf_free(b);
+  else
+    spoke__buf_reset(b);
+}
+
+/* From the pool, cleared but for its kept buffers, or from malloc. */
+static spoke_request_t *request_alloc(spoke__loop_t *loop) {
+  spoke_request_t *req = loop->free_reqs;
+  spoke__buf_t body, resp_headers, wire;
+  if (req == NULL)
+    return calloc(1, sizeof(*req));
+  loop->free_reqs = req->next_free;
+  loop->nfree_reqs--;
+  body = req->body;
+  resp_headers = req->resp_headers;
+  wire = req->wire;
+  memset(req, 0, offsetof(spoke_request_t, arena_storage));
+  req->body = body;
+  req->resp_headers = resp_headers;
+  req->wire = wire;
+  return req;
+}
+
 spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn) {
-  spoke_request_t *req = calloc(1, sizeof(*req));
+  spoke_request_t *req = request_alloc(loop);
   if (req == NULL)
     return NULL;
   req->loop = loop;
   req->conn = conn;
-  spoke__arena_init(&req->arena);
+  spoke__arena_init_with(&req->arena, req->arena_storage,
+                         sizeof(req->arena_storage));
   req->status = 200;
   req->query = "";
   req->holds = SPOKE__REQ_ON_CONN | SPOKE__REQ_UNCOMPLETED;
@@ -36,18 +72,43 @@ spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn) {
   return req;
 }
 
+static void request_destroy(spoke_request_t *req) {
+  spoke__buf_free(&req->body);
+  spoke__buf_free(&req->resp_headers);
+  spoke__buf_free(&req->wire);
+  free(req);
+}
+
 void spoke__request_maybe_free(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
+  assert(!req->pooled); /* freed twice: a hold was dropped too early */
   if (req->holds != 0 || req->nwrites != 0 || req->ntimers != 0)
     return;
   if (req->inst != NULL)
     spoke__instance_unref(req->inst);
-  spoke__buf_free(&req->body);
-  spoke__buf_free(&req->resp_headers);
   spoke__arena_free(&req->arena);
-  free(req);
+  if (loop->nfree_reqs < SPOKE__REQ_POOL_MAX && !loop->draining) {
+    buf_trim(&req->body);
+    buf_trim(&req->resp_headers);
+    buf_trim(&req->wire);
+    req->pooled = 1;
+    req->next_free = loop->free_reqs;
+    loop->free_reqs = req;
+    loop->nfree_reqs++;
+  } else {
+    request_destroy(req);
+  }
   loop->live_requests--;
   spoke__loop_maybe_finish(loop);
+}
+
+void spoke__request_pool_free(spoke__loop_t *loop) {
+  while (loop->free_reqs != NULL) {
+    spoke_request_t *req = loop->free_reqs;
+    loop->free_reqs = req->next_free;
+    request_destroy(req);
+  }
+  loop->nfree_reqs = 0;
 }
 
 void spoke__request_abort(spoke_request_t *req) {

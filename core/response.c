@@ -3,7 +3,10 @@
  * The producing thread (a handler on the loop, a pool thread, or any
  * thread of the plugin's) serializes the status line, headers and body
  * into one spoke__out_t and posts it to the request's loop; the loop
- * writes it with one uv_write. Whole responses carry Content-Length;
+ * sends it with one write (write.c). A whole response is serialized
+ * into the request's own wire buffer and carried by the request's own
+ * out, both reused with the request, so it allocates nothing; streamed
+ * pieces get an out each. Whole responses carry Content-Length;
  * streamed ones use chunked encoding (HTTP/1.1) or end by closing
  * (HTTP/1.0). HEAD responses carry GET's headers and no body. Every
  * response has Date.
@@ -58,28 +61,75 @@ static int response_closes(const spoke_request_t *req, int streamed) {
          (streamed && req->http_minor == 0 && !req->is_head);
 }
 
+static char *put(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+/* V in decimal (BASE 10) or lowercase hex (BASE 16). */
+static char *put_num(char *p, unsigned long long v, unsigned base) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = "0123456789abcdef"[v % base];
+    v /= base;
+  } while (v != 0);
+  while (n > 0)
+    *p++ = tmp[--n];
+  return p;
+}
+
+/* Bytes of a head beyond the reason and the plugin's headers, at most:
+ * "HTTP/1.1 NNN \r\n" 15, "Date: ...\r\n" 37, "Content-Length: "
+ * with 20 digits 38, "Transfer-Encoding: chunked\r\n" 28, "Connection:
+ * keep-alive\r\n" 24, the blank line 2. */
+#define HEAD_FIXED_MAX 160
+
 int spoke__response_head(spoke_request_t *req, spoke__buf_t *out,
                          long long body_len) {
   int streamed = body_len < 0;
   int close = response_closes(req, streamed);
-  int rc = spoke__buf_appendf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n",
-                              req->status, spoke__status_reason(req->status),
-                              spoke__http_date());
-  if (rc == 0 && req->resp_headers.len)
-    rc = spoke__buf_append(out, req->resp_headers.data, req->resp_headers.len);
-  if (rc == 0 && status_has_body(req->status)) {
-    if (!streamed)
-      rc = spoke__buf_appendf(out, "Content-Length: %lld\r\n", body_len);
-    else if (req->http_minor >= 1)
-      rc = spoke__buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+  const char *reason = spoke__status_reason(req->status);
+  const char *date = spoke__http_date();
+  size_t rlen = strlen(reason), dlen = strlen(date);
+  char *p;
+  int rc;
+
+  if (req->status < 100 || req->status > 999)
+    return SPOKE_EINVAL;
+  rc = spoke__buf_reserve(out, HEAD_FIXED_MAX + rlen + dlen +
+                                   req->resp_headers.len);
+  if (rc != 0)
+    return rc;
+  p = out->data + out->len;
+  p = PUT_LIT(p, "HTTP/1.1 ");
+  p = put_num(p, (unsigned)req->status, 10);
+  *p++ = ' ';
+  p = put(p, reason, rlen);
+  p = PUT_LIT(p, "\r\nDate: ");
+  p = put(p, date, dlen);
+  p = PUT_LIT(p, "\r\n");
+  if (req->resp_headers.len)
+    p = put(p, req->resp_headers.data, req->resp_headers.len);
+  if (status_has_body(req->status)) {
+    if (!streamed) {
+      p = PUT_LIT(p, "Content-Length: ");
+      p = put_num(p, (unsigned long long)body_len, 10);
+      p = PUT_LIT(p, "\r\n");
+    } else if (req->http_minor >= 1) {
+      p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+    }
   }
-  if (rc == 0 && close)
-    rc = spoke__buf_append(out, "Connection: close\r\n", 19);
-  else if (rc == 0 && req->http_minor == 0)
-    rc = spoke__buf_append(out, "Connection: keep-alive\r\n", 24);
-  if (rc == 0)
-    rc = spoke__buf_append(out, "\r\n", 2);
-  return rc;
+  if (close)
+    p = PUT_LIT(p, "Connection: close\r\n");
+  else if (req->http_minor == 0)
+    p = PUT_LIT(p, "Connection: keep-alive\r\n");
+  p = PUT_LIT(p, "\r\n");
+  out->len = (size_t)(p - out->data);
+  out->data[out->len] = '\0';
+  return 0;
 }
 
 /* ---- handing bytes to the loop ---- */
@@ -92,8 +142,7 @@ void spoke__response_wake(spoke_request_t *req) {
   uv_mutex_unlock(&req->loop->mu);
 }
 
-/* Bytes of REQ left the queue (written or discarded). Loop thread. */
-static void dequeued(spoke_request_t *req, size_t len) {
+void spoke__response_dequeued(spoke_request_t *req, size_t len) {
   size_t before = atomic_fetch_sub(&req->queued, len);
   if (before > STREAM_HIGH_WATER / 2 && before - len <= STREAM_HIGH_WATER / 2)
     spoke__response_wake(req);
@@ -115,22 +164,9 @@ static int wait_for_room(spoke_request_t *req) {
   return atomic_load(&req->aborted) ? SPOKE_ECANCELED : 0;
 }
 
-static void post_out(spoke_request_t *req, const spoke__buf_t *bytes,
-                     unsigned flags) {
-  spoke__out_t *out = malloc(sizeof(*out) + bytes->len);
-  if (out == NULL) {
-    /* Nothing sensible to send; end the request so it is not lost. */
-    spoke__error("out of memory for a response; closing the connection");
-    out = malloc(sizeof(*out));
-    if (out == NULL)
-      abort(); /* the process cannot go on without memory */
-    out->len = 0;
-    flags |= SPOKE__OUT_CLOSE;
-  } else {
-    out->len = bytes->len;
-    if (bytes->len)
-      memcpy(out->data, bytes->data, bytes->len);
-  }
+/* Hands OUT (bytes of REQ, FLAGS) to the loop: delivered in place on the
+ * loop thread unless earlier outs of REQ still sit in the mailbox. */
+static void post(spoke_request_t *req, spoke__out_t *out, unsigned flags) {
   atomic_fetch_add(&req->queued, out->len);
   out->msg.kind = SPOKE__MSG_OUT;
   out->msg.next = NULL;
@@ -147,20 +183,29 @@ static void post_out(spoke_request_t *req, const spoke__buf_t *bytes,
   spoke__loop_post(req->loop, &out->msg);
 }
 
-static void write_cb(uv_write_t *wr, int status) {
-  spoke__out_t *out = wr->data;
-  spoke_request_t *req = out->req;
-  /* A write callback always runs before its handle's close callback, so
-   * the connection is still there. */
-  spoke__conn_t *conn = (spoke__conn_t *)wr->handle;
-  dequeued(req, out->len);
-  free(out);
-  req->nwrites--;
-  if (status < 0 && status != UV_ECANCELED)
-    spoke__conn_close(conn);
-  else if (!conn->closing)
-    spoke__conn_send_progress(conn);
-  spoke__request_maybe_free(req);
+/* Posts a copy of BYTES (a streamed piece, or none). */
+static void post_out(spoke_request_t *req, const spoke__buf_t *bytes,
+                     unsigned flags) {
+  spoke__out_t *out = spoke__out_new(bytes->len);
+  if (out == NULL) {
+    /* Nothing sensible to send; end the request so it is not lost. */
+    spoke__error("out of memory for a response; closing the connection");
+    out = spoke__out_new(0);
+    if (out == NULL)
+      abort(); /* the process cannot go on without memory */
+    flags |= SPOKE__OUT_CLOSE;
+  } else if (bytes->len) {
+    memcpy(out->data, bytes->data, bytes->len);
+  }
+  post(req, out, flags);
+}
+
+/* Posts the request's wire buffer, in the request's own out. */
+static void post_wire(spoke_request_t *req, unsigned flags) {
+  spoke__out_t *out = &req->out;
+  out->data = req->wire.data;
+  out->len = req->wire.len;
+  post(req, out, flags | SPOKE__OUT_EMBEDDED);
 }
 
 void spoke__response_deliver(spoke__out_t *out) {
@@ -172,28 +217,19 @@ void spoke__response_deliver(spoke__out_t *out) {
     atomic_fetch_sub(&req->in_mailbox, 1);
   if (flags & SPOKE__OUT_RELEASE) {
     /* The plugin completed after the core had answered for it. */
-    free(out);
+    spoke__out_release(out);
     req->holds &= ~(unsigned)SPOKE__REQ_PLUGIN;
     spoke__request_maybe_free(req);
     return;
   }
-  if (conn != NULL && !conn->closing && out->len > 0) {
-    uv_buf_t buf = uv_buf_init(out->data, (unsigned)out->len);
-    out->wr.data = out;
-    if (uv_write(&out->wr, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb) == 0) {
-      req->nwrites++;
-      if (conn->send_deadline == 0)
-        spoke__conn_send_progress(conn);
-      if (conn->phase == SPOKE__PHASE_HANDLER)
-        spoke__conn_phase(conn, SPOKE__PHASE_BUSY); /* response started */
-    } else {
-      dequeued(req, out->len);
-      free(out);
-      spoke__conn_close(conn);
-    }
+  if (conn != NULL && out->len > 0) {
+    if (spoke__conn_send(conn, out) == 0 &&
+        conn->phase == SPOKE__PHASE_HANDLER)
+      spoke__conn_phase(conn, SPOKE__PHASE_BUSY); /* response started */
   } else {
-    dequeued(req, out->len);
-    free(out); /* the client left: accepted and discarded */
+    /* The client left (or nothing to send): accepted and discarded. */
+    spoke__response_dequeued(req, out->len);
+    spoke__out_release(out);
   }
   if (flags & SPOKE__OUT_LAST) {
     req->holds &= ~(unsigned)SPOKE__REQ_UNCOMPLETED;
@@ -245,15 +281,18 @@ static int plugin_claim(spoke_request_t *req, const char *what) {
  * FLAGS adds SPOKE__OUT_PLUGIN when it is the plugin's completion. */
 static int send_whole(spoke_request_t *req, const void *body, size_t len,
                       unsigned flags) {
-  spoke__buf_t b = {0};
+  spoke__buf_t *b = &req->wire;
   int with_body = status_has_body(req->status);
-  int rc = spoke__response_head(req, &b, with_body ? (long long)len : 0);
+  int rc;
+  spoke__buf_reset(b);
+  rc = spoke__response_head(req, b, with_body ? (long long)len : 0);
   if (rc == 0 && with_body && !req->is_head && len)
-    rc = spoke__buf_append(&b, body, len);
-  post_out(req, &b,
-           flags | SPOKE__OUT_LAST |
-               (response_closes(req, 0) || rc != 0 ? SPOKE__OUT_CLOSE : 0));
-  spoke__buf_free(&b);
+    rc = spoke__buf_append(b, body, len);
+  if (rc != 0)
+    spoke__buf_reset(b); /* no half response: close instead */
+  post_wire(req, flags | SPOKE__OUT_LAST |
+                     (response_closes(req, 0) || rc != 0 ? SPOKE__OUT_CLOSE
+                                                         : 0));
   return rc;
 }
 
@@ -292,8 +331,12 @@ int spoke__response_header(spoke_request_t *req, const char *name,
     req->resp_close = 1;
     return 0;
   }
-  if (spoke__buf_appendf(&req->resp_headers, "%s: %s\r\n", name, value) != 0)
+  if (spoke__buf_reserve(&req->resp_headers, nlen + vlen + 4) != 0)
     return SPOKE_ENOMEM;
+  spoke__buf_append(&req->resp_headers, name, nlen);
+  spoke__buf_append(&req->resp_headers, ": ", 2);
+  spoke__buf_append(&req->resp_headers, value, vlen);
+  spoke__buf_append(&req->resp_headers, "\r\n", 2);
   return 0;
 }
 
@@ -328,8 +371,11 @@ int spoke__response_write(spoke_request_t *req, const void *data,
     rc = spoke__response_head(req, &b, -1);
   }
   if (rc == 0 && len > 0 && !req->is_head && status_has_body(req->status)) {
-    if (chunked)
-      rc = spoke__buf_appendf(&b, "%zx\r\n", len);
+    if (chunked) {
+      char size[24], *end = put_num(size, len, 16);
+      end = PUT_LIT(end, "\r\n");
+      rc = spoke__buf_append(&b, size, (size_t)(end - size));
+    }
     if (rc == 0)
       rc = spoke__buf_append(&b, data, len);
     if (rc == 0 && chunked)

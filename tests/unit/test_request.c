@@ -30,6 +30,7 @@ static int teardown(void **state) {
   (void)state;
   /* Every request a test made was freed. */
   assert_int_equal(loop->live_requests, 0);
+  spoke__request_pool_free(loop);
   free(loop);
   loop = NULL;
   return 0;
@@ -97,6 +98,52 @@ static void new_and_free(void **state) {
   assert_int_equal(loop->live_requests, 1);
   req_done(b);
   assert_int_equal(loop->live_requests, 0);
+}
+
+/* A finished request goes back to its loop's pool and comes out of it
+ * as new: same memory, nothing of its previous life but buffer room. */
+static void pool_reuses_cleared_requests(void **state) {
+  spoke_request_t *a, *b, *c;
+  char *p;
+  (void)state;
+
+  a = req_new("/a", "x=1");
+  add_header(a, "Host", "example");
+  a->status = 404;
+  atomic_store(&a->completed, 1);
+  assert_int_equal(spoke__buf_append(&a->body, "body", 4), 0);
+  assert_int_equal(spoke__buf_append(&a->wire, "HTTP/1.1", 8), 0);
+  /* Small allocations come from the request itself. */
+  p = spoke__request_alloc(a, 64);
+  assert_true(p >= a->arena_storage &&
+              p + 64 <= a->arena_storage + sizeof(a->arena_storage));
+  req_done(a);
+  assert_int_equal(loop->nfree_reqs, 1);
+  assert_int_equal(loop->live_requests, 0);
+
+  b = spoke__request_new(loop, NULL);
+  assert_ptr_equal(b, a);
+  assert_int_equal(loop->nfree_reqs, 0);
+  assert_int_equal(b->status, 200);
+  assert_string_equal(b->query, "");
+  assert_null(b->path);
+  assert_int_equal(b->nheaders, 0);
+  assert_null(spoke__request_header(b, "Host"));
+  assert_int_equal(atomic_load(&b->completed), 0);
+  assert_int_equal(b->body.len, 0);
+  assert_int_equal(b->wire.len, 0);
+  assert_int_equal(b->holds, SPOKE__REQ_ON_CONN | SPOKE__REQ_UNCOMPLETED);
+  /* The arena is rewound to the request's own block. */
+  assert_null(b->arena.chunks);
+  p = spoke__request_alloc(b, 64);
+  assert_ptr_equal(p, b->arena_storage);
+
+  /* A second live request while the first is out: a new one. */
+  c = spoke__request_new(loop, NULL);
+  assert_ptr_not_equal(c, b);
+  req_done(b);
+  req_done(c);
+  assert_int_equal(loop->nfree_reqs, 2);
 }
 
 static int aborts_seen;
@@ -392,6 +439,8 @@ static void params_bad_escape_and_empty(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(new_and_free, setup, teardown),
+    cmocka_unit_test_setup_teardown(pool_reuses_cleared_requests, setup,
+                                    teardown),
     cmocka_unit_test_setup_teardown(detach_aborts, setup, teardown),
     cmocka_unit_test_setup_teardown(basic_accessors, setup, teardown),
     cmocka_unit_test_setup_teardown(body, setup, teardown),

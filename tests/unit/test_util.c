@@ -102,6 +102,35 @@ static void arena_alignment(void **state) {
   spoke__arena_free(&a);
 }
 
+/* Lent storage is used first, aligned, and returned to after free. */
+static void arena_lent_storage(void **state) {
+  _Alignas(16) char storage[1 + 256];
+  char *base = storage + 1; /* misaligned on purpose */
+  spoke__arena_t a;
+  char *p, *q, *r;
+  (void)state;
+
+  spoke__arena_init_with(&a, base, 256);
+  p = spoke__arena_alloc(&a, 100);
+  assert_non_null(p);
+  assert_true(p >= base && p + 100 <= base + 256);
+  assert_int_equal((uintptr_t)p % 16, 0);
+  assert_null(a.chunks); /* nothing allocated from the heap */
+  q = spoke__arena_alloc(&a, 100);
+  assert_true(q >= p + 100 && q + 100 <= base + 256);
+  /* Past the storage: a heap chunk. */
+  r = spoke__arena_alloc(&a, 100);
+  assert_non_null(r);
+  assert_true(r < base || r >= base + 256);
+  assert_non_null(a.chunks);
+  memset(r, 'r', 100);
+  /* Free gives the chunks back and rewinds to the storage. */
+  spoke__arena_free(&a);
+  assert_null(a.chunks);
+  assert_ptr_equal(spoke__arena_alloc(&a, 8), p);
+  spoke__arena_free(&a);
+}
+
 static void arena_large(void **state) {
   spoke__arena_t a;
   char *small1, *big, *small2, *huge;
@@ -463,6 +492,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(arena_many_small),
     cmocka_unit_test(arena_alignment),
+    cmocka_unit_test(arena_lent_storage),
     cmocka_unit_test(arena_large),
     cmocka_unit_test(arena_huge_fails),
     cmocka_unit_test(arena_strndup),
