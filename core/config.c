@@ -1,8 +1,10 @@
-/* config.c: the command line.
+/* config.c: the command line and the settings it shares with the file.
  *
  * Every setting has a default here and a flag; "--flag value" and
- * "--flag=value" both work. Sizes take k/m/g suffixes (powers of 1024).
- * Filled once on the main thread before anything starts; read-only after.
+ * "--flag=value" both work, and "flag = value" in the --config file
+ * (conffile.c) goes through the same spoke__config_set. Sizes take k/m/g
+ * suffixes (powers of 1024). Filled once on the main thread before
+ * anything starts; read-only after.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -47,6 +49,12 @@ void spoke__config_usage(FILE *out) {
 "  --listen HOST:PORT      address to listen on (default 127.0.0.1:8080;\n"
 "                          port 0 picks a free port; [::1]:8080 for IPv6)\n"
 "  --plugins DIR           plugins directory (default ./plugins)\n"
+"  --config FILE           settings (these flags without --, one per line)\n"
+"                          and [plugin NAME] sections; flags win\n"
+"  --admin HOST:PORT       admin listener: GET /status, GET /metrics,\n"
+"                          POST /reload (off by default; keep it on loopback)\n"
+"  --access-log FILE       Combined Log Format plus request time, - for\n"
+"                          stdout; reopened on SIGUSR1 (default off)\n"
 "  --loops L               I/O loop threads (default: number of CPUs)\n"
 "  --workers W             worker-pool threads for sync handlers\n"
 "                          (default 16, at most 1024)\n"
@@ -102,8 +110,10 @@ static long long parse_number(const char *s, int suffix) {
   return (long long)(v * mult);
 }
 
-static int parse_listen(spoke__config_t *cfg, const char *v, char *err,
-                        size_t errlen) {
+/* "HOST:PORT", "[V6]:PORT" or ":PORT" (all interfaces). */
+static int parse_hostport(const char *flag, const char *v, char *host_out,
+                          size_t host_cap, int *port_out, char *err,
+                          size_t errlen) {
   const char *colon, *host = v;
   size_t hlen;
   long long port;
@@ -122,19 +132,26 @@ static int parse_listen(spoke__config_t *cfg, const char *v, char *err,
     hlen = (size_t)(colon - v);
   }
   port = parse_number(colon + 1, 0);
-  if (port < 0 || port > 65535 || hlen >= sizeof(cfg->listen_host))
+  if (port < 0 || port > 65535 || hlen >= host_cap)
     goto bad;
   if (hlen == 0) {
-    snprintf(cfg->listen_host, sizeof(cfg->listen_host), "0.0.0.0");
+    snprintf(host_out, host_cap, "0.0.0.0");
   } else {
-    memcpy(cfg->listen_host, host, hlen);
-    cfg->listen_host[hlen] = '\0';
+    memcpy(host_out, host, hlen);
+    host_out[hlen] = '\0';
   }
-  cfg->listen_port = (int)port;
+  *port_out = (int)port;
   return 0;
 bad:
-  snprintf(err, errlen, "--listen wants HOST:PORT, got \"%s\"", v);
+  snprintf(err, errlen, "%s wants HOST:PORT, got \"%s\"", flag, v);
   return SPOKE_EINVAL;
+}
+
+static int parse_listen(spoke__config_t *cfg, const char *v, char *err,
+                        size_t errlen) {
+  return parse_hostport("--listen", v, cfg->listen_host,
+                        sizeof(cfg->listen_host), &cfg->listen_port, err,
+                        errlen);
 }
 
 static int parse_level(const char *v) {
@@ -191,14 +208,117 @@ static int num_opt(const char *flag, const char *v, int suffix, long long lo,
   return 0;
 }
 
+/* "--flag" or "flag": the name without the dashes, for messages. */
+int spoke__config_set(spoke__config_t *cfg, const char *name, const char *v,
+                      char *err, size_t errlen) {
+  char flag[64];
+  long long n = 0;
+  int rc = 0;
+
+  while (*name == '-')
+    name++;
+  snprintf(flag, sizeof(flag), "--%s", name);
+  if (strcmp(flag, "--listen") == 0) {
+    rc = parse_listen(cfg, v, err, errlen);
+  } else if (strcmp(flag, "--admin") == 0) {
+    rc = parse_hostport(flag, v, cfg->admin_host, sizeof(cfg->admin_host),
+                        &cfg->admin_port, err, errlen);
+    cfg->admin_on = rc == 0;
+  } else if (strcmp(flag, "--access-log") == 0) {
+    cfg->access_log = v[0] != '\0' && strcmp(v, "off") != 0 ? v : NULL;
+  } else if (strcmp(flag, "--plugins") == 0) {
+    cfg->plugins_dir = v;
+  } else if (strcmp(flag, "--runtime-dir") == 0) {
+    cfg->runtime_dir = v;
+  } else if (strcmp(flag, "--loops") == 0) {
+    if ((rc = num_opt(flag, v, 0, 1, 1024, &n, err, errlen)) == 0)
+      cfg->loops = (int)n;
+  } else if (strcmp(flag, "--workers") == 0) {
+    if ((rc = num_opt(flag, v, 0, 1, 1024, &n, err, errlen)) == 0)
+      cfg->workers = (int)n;
+  } else if (strcmp(flag, "--max-queue") == 0) {
+    if ((rc = num_opt(flag, v, 0, 0, 1LL << 30, &n, err, errlen)) == 0)
+      cfg->max_queue = (size_t)n;
+  } else if (strcmp(flag, "--max-body") == 0) {
+    if ((rc = num_opt(flag, v, 1, 0, 1LL << 40, &n, err, errlen)) == 0)
+      cfg->max_body = (size_t)n;
+  } else if (strcmp(flag, "--max-header") == 0) {
+    if ((rc = num_opt(flag, v, 1, 256, 1LL << 24, &n, err, errlen)) == 0)
+      cfg->max_header = (size_t)n;
+  } else if (strcmp(flag, "--max-request-line") == 0) {
+    if ((rc = num_opt(flag, v, 1, 64, 1LL << 24, &n, err, errlen)) == 0)
+      cfg->max_request_line = (size_t)n;
+  } else if (strcmp(flag, "--max-headers") == 0) {
+    if ((rc = num_opt(flag, v, 0, 1, 100000, &n, err, errlen)) == 0)
+      cfg->max_headers = (size_t)n;
+  } else if (strcmp(flag, "--max-conns") == 0) {
+    if ((rc = num_opt(flag, v, 0, 1, 1000000, &n, err, errlen)) == 0)
+      cfg->max_conns = (size_t)n;
+  } else if (strcmp(flag, "--max-requests") == 0) {
+    if ((rc = num_opt(flag, v, 0, 1, 1LL << 40, &n, err, errlen)) == 0)
+      cfg->max_requests = (size_t)n;
+  } else if (strcmp(flag, "--header-timeout") == 0) {
+    rc = time_opt(flag, v, &cfg->header_timeout_ms, err, errlen);
+  } else if (strcmp(flag, "--keepalive-timeout") == 0) {
+    rc = time_opt(flag, v, &cfg->keepalive_timeout_ms, err, errlen);
+  } else if (strcmp(flag, "--body-timeout") == 0) {
+    rc = time_opt(flag, v, &cfg->body_timeout_ms, err, errlen);
+  } else if (strcmp(flag, "--send-timeout") == 0) {
+    rc = time_opt(flag, v, &cfg->send_timeout_ms, err, errlen);
+  } else if (strcmp(flag, "--handler-timeout") == 0) {
+    rc = time_opt(flag, v, &cfg->handler_timeout_ms, err, errlen);
+  } else if (strcmp(flag, "--shutdown-timeout") == 0) {
+    rc = time_opt(flag, v, &cfg->shutdown_timeout_ms, err, errlen);
+  } else if (strcmp(flag, "--watch-debounce") == 0) {
+    if ((rc = num_opt(flag, v, 0, 0, 60000, &n, err, errlen)) == 0)
+      cfg->watch_debounce_ms = (uint64_t)n;
+  } else if (strcmp(flag, "--log-level") == 0) {
+    cfg->log_level = parse_level(v);
+    if (cfg->log_level < 0) {
+      snprintf(err, errlen, "--log-level wants error, warn, info or debug");
+      rc = SPOKE_EINVAL;
+    }
+  } else {
+    snprintf(err, errlen, "unknown option \"%s\"", flag);
+    rc = SPOKE_EINVAL;
+  }
+  return rc;
+}
+
+/* Splits ARGV[*I] into its flag and value ("--f v" or "--f=v"). */
+static int next_flag(int argc, char **argv, int *i, char *flag,
+                     size_t flaglen, const char **v, char *err,
+                     size_t errlen) {
+  const char *arg = argv[*i], *eq;
+  if (strncmp(arg, "--", 2) != 0) {
+    snprintf(err, errlen, "unexpected argument \"%s\"", arg);
+    return SPOKE_EINVAL;
+  }
+  eq = strchr(arg, '=');
+  if (eq != NULL) {
+    snprintf(flag, flaglen, "%.*s", (int)(eq - arg), arg);
+    *v = eq + 1;
+    return 0;
+  }
+  snprintf(flag, flaglen, "%s", arg);
+  if (*i + 1 >= argc) {
+    snprintf(err, errlen, "%s needs a value", arg);
+    return SPOKE_EINVAL;
+  }
+  *v = argv[++*i];
+  return 0;
+}
+
+/* The file first (--config, wherever it stands), then every flag in
+ * order on top of it: the command line wins. */
 int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
                         char *err, size_t errlen) {
-  for (int i = 1; i < argc; i++) {
-    char flag[64];
-    const char *arg = argv[i], *eq, *v;
-    long long n = 0;
-    int rc = 0;
+  char flag[64];
+  const char *v;
+  int rc;
 
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
     if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
       spoke__config_usage(stdout);
       return 1;
@@ -208,82 +328,26 @@ int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
              SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR);
       return 1;
     }
-    if (strncmp(arg, "--", 2) != 0) {
-      snprintf(err, errlen, "unexpected argument \"%s\"", arg);
-      return SPOKE_EINVAL;
-    }
-    eq = strchr(arg, '=');
-    if (eq != NULL) {
-      snprintf(flag, sizeof(flag), "%.*s", (int)(eq - arg), arg);
-      v = eq + 1;
-    } else {
-      snprintf(flag, sizeof(flag), "%s", arg);
-      if (i + 1 >= argc) {
-        snprintf(err, errlen, "%s needs a value", arg);
+    if ((rc = next_flag(argc, argv, &i, flag, sizeof(flag), &v, err,
+                        errlen)) != 0)
+      return rc;
+    if (strcmp(flag, "--config") == 0) {
+      if (cfg->config_path != NULL) {
+        snprintf(err, errlen, "--config given twice");
         return SPOKE_EINVAL;
       }
-      v = argv[++i];
+      cfg->config_path = v;
     }
-
-    if (strcmp(flag, "--listen") == 0) {
-      rc = parse_listen(cfg, v, err, errlen);
-    } else if (strcmp(flag, "--plugins") == 0) {
-      cfg->plugins_dir = v;
-    } else if (strcmp(flag, "--runtime-dir") == 0) {
-      cfg->runtime_dir = v;
-    } else if (strcmp(flag, "--loops") == 0) {
-      if ((rc = num_opt(flag, v, 0, 1, 1024, &n, err, errlen)) == 0)
-        cfg->loops = (int)n;
-    } else if (strcmp(flag, "--workers") == 0) {
-      if ((rc = num_opt(flag, v, 0, 1, 1024, &n, err, errlen)) == 0)
-        cfg->workers = (int)n;
-    } else if (strcmp(flag, "--max-queue") == 0) {
-      if ((rc = num_opt(flag, v, 0, 0, 1LL << 30, &n, err, errlen)) == 0)
-        cfg->max_queue = (size_t)n;
-    } else if (strcmp(flag, "--max-body") == 0) {
-      if ((rc = num_opt(flag, v, 1, 0, 1LL << 40, &n, err, errlen)) == 0)
-        cfg->max_body = (size_t)n;
-    } else if (strcmp(flag, "--max-header") == 0) {
-      if ((rc = num_opt(flag, v, 1, 256, 1LL << 24, &n, err, errlen)) == 0)
-        cfg->max_header = (size_t)n;
-    } else if (strcmp(flag, "--max-request-line") == 0) {
-      if ((rc = num_opt(flag, v, 1, 64, 1LL << 24, &n, err, errlen)) == 0)
-        cfg->max_request_line = (size_t)n;
-    } else if (strcmp(flag, "--max-headers") == 0) {
-      if ((rc = num_opt(flag, v, 0, 1, 100000, &n, err, errlen)) == 0)
-        cfg->max_headers = (size_t)n;
-    } else if (strcmp(flag, "--max-conns") == 0) {
-      if ((rc = num_opt(flag, v, 0, 1, 1000000, &n, err, errlen)) == 0)
-        cfg->max_conns = (size_t)n;
-    } else if (strcmp(flag, "--max-requests") == 0) {
-      if ((rc = num_opt(flag, v, 0, 1, 1LL << 40, &n, err, errlen)) == 0)
-        cfg->max_requests = (size_t)n;
-    } else if (strcmp(flag, "--header-timeout") == 0) {
-      rc = time_opt(flag, v, &cfg->header_timeout_ms, err, errlen);
-    } else if (strcmp(flag, "--keepalive-timeout") == 0) {
-      rc = time_opt(flag, v, &cfg->keepalive_timeout_ms, err, errlen);
-    } else if (strcmp(flag, "--body-timeout") == 0) {
-      rc = time_opt(flag, v, &cfg->body_timeout_ms, err, errlen);
-    } else if (strcmp(flag, "--send-timeout") == 0) {
-      rc = time_opt(flag, v, &cfg->send_timeout_ms, err, errlen);
-    } else if (strcmp(flag, "--handler-timeout") == 0) {
-      rc = time_opt(flag, v, &cfg->handler_timeout_ms, err, errlen);
-    } else if (strcmp(flag, "--shutdown-timeout") == 0) {
-      rc = time_opt(flag, v, &cfg->shutdown_timeout_ms, err, errlen);
-    } else if (strcmp(flag, "--watch-debounce") == 0) {
-      if ((rc = num_opt(flag, v, 0, 0, 60000, &n, err, errlen)) == 0)
-        cfg->watch_debounce_ms = (uint64_t)n;
-    } else if (strcmp(flag, "--log-level") == 0) {
-      cfg->log_level = parse_level(v);
-      if (cfg->log_level < 0) {
-        snprintf(err, errlen, "--log-level wants error, warn, info or debug");
-        rc = SPOKE_EINVAL;
-      }
-    } else {
-      snprintf(err, errlen, "unknown option \"%s\"", flag);
-      rc = SPOKE_EINVAL;
-    }
-    if (rc != 0)
+  }
+  if (cfg->config_path != NULL &&
+      (rc = spoke__conffile_load(&cfg->conf, cfg->config_path, cfg, err,
+                                 errlen)) != 0)
+    return rc;
+  for (int i = 1; i < argc; i++) {
+    next_flag(argc, argv, &i, flag, sizeof(flag), &v, err, errlen);
+    if (strcmp(flag, "--config") == 0)
+      continue;
+    if ((rc = spoke__config_set(cfg, flag, v, err, errlen)) != 0)
       return rc;
   }
   return 0;

@@ -4,7 +4,8 @@
  * so calls that need to know which plugin is calling (logging) find the
  * instance from the table pointer the plugin passes back. The members
  * themselves live with their modules: request.c (accessors),
- * response.c (status, headers, send, write, end), timer.c.
+ * response.c (status, headers, send, write, end), timer.c, conffile.c
+ * (a plugin's config section).
  */
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,14 @@ static void host_logv(const spoke_host_t *host, int level, const char *fmt,
   }
   snprintf(tag, sizeof(tag), "plugin %s", inst->name ? inst->name : "?");
   spoke__logv_tagged(level, tag, fmt, ap);
+}
+
+/* The plugin's [plugin NAME] section of the config file. */
+static const char *host_config(const spoke_host_t *host, const char *key) {
+  const spoke__instance_t *inst = (const spoke__instance_t *)host;
+  if (host == NULL || key == NULL)
+    return NULL;
+  return spoke__conffile_lookup(inst->name, key);
 }
 
 static void *host_plugin_state(const spoke_request_t *req) {
@@ -56,6 +65,7 @@ void spoke__host_table_init(spoke_host_t *h) {
   h->response_end = spoke__response_end;
   h->timer_start = spoke__timer_start;
   h->logv = host_logv;
+  h->config = host_config;
 }
 
 /* The ABI is frozen: these offsets may never change within SDK 1 (LP64).
@@ -88,5 +98,6 @@ _Static_assert(offsetof(spoke_host_t, response_status) == 8 + 16 * 8, "ABI");
 _Static_assert(offsetof(spoke_host_t, response_end) == 8 + 20 * 8, "ABI");
 _Static_assert(offsetof(spoke_host_t, timer_start) == 8 + 21 * 8, "ABI");
 _Static_assert(offsetof(spoke_host_t, logv) == 8 + 22 * 8, "ABI");
-_Static_assert(sizeof(spoke_host_t) == 8 + 23 * 8, "ABI");
+_Static_assert(offsetof(spoke_host_t, config) == 8 + 23 * 8, "ABI 1.2");
+_Static_assert(sizeof(spoke_host_t) == 8 + 24 * 8, "ABI");
 #endif

@@ -301,6 +301,18 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
     goto fail;
   }
   inst->initialized = 1;
+  /* Init may have filled its routes in from its config (a path prefix):
+   * the table is read after init, so it is checked again. */
+  rc = spoke__descriptor_check(inst->desc, err, errlen);
+  if (rc != 0) {
+    char why[256];
+    snprintf(why, sizeof(why), "%s", err);
+    snprintf(err, errlen, "after init: %s", why);
+    if (inst->desc->fini != NULL)
+      inst->desc->fini(inst->state);
+    inst->initialized = 0;
+    goto fail;
+  }
   live_add(inst);
   *out = inst;
   return 0;

@@ -203,6 +203,7 @@ int spoke__server_run(spoke__server_t *srv) {
   if (rc != 0) {
     spoke__error("cannot listen on %s:%d: %s", cfg->listen_host,
                  cfg->listen_port, err);
+    spoke__conffile_free(&cfg->conf);
     return rc;
   }
   if ((rc = make_runtime_dir(srv)) != 0)
@@ -275,10 +276,12 @@ out_dir:
   srv->runtime_dir = NULL;
   if (rc == 0) {
     spoke__info("stopped");
+    spoke__conffile_free(&cfg->conf); /* every plugin is gone */
     return 0;
   }
 out_fds: /* failed before any loop took its socket over */
   for (i = 0; i < cfg->loops; i++)
     close(fds[i]);
+  spoke__conffile_free(&cfg->conf);
   return rc;
 }

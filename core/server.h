@@ -17,9 +17,28 @@
 
 #include "plugin.h"
 
+/* conffile.c: the --config file, kept whole: values point into text. */
+typedef struct spoke__conf_entry_s {
+  const char *section;        /* a plugin's name */
+  const char *key, *value;
+} spoke__conf_entry_t;
+
+typedef struct spoke__conffile_s {
+  const char *path;
+  char *text;
+  spoke__conf_entry_t *entries; /* the [plugin NAME] keys, in file order */
+  size_t n, cap;
+} spoke__conffile_t;
+
 typedef struct spoke__config_s {
   char listen_host[256];
   int listen_port;
+  const char *config_path;    /* --config, or NULL */
+  spoke__conffile_t conf;     /* what it held (values point into it) */
+  int admin_on;               /* --admin given */
+  char admin_host[256];
+  int admin_port;
+  const char *access_log;     /* --access-log FILE, "-", or NULL */
   const char *plugins_dir;
   const char *runtime_dir;    /* parent of the private plugin copies */
   int loops;                  /* I/O loop threads */
@@ -48,6 +67,17 @@ void spoke__config_defaults(spoke__config_t *cfg);
 int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
                         char *err, size_t errlen);
 void spoke__config_usage(FILE *out);
+/* One setting by its flag name ("max-body" or "--max-body"). */
+int spoke__config_set(spoke__config_t *cfg, const char *name, const char *v,
+                      char *err, size_t errlen);
+
+/* conffile.c. Load: server settings go through spoke__config_set, plugin
+ * sections are kept; the loaded file becomes the one lookups read. */
+int spoke__conffile_load(spoke__conffile_t *cf, const char *path,
+                         spoke__config_t *cfg, char *err, size_t errlen);
+/* KEY of plugin SECTION, or NULL (any thread; read-only after start). */
+const char *spoke__conffile_lookup(const char *section, const char *key);
+void spoke__conffile_free(spoke__conffile_t *cf);
 
 struct spoke__loop_s;
 /* One file of the plugins directory (reload.c; control thread only). */

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define SPOKE_ABI_MAJOR 1
-#define SPOKE_ABI_MINOR 1
+#define SPOKE_ABI_MINOR 2
 
 #define SPOKE_VERSION_STRING "0.1.0"
 
@@ -261,7 +261,9 @@ struct spoke_host_s {
   int (*timer_start)(spoke_request_t *req, uint64_t ms, spoke_timer_cb cb);
   void (*logv)(const spoke_host_t *host, int level, const char *fmt,
                va_list ap);
-  /* -- append 1.1 members below this line, never above -- */
+  /* -- 1.2 -- */
+  const char *(*config)(const spoke_host_t *host, const char *key);
+  /* -- append 1.3 members below this line, never above -- */
 };
 
 /* True when the host's table has MEMBER (a member newer than the plugin's
@@ -422,6 +424,16 @@ static inline SPOKE__PRINTF(2, 3) void spoke_log(int level, const char *fmt,
   va_start(ap, fmt);
   spoke_host->logv(spoke_host, level, fmt, ap);
   va_end(ap);
+}
+
+/* The value of KEY in this plugin's section of the server's config file
+ * (`[plugin NAME]`, NAME the descriptor's .name), or NULL when the key is
+ * absent, there is no config file, or the host predates SDK 1.2. Safe
+ * from any thread, from init on; the string stays valid while the
+ * plugin is loaded. A reload (SIGHUP, POST /reload) does not re-read the
+ * file: the values are the ones the server started with. */
+static inline const char *spoke_config(const char *key) {
+  return SPOKE_HOST_HAS(config) ? spoke_host->config(spoke_host, key) : NULL;
 }
 
 #ifdef __cplusplus

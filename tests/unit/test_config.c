@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -284,6 +285,93 @@ static void help_and_version(void **state) {
   assert_true(strncmp(out, "usage: spoke", 12) == 0);
 }
 
+/* ---- --config FILE (core/conffile.c) ---- */
+
+/* Writes TEXT to a fresh temporary file; its path goes to PATH. */
+static void write_conf(char *path, size_t cap, const char *text) {
+  int fd;
+  snprintf(path, cap, "/tmp/spoke-test-conf-XXXXXX");
+  fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+}
+
+static void config_file(void **state) {
+  char path[64];
+  (void)state;
+  write_conf(path, sizeof(path),
+             "# settings, as the flags without --\n"
+             "listen = 0.0.0.0:9090\n"
+             "  loops=5  \n"
+             "; another comment\n"
+             "max-body = 4m\n"
+             "admin = 127.0.0.1:9901\n"
+             "access-log = -\n"
+             "\n"
+             "[plugin static]\n"
+             "root = /srv/www\n"
+             "prefix = /files\n"
+             "prefix = /assets\n"
+             "[ plugin  other ]\n"
+             "root = /elsewhere\n");
+  /* The command line wins, before or after --config. */
+  assert_int_equal(parse("--loops", "3", "--config", path, NULL), 0);
+  assert_string_equal(cfg.listen_host, "0.0.0.0");
+  assert_int_equal(cfg.listen_port, 9090);
+  assert_int_equal(cfg.loops, 3);
+  assert_int_equal(cfg.max_body, 4 * 1024 * 1024);
+  assert_int_equal(cfg.admin_on, 1);
+  assert_string_equal(cfg.admin_host, "127.0.0.1");
+  assert_int_equal(cfg.admin_port, 9901);
+  assert_string_equal(cfg.access_log, "-");
+  /* Plugin sections: by plugin name, the last repeat wins. */
+  assert_string_equal(spoke__conffile_lookup("static", "root"), "/srv/www");
+  assert_string_equal(spoke__conffile_lookup("static", "prefix"), "/assets");
+  assert_string_equal(spoke__conffile_lookup("other", "root"), "/elsewhere");
+  assert_null(spoke__conffile_lookup("static", "index"));
+  assert_null(spoke__conffile_lookup("nobody", "root"));
+  spoke__conffile_free(&cfg.conf);
+  assert_null(spoke__conffile_lookup("static", "root"));
+
+  assert_int_equal(parse("--config", path, "--listen", ":7000", NULL), 0);
+  assert_int_equal(cfg.loops, 5);
+  assert_int_equal(cfg.listen_port, 7000);
+  spoke__conffile_free(&cfg.conf);
+  unlink(path);
+}
+
+/* Every mistake names the file and the line. */
+static void config_file_errors(void **state) {
+  static const struct {
+    const char *text, *want;
+  } bad[] = {
+    {"loops = 2\nno equals sign\n", ":2: expected KEY = VALUE"},
+    {"\n\nmax-body = lots\n", ":3: --max-body wants a number"},
+    {"colour = blue\n", ":1: unknown option \"--colour\""},
+    {"[static]\nroot = /x\n", ":1: a section must read [plugin NAME]"},
+    {"[plugin]\n", ":1: a section must read [plugin NAME]"},
+    {" = 3\n", ":1: a key is missing"},
+    {"config = other.conf\n", ":1: a config file cannot name another"},
+  };
+  char path[64];
+  (void)state;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    write_conf(path, sizeof(path), bad[i].text);
+    assert_int_equal(parse("--config", path, NULL), SPOKE_EINVAL);
+    if (strncmp(err, path, strlen(path)) != 0 ||
+        strstr(err, bad[i].want) == NULL)
+      fail_msg("config \"%s\": got \"%s\", want \"%s\" after the path",
+               bad[i].text, err, bad[i].want);
+    unlink(path);
+  }
+  assert_int_equal(parse("--config", "/nonexistent/spoke.conf", NULL),
+                   SPOKE_EINVAL);
+  assert_non_null(strstr(err, "No such file"));
+  assert_int_equal(parse("--config", "a", "--config", "b", NULL),
+                   SPOKE_EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(defaults),
@@ -295,6 +383,8 @@ int main(void) {
     cmocka_unit_test(ranges),
     cmocka_unit_test(unknown_and_missing),
     cmocka_unit_test(help_and_version),
+    cmocka_unit_test(config_file),
+    cmocka_unit_test(config_file_errors),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
