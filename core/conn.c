@@ -571,6 +571,18 @@ void spoke__conn_response_done(spoke__conn_t *conn, int close) {
 
 /* ---- accepting ---- */
 
+/* The client's address as text, for the access log. */
+static void peer_name(spoke__conn_t *conn) {
+  struct sockaddr_storage sa;
+  int len = sizeof(sa);
+  if (uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&sa, &len) != 0)
+    return;
+  if (sa.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&sa, conn->peer, sizeof(conn->peer));
+  else
+    uv_ip4_name((struct sockaddr_in *)&sa, conn->peer, sizeof(conn->peer));
+}
+
 /* Past --max-conns: a polite answer, then close. Logged once a second
  * at most: a flood must not become a flood of log lines. */
 static void refuse_busy(spoke__conn_t *conn) {
@@ -615,6 +627,8 @@ void spoke__conn_accept(spoke__loop_t *loop) {
     return;
   }
   uv_tcp_nodelay(&conn->tcp, 1);
+  if (spoke__accesslog_enabled())
+    peer_name(conn);
   if (open > loop->srv->cfg.max_conns) {
     refuse_busy(conn);
     return;

@@ -53,6 +53,7 @@ static void run_sync(spoke_request_t *req) {
   size_t waiting = atomic_fetch_add(&srv->sync_waiting, 1);
   if (waiting >= srv->cfg.max_queue) {
     atomic_fetch_sub(&srv->sync_waiting, 1);
+    atomic_fetch_add(&srv->sync_rejected, 1);
     spoke__response_simple(req, 503, "Retry-After: 1\r\n");
     return;
   }
@@ -104,6 +105,9 @@ void spoke__dispatch(spoke_request_t *req) {
   }
   req->handler = m.route->handler;
   req->inst = m.route->inst;
+  req->route_index = m.route->index;
+  req->routed = 1;
+  spoke__stat_add(&req->loop->stats.in_flight, 1);
   spoke__instance_ref(req->inst);
   req->nparams = m.nparams;
   memcpy(req->params, m.params, m.nparams * sizeof(m.params[0]));

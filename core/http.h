@@ -109,6 +109,9 @@ struct spoke__loop_s {
   spoke__buf_t cork_buf;
   spoke_request_t *free_reqs; /* request.c's pool of finished requests */
   size_t nfree_reqs;
+  spoke__loop_stats_t stats;  /* written here, read by /metrics */
+  spoke__buf_t alog;          /* access log lines not yet written */
+  uv_check_t alog_flush;      /* writes them once per loop iteration */
 };
 
 int spoke__loop_init(spoke__loop_t *loop, spoke__server_t *srv, int id,
@@ -194,6 +197,11 @@ struct spoke_request_s {
   unsigned ntimers;
   uv_work_t work;             /* sync dispatch */
   spoke_request_t *next_free; /* loop->free_reqs */
+  uint64_t t_start;           /* uv_hrtime() at its first byte */
+  uint32_t route_index;       /* in inst's routes, once routed */
+  uint8_t routed;             /* counted in the loop's in_flight */
+  uint64_t body_sent;         /* response body bytes, for the access log */
+  char peer[48];              /* client address, when logging access */
   uint8_t pooled;             /* in the pool: not a live request */
 
   /* The whole response's bytes and the out that carries them: reused
@@ -336,6 +344,7 @@ struct spoke__conn_s {
   unsigned close_after : 1;    /* no further requests on this conn */
   unsigned lingering : 1;      /* after shutdown: read and discard */
   unsigned rbuf_shared : 1;    /* rbuf is loop->rbuf (inside read_cb) */
+  char peer[48];               /* client address, when logging access */
 
 };
 
@@ -376,6 +385,22 @@ void spoke__conn_phase(spoke__conn_t *conn, spoke__phase_t phase);
 void spoke__conn_send_progress(spoke__conn_t *conn);
 void spoke__timeouts_start(spoke__loop_t *loop);
 void spoke__timeouts_stop(spoke__loop_t *loop);
+
+/* ---- stats.c ---- */
+
+/* REQ's response is queued whole: count it (REQ's loop thread). */
+void spoke__stats_request_done(spoke_request_t *req);
+
+/* ---- accesslog.c ---- */
+
+/* Appends REQ's line to its loop's buffer, when logging is on (loop
+ * thread); the loop writes the buffer once per iteration. */
+void spoke__accesslog_request(spoke_request_t *req);
+/* 1 when --access-log is on (set once at start-up). */
+int spoke__accesslog_enabled(void);
+/* The loop's writer (loop.c, at start and end). */
+void spoke__accesslog_loop_init(spoke__loop_t *loop);
+void spoke__accesslog_loop_close(spoke__loop_t *loop);
 
 /* ---- timer.c ---- */
 int spoke__timer_start(spoke_request_t *req, uint64_t ms, spoke_timer_cb cb);

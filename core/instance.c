@@ -28,7 +28,7 @@
 #include "plugin.h"
 
 static spoke__reaper_cb reaper;
-static void (*unloaded_hook)(void);
+static void (*unloaded_hook)(const spoke__instance_t *inst);
 static spoke__instance_t *live_head, *live_tail; /* control thread */
 
 spoke__instance_t *spoke__instance_live_first(void) { return live_head; }
@@ -61,7 +61,8 @@ static void live_remove(spoke__instance_t *inst) {
 
 void spoke__instance_set_reaper(spoke__reaper_cb cb) { reaper = cb; }
 
-void spoke__instance_set_unloaded_hook(void (*hook)(void)) {
+void spoke__instance_set_unloaded_hook(
+    void (*hook)(const spoke__instance_t *inst)) {
   unloaded_hook = hook;
 }
 
@@ -188,6 +189,7 @@ static int find_descriptor(void *dl, const spoke_plugin_t **out, char *err,
 }
 
 static void instance_free(spoke__instance_t *inst) {
+  free(inst->counts);
   free(inst->name);
   free(inst->version);
   free(inst->src_path);
@@ -313,6 +315,19 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
     inst->initialized = 0;
     goto fail;
   }
+  if (spoke__stats_nloops > 0 && inst->desc->nroutes > 0) {
+    inst->counts = calloc((size_t)spoke__stats_nloops * inst->desc->nroutes,
+                          sizeof(*inst->counts));
+    if (inst->counts == NULL) {
+      snprintf(err, errlen, "%s", spoke_strerror(SPOKE_ENOMEM));
+      rc = SPOKE_ENOMEM;
+      if (inst->desc->fini != NULL)
+        inst->desc->fini(inst->state);
+      inst->initialized = 0;
+      goto fail;
+    }
+    inst->counts_nroutes = inst->desc->nroutes;
+  }
   live_add(inst);
   *out = inst;
   return 0;
@@ -339,13 +354,15 @@ void spoke__instance_unref(spoke__instance_t *inst) {
 }
 
 void spoke__instance_finalize(spoke__instance_t *inst) {
+  live_remove(inst);
+  /* Before fini: the route table may point at memory fini frees (paths
+   * init wrote from the config). */
+  if (unloaded_hook != NULL)
+    unloaded_hook(inst);
   if (inst->initialized && inst->desc->fini != NULL)
     inst->desc->fini(inst->state);
-  live_remove(inst);
   dlclose(inst->dl);
   unlink(inst->copy_path);
-  if (unloaded_hook != NULL)
-    unloaded_hook();
   spoke__info("unloaded plugin %s %s (generation %llu)", inst->name,
               inst->version, (unsigned long long)inst->generation);
   instance_free(inst);

@@ -14,7 +14,9 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <string.h>
 
 #include "http.h"
@@ -134,7 +136,14 @@ static void close_leftover(uv_handle_t *h, void *arg) {
 static void loop_main(void *arg) {
   spoke__loop_t *loop = arg;
   current_loop = loop;
+  {
+    char name[16]; /* gdb's `info threads`, top, perf */
+    snprintf(name, sizeof(name), "spoke-loop-%d", loop->id);
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+  }
+  spoke__accesslog_loop_init(loop);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
+  spoke__accesslog_loop_close(loop);
   /* Handles a plugin left open would keep the loop from closing. */
   if (uv_loop_close(&loop->uv) == UV_EBUSY) {
     uv_walk(&loop->uv, close_leftover, NULL);
@@ -147,6 +156,7 @@ static void loop_main(void *arg) {
   free(loop->rbuf);
   loop->rbuf = NULL;
   spoke__buf_free(&loop->cork_buf);
+  spoke__buf_free(&loop->alog);
   uv_cond_destroy(&loop->drained);
   uv_mutex_destroy(&loop->mu);
   current_loop = NULL;

@@ -23,6 +23,7 @@
 
 #include "internal.h"
 #include "router.h"
+#include "stats.h"
 
 typedef struct spoke__instance_s {
   /* The host table handed to this instance. First member: logv() finds
@@ -42,6 +43,10 @@ typedef struct spoke__instance_s {
   int initialized;            /* init ran and succeeded: fini is owed */
   int handed_over;            /* state came from the previous version */
   struct spoke__instance_s *live_next, *live_prev; /* control thread */
+  /* Requests answered per route and status class: [loop][route], each
+   * row written by its loop only (stats.h). NULL outside a server. */
+  spoke__route_counts_t *counts;
+  size_t counts_nroutes;
 } spoke__instance_t;
 
 /* descriptor.c: checks a descriptor before anything in it is trusted.
@@ -81,8 +86,11 @@ typedef void (*spoke__reaper_cb)(spoke__instance_t *inst);
 void spoke__instance_set_reaper(spoke__reaper_cb cb);
 
 /* Called by finalize once the instance is off the live list, before its
- * "unloaded" log line (so status can be rewritten first). */
-void spoke__instance_set_unloaded_hook(void (*hook)(void));
+ * fini and dlclose (its route table is still readable: its counters can
+ * be kept) and before its "unloaded" log line (so status can be
+ * rewritten first). */
+void spoke__instance_set_unloaded_hook(
+    void (*hook)(const spoke__instance_t *inst));
 
 /* snapshot.c */
 

@@ -154,6 +154,7 @@ static void log_routes(const spoke__instance_t *inst) {
 }
 
 static void refuse(spoke__server_t *srv, spoke__slot_t *s, const char *why) {
+  srv->load_failures++;
   snprintf(s->error, sizeof(s->error), "%s", why);
   spoke__status_write(srv);
   if (s->inst != NULL)
@@ -233,6 +234,7 @@ static void load_slot(spoke__server_t *srv, spoke__slot_t *s,
   }
   s->error[0] = '\0';
   s->inst = inst;
+  srv->loads++;
   publish(srv, snap);
   spoke__instance_unref(inst); /* the snapshot holds it now */
   spoke__status_write(srv);

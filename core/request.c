@@ -55,6 +55,9 @@ spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn) {
     return NULL;
   req->loop = loop;
   req->conn = conn;
+  req->t_start = uv_hrtime();
+  if (conn != NULL && conn->peer[0] != '\0')
+    memcpy(req->peer, conn->peer, sizeof(req->peer));
   spoke__arena_init_with(&req->arena, req->arena_storage,
                          sizeof(req->arena_storage));
   req->status = 200;

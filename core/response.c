@@ -232,6 +232,8 @@ void spoke__response_deliver(spoke__out_t *out) {
     spoke__out_release(out);
   }
   if (flags & SPOKE__OUT_LAST) {
+    spoke__stats_request_done(req);
+    spoke__accesslog_request(req);
     req->holds &= ~(unsigned)SPOKE__REQ_UNCOMPLETED;
     if (flags & SPOKE__OUT_PLUGIN)
       req->holds &= ~(unsigned)SPOKE__REQ_PLUGIN;
@@ -286,8 +288,10 @@ static int send_whole(spoke_request_t *req, const void *body, size_t len,
   int rc;
   spoke__buf_reset(b);
   rc = spoke__response_head(req, b, with_body ? (long long)len : 0);
-  if (rc == 0 && with_body && !req->is_head && len)
+  if (rc == 0 && with_body && !req->is_head && len) {
     rc = spoke__buf_append(b, body, len);
+    req->body_sent = len;
+  }
   if (rc != 0)
     spoke__buf_reset(b); /* no half response: close instead */
   post_wire(req, flags | SPOKE__OUT_LAST |
@@ -378,6 +382,8 @@ int spoke__response_write(spoke_request_t *req, const void *data,
     }
     if (rc == 0)
       rc = spoke__buf_append(&b, data, len);
+    if (rc == 0)
+      req->body_sent += len;
     if (rc == 0 && chunked)
       rc = spoke__buf_append(&b, "\r\n", 2);
   }

@@ -44,6 +44,7 @@ typedef struct spoke__route_s {
   spoke_mode_t mode;
   spoke_handler_cb handler;
   struct spoke__instance_s *inst; /* not owned: the snapshot pins it */
+  uint32_t index;                 /* in inst's descriptor routes */
   size_t nsegs;
   spoke__seg_t segs[SPOKE__MAX_SEGMENTS];
 } spoke__route_t;

@@ -70,7 +70,10 @@ static void reap_now(spoke__server_t *srv) {
   }
 }
 
-static void unloaded(void) { spoke__status_write(the_server); }
+static void unloaded(const spoke__instance_t *inst) {
+  spoke__stats_fold(inst);
+  spoke__status_write(the_server);
+}
 
 static void reap_cb(uv_async_t *a) { reap_now(a->data); }
 
@@ -88,6 +91,7 @@ static void begin_shutdown(spoke__server_t *srv, const char *why) {
   }
   control.shutting_down = 1;
   spoke__watch_stop();
+  spoke__admin_stop();
   spoke__info("%s: draining (up to %llu ms)", why,
               (unsigned long long)srv->cfg.shutdown_timeout_ms);
   for (int i = 0; i < srv->nloops; i++) {
@@ -105,6 +109,10 @@ static void begin_shutdown(spoke__server_t *srv, const char *why) {
 }
 
 static void on_signal(spoke__server_t *srv, int signum) {
+  if (signum == SIGUSR1) {
+    spoke__accesslog_reopen();
+    return;
+  }
   if (signum == SIGHUP) {
     if (!control.shutting_down) {
       spoke__info("SIGHUP: rescanning %s", srv->cfg.plugins_dir);
@@ -133,6 +141,7 @@ static int watch_signals(spoke__server_t *srv) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   control.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (control.sigfd < 0) {
@@ -196,6 +205,8 @@ int spoke__server_run(spoke__server_t *srv) {
   signal(SIGPIPE, SIG_IGN);
   spoke__log_level = cfg->log_level;
   the_server = srv;
+  srv->start_hrtime = uv_hrtime();
+  spoke__stats_nloops = cfg->loops; /* instances count per loop */
 
   /* Bind first: a busy port fails before any plugin code runs. */
   rc = spoke__listen_open(cfg->listen_host, cfg->listen_port, cfg->loops, fds,
@@ -232,6 +243,21 @@ int spoke__server_run(spoke__server_t *srv) {
   spoke__instance_set_unloaded_hook(unloaded);
   if (watch_signals(srv) != 0)
     _exit(1);
+  if (cfg->admin_on) {
+    int admin_port = 0;
+    rc = spoke__admin_start(srv, &admin_port);
+    if (rc != 0) {
+      spoke__error("cannot listen on --admin %s:%d: %s", cfg->admin_host,
+                   cfg->admin_port, uv_strerror(rc));
+      _exit(1);
+    }
+    spoke__info("admin endpoint at %s%s%s:%d (GET /status, GET /metrics, "
+                "POST /reload)",
+                strchr(cfg->admin_host, ':') ? "[" : "", cfg->admin_host,
+                strchr(cfg->admin_host, ':') ? "]" : "", admin_port);
+  }
+  if (cfg->access_log != NULL && spoke__accesslog_open(cfg->access_log) != 0)
+    _exit(1);
   spoke__watch_start(srv);
 
   srv->nloops = cfg->loops;
@@ -260,6 +286,8 @@ int spoke__server_run(spoke__server_t *srv) {
   spoke__instance_set_reaper(NULL);
   spoke__instance_set_unloaded_hook(NULL);
   reap_now(srv);
+  spoke__stats_free();
+  spoke__accesslog_close();
   uv_loop_close(srv->control);
   uv_mutex_destroy(&srv->reap_mu);
   free(srv->loops);

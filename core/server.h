@@ -102,6 +102,9 @@ typedef struct spoke__server_s {
   atomic_int loops_running;
   atomic_int bound_port;          /* the real port, once listening */
   atomic_size_t open_conns;       /* every loop's connections */
+  atomic_uint_fast64_t sync_rejected; /* 503s for a full sync queue */
+  uint64_t loads, load_failures;  /* control thread (reload.c) */
+  uint64_t start_hrtime;          /* uv_hrtime() at start, for uptime */
   uv_async_t loop_exited;         /* loops ring it as they end */
   uv_mutex_t reap_mu;             /* guards reap_list */
   struct spoke__reap_s *reap_list;
@@ -124,6 +127,25 @@ void spoke__watch_stop(void);
 
 /* status.c: the loaded instances and plugin files as JSON. */
 int spoke__status_json(spoke__server_t *srv, spoke__buf_t *b);
+/* S as a JSON string literal, quoted and escaped. */
+void spoke__json_str(spoke__buf_t *b, const char *s);
+
+/* admin.c (control thread): the --admin listener; PORT gets the bound
+ * port. Stop closes it and its connections (shutdown). */
+int spoke__admin_start(spoke__server_t *srv, int *port);
+void spoke__admin_stop(void);
+
+/* stats.c (control thread): /metrics in Prometheus text format; keeping
+ * an unloading instance's counts; freeing them at exit. */
+int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b);
+void spoke__stats_fold(const spoke__instance_t *inst);
+void spoke__stats_free(void);
+
+/* accesslog.c (control thread): open before the loops start; SIGUSR1
+ * reopens the same path; close at exit. */
+int spoke__accesslog_open(const char *path);
+void spoke__accesslog_reopen(void);
+void spoke__accesslog_close(void);
 void spoke__status_write(spoke__server_t *srv); /* RUNTIME_DIR/status.json */
 
 /* server.c: runs until SIGTERM/SIGINT and the drain finish. */

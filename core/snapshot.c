@@ -27,6 +27,7 @@ static int add_instance(spoke__router_t *rt, spoke__instance_t *inst,
       r.mode = sr->mode;
       r.handler = sr->handler;
       r.inst = inst;
+      r.index = (uint32_t)i;
       rc = spoke__router_add(rt, &r, &other);
     }
     if (rc != 0) {

@@ -17,7 +17,7 @@
 
 #include "server.h"
 
-static void json_str(spoke__buf_t *b, const char *s) {
+void spoke__json_str(spoke__buf_t *b, const char *s) {
   spoke__buf_append(b, "\"", 1);
   for (; s != NULL && *s; s++) {
     unsigned char c = (unsigned char)*s;
@@ -35,11 +35,11 @@ static void instance_json(spoke__buf_t *b, spoke__server_t *srv,
                           spoke__instance_t *inst) {
   const spoke_plugin_t *d = inst->desc;
   spoke__buf_appendf(b, "{\"name\": ");
-  json_str(b, inst->name);
+  spoke__json_str(b, inst->name);
   spoke__buf_appendf(b, ", \"version\": ");
-  json_str(b, inst->version);
+  spoke__json_str(b, inst->version);
   spoke__buf_appendf(b, ", \"file\": ");
-  json_str(b, inst->file);
+  spoke__json_str(b, inst->file);
   spoke__buf_appendf(b,
                      ", \"generation\": %llu, \"state\": \"%s\", "
                      "\"in_flight\": %ld, \"routes\": [",
@@ -49,9 +49,9 @@ static void instance_json(spoke__buf_t *b, spoke__server_t *srv,
                      spoke__instance_inflight(inst));
   for (size_t i = 0; i < d->nroutes; i++) {
     spoke__buf_appendf(b, "%s{\"method\": ", i ? ", " : "");
-    json_str(b, d->routes[i].method);
+    spoke__json_str(b, d->routes[i].method);
     spoke__buf_appendf(b, ", \"path\": ");
-    json_str(b, d->routes[i].path);
+    spoke__json_str(b, d->routes[i].path);
     spoke__buf_appendf(b, ", \"mode\": \"%s\"}",
                        d->routes[i].mode == SPOKE_SYNC ? "sync" : "async");
   }
@@ -62,7 +62,7 @@ int spoke__status_json(spoke__server_t *srv, spoke__buf_t *b) {
   int first = 1;
   spoke__buf_appendf(b, "{\"generation\": %llu, \"plugins_dir\": ",
                      (unsigned long long)srv->generation);
-  json_str(b, srv->cfg.plugins_dir);
+  spoke__json_str(b, srv->cfg.plugins_dir);
   spoke__buf_appendf(b, ", \"instances\": [");
   for (spoke__instance_t *i = spoke__instance_live_first(); i != NULL;
        i = i->live_next) {
@@ -74,15 +74,15 @@ int spoke__status_json(spoke__server_t *srv, spoke__buf_t *b) {
   for (size_t i = 0; i < srv->nslots; i++) {
     const spoke__slot_t *s = &srv->slots[i];
     spoke__buf_appendf(b, "%s{\"file\": ", i ? ", " : "");
-    json_str(b, s->file);
+    spoke__json_str(b, s->file);
     spoke__buf_appendf(b, ", \"plugin\": ");
     if (s->inst)
-      json_str(b, s->inst->name);
+      spoke__json_str(b, s->inst->name);
     else
       spoke__buf_appendf(b, "null");
     spoke__buf_appendf(b, ", \"error\": ");
     if (s->error[0])
-      json_str(b, s->error);
+      spoke__json_str(b, s->error);
     else
       spoke__buf_appendf(b, "null");
     spoke__buf_appendf(b, "}");

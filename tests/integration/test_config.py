@@ -12,7 +12,8 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spoke_harness import (HELLO, SANITIZER_RE, SPOKE_BIN, Server,  # noqa
-                           check, check_eq, check_response, main, test)
+                           check, check_eq, check_response, main,
+                           plugin_path, test)
 
 
 def conf_file(text):
@@ -39,6 +40,33 @@ def plugin_reads_its_section_and_routes_from_it():
             check_response(r, 404, b"unset")
             # the route moved to the configured prefix
             check_response(srv.get("/configured/greeting"), 404)
+            check_response(srv.get("/hello"), 200, HELLO)
+    finally:
+        os.unlink(path)
+
+
+@test
+def configured_routes_survive_reloads():
+    """Each version writes its route from the config in init and frees it
+    in fini; the server reads the table (for its counters) before fini."""
+    path = conf_file("[plugin configured]\nprefix = /cfg\ngreeting = hi\n")
+    try:
+        with Server(["configured.so", "hello.so"],
+                    args=["--config", path]) as srv:
+            target = os.path.join(srv.plugins_dir, "configured.so")
+            for gen in range(3):
+                check_response(srv.get("/cfg/greeting"), 200, b"hi")
+                with open(plugin_path("configured.so"), "rb") as f:
+                    data = f.read()
+                with open(target + ".new", "wb") as f:
+                    f.write(data)
+                os.rename(target + ".new", target)
+                srv.wait_log(r"unloaded plugin configured", start=0)
+                srv.wait_log(r"reloaded plugin configured")
+            for _ in range(100):  # each loop switches when it next runs
+                if srv.get("/cfg/greeting").status == 200:
+                    break
+            check_response(srv.get("/cfg/greeting"), 200, b"hi")
             check_response(srv.get("/hello"), 200, HELLO)
     finally:
         os.unlink(path)
