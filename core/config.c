@@ -43,6 +43,7 @@ void spoke__config_defaults(spoke__config_t *cfg) {
 void spoke__config_usage(FILE *out) {
   fprintf(out,
 "usage: spoke --listen HOST:PORT --plugins DIR [options]\n"
+"       spoke new NAME [DIR] | spoke check FILE.so... | spoke help [COMMAND]\n"
 "\n"
 "Serves HTTP/1.1 with routes from the plugins (*.so) in DIR.\n"
 "\n"
