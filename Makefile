@@ -61,8 +61,8 @@ build-fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 
 run: build
-	@echo "spoke: serving build/plugins on http://$(LISTEN) (try curl localhost:$(lastword $(subst :, ,$(LISTEN)))/hello; Ctrl-C stops)"
-	$(BUILD)/spoke --listen $(LISTEN) --plugins $(BUILD)/plugins
+	@echo "spoke: serving build/plugins on http://$(LISTEN) (try curl localhost:$(lastword $(subst :, ,$(LISTEN)))/hello, or /demo and /static/ in a browser; Ctrl-C stops)"
+	$(BUILD)/spoke --listen $(LISTEN) --plugins $(BUILD)/plugins --config examples/spoke.conf
 
 test-normal: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
