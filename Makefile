@@ -89,3 +89,15 @@ test: test-normal test-asan test-tsan
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+
+# make bench: the benchmark suite (tests/bench/bench.py), spoke against
+# nginx, Flask (gunicorn) and Quart (hypercorn) on loopback, about 10
+# minutes; the table lands in build/bench/ (results.md, chart.png). Its
+# packages are installed by the deps recipe above, given BENCH_DEPS.
+BENCH_DEPS = wrk nginx libnginx-mod-http-echo python3-flask gunicorn \
+             python3-quart python3-hypercorn gnuplot-nox
+
+.PHONY: bench
+bench: build
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
+	python3 tests/bench/bench.py --build $(BUILD)
