@@ -73,8 +73,9 @@ test-asan: build-asan
 	  ctest --output-on-failure -j $(JOBS)
 
 # The tests whose code crosses threads: dispatch to the pool, completions
-# from foreign threads, reload while requests run, drain.
-TSAN_TESTS = unit_|integration_(concurrency|misbehave|reload|shutdown)
+# from foreign threads, reload while requests run, drain, /metrics reading
+# the loops' counters.
+TSAN_TESTS = unit_|integration_(concurrency|misbehave|reload|shutdown|admin)
 
 test-tsan: build-tsan
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \

@@ -128,16 +128,8 @@ static void field(spoke__buf_t *b, const char *s) {
 
 /* "[24/Nov/2026:11:06:32 +0000]", cached for the current second. */
 static const char *clf_time(void) {
-  static _Thread_local time_t cached = -1;
-  static _Thread_local char buf[40];
-  time_t now = time(NULL);
-  if (now != cached) {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(buf, sizeof(buf), "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
-    cached = now;
-  }
-  return buf;
+  static _Thread_local spoke__timebuf_t tb = {-1, ""};
+  return spoke__time_now(&tb, "[%d/%b/%Y:%H:%M:%S +0000]");
 }
 
 void spoke__accesslog_request(spoke_request_t *req) {

@@ -4,9 +4,10 @@
  * pin the instance that owns the route (the request holds a reference
  * until it is freed, so that version's code stays mapped), then run the
  * handler. Nothing of the snapshot is kept: a reload may free it while
- * the request still waits for a worker. Async handlers run right here. Sync handlers go to libuv's
- * threadpool; at most --max-queue of them may wait for a worker, past
- * that the client gets 503 with Retry-After instead of unbounded latency.
+ * the request still waits for a worker. Async handlers run right here.
+ * Sync handlers go to the worker pool (pool.c); at most --max-queue of
+ * them may wait for a worker, past that the client gets 503 with
+ * Retry-After instead of unbounded latency.
  *
  * After a handler: a sync handler that did not complete gets 500; any
  * handler that returned an error without completing gets 500. Either is
@@ -30,15 +31,12 @@ static void handler_failed(spoke_request_t *req, int rc) {
   spoke__response_simple(req, 500, NULL);
 }
 
-static void sync_work(uv_work_t *w) {
-  spoke_request_t *req = w->data;
-  atomic_fetch_sub(&req->loop->srv->sync_waiting, 1);
-  req->handler_rc = req->handler(req);
-}
-
-static void sync_after(uv_work_t *w, int status) {
-  spoke_request_t *req = w->data;
-  (void)status; /* queued work is never cancelled: reload waits for it */
+void spoke__dispatch_sync_done(spoke_request_t *req) {
+  if (req->deferred != NULL) { /* the handler's response */
+    spoke__out_t *out = req->deferred;
+    req->deferred = NULL;
+    spoke__response_deliver(out);
+  }
   /* The hold goes only after the 500: answering may write at once and
    * would otherwise free the request under our feet. */
   if (!atomic_load(&req->completed))
@@ -47,23 +45,23 @@ static void sync_after(uv_work_t *w, int status) {
   spoke__request_maybe_free(req);
 }
 
+/* Admitted while fewer than workers + --max-queue sync requests are
+ * running or waiting: every worker busy and the queue full is a 503. A
+ * request handed to a worker that has not picked it up yet counts as
+ * running, so a burst never sees idle workers as a full queue. */
 static void run_sync(spoke_request_t *req) {
   spoke__server_t *srv = req->loop->srv;
+  size_t limit = (size_t)srv->cfg.workers + srv->cfg.max_queue;
   req->mode = SPOKE_SYNC;
-  size_t waiting = atomic_fetch_add(&srv->sync_waiting, 1);
-  if (waiting >= srv->cfg.max_queue) {
-    atomic_fetch_sub(&srv->sync_waiting, 1);
+  if (atomic_fetch_add(&srv->sync_admitted, 1) >= limit) {
+    atomic_fetch_sub(&srv->sync_admitted, 1);
     atomic_fetch_add(&srv->sync_rejected, 1);
     spoke__response_simple(req, 503, "Retry-After: 1\r\n");
     return;
   }
-  req->work.data = req;
+  atomic_fetch_add(&srv->sync_waiting, 1);
   req->holds |= SPOKE__REQ_IN_HANDLER;
-  if (uv_queue_work(&req->loop->uv, &req->work, sync_work, sync_after) != 0) {
-    atomic_fetch_sub(&srv->sync_waiting, 1);
-    req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
-    spoke__response_simple(req, 503, "Retry-After: 1\r\n");
-  }
+  spoke__pool_submit(req);
 }
 
 /* An async request is the plugin's until it completes it, even if the

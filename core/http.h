@@ -38,7 +38,8 @@ typedef struct spoke__loop_s spoke__loop_t;
 typedef enum {
   SPOKE__MSG_OUT = 1,     /* response bytes: spoke__out_t */
   SPOKE__MSG_PUBLISH = 2, /* new snapshot: spoke__publish_t */
-  SPOKE__MSG_DRAIN = 3    /* stop accepting, finish, exit */
+  SPOKE__MSG_DRAIN = 3,   /* stop accepting, finish, exit */
+  SPOKE__MSG_SYNC_DONE = 4 /* a sync handler returned: req->done_msg */
 } spoke__msg_kind_t;
 
 typedef struct spoke__msg_s {
@@ -195,7 +196,16 @@ struct spoke_request_s {
   unsigned holds;             /* SPOKE__REQ_* */
   unsigned nwrites;
   unsigned ntimers;
-  uv_work_t work;             /* sync dispatch */
+  spoke_request_t *sync_next; /* pool.c's queue (under its mutex) */
+  spoke__msg_t done_msg;      /* pool.c -> loop: the sync handler returned */
+  /* A sync handler's whole response, made on its worker thread while the
+   * handler runs: kept here and delivered by the loop when the work is
+   * done (dispatch.c), which spares a mailbox round trip. Written by the
+   * worker, read by the loop after libuv hands the work back. */
+  uv_thread_t worker;         /* the thread running the sync handler */
+  atomic_uchar in_sync_work;  /* set on that thread around the handler
+                                 (release: worker is written before) */
+  spoke__out_t *deferred;
   spoke_request_t *next_free; /* loop->free_reqs */
   uint64_t t_start;           /* uv_hrtime() at its first byte */
   uint32_t route_index;       /* in inst's routes, once routed */
@@ -376,6 +386,17 @@ void spoke__conn_uncork(spoke__conn_t *conn);
 
 /* Routes a fully parsed request and runs its handler (loop thread). */
 void spoke__dispatch(spoke_request_t *req);
+/* A sync handler returned (its SPOKE__MSG_SYNC_DONE, loop thread). */
+void spoke__dispatch_sync_done(spoke_request_t *req);
+
+/* ---- pool.c ---- */
+
+/* Runs REQ's handler on a worker, then posts SPOKE__MSG_SYNC_DONE to
+ * REQ's loop (submit: loop thread). Start and stop: control thread,
+ * before the first and after the last submission. */
+int spoke__pool_start(int nthreads);
+void spoke__pool_submit(spoke_request_t *req);
+void spoke__pool_stop(void);
 
 /* ---- timeouts.c ---- */
 

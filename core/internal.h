@@ -88,6 +88,15 @@ int spoke__is_token(const char *s, size_t n);
 long spoke__percent_decode(char *s, size_t n, int plus);
 int spoke__strcaseeq(const char *a, const char *b);
 
+/* The current second in UTC, formatted with strftime's FMT, redone only
+ * when the second changes. Each caller keeps its own TB (thread-local:
+ * `static _Thread_local spoke__timebuf_t tb = {-1, ""};`). */
+typedef struct spoke__timebuf_s {
+  long long at;               /* the second TEXT shows, -1 for none */
+  char text[48];
+} spoke__timebuf_t;
+const char *spoke__time_now(spoke__timebuf_t *tb, const char *fmt);
+
 /* ---- path.c ---- */
 
 /* Normalizes a request path in place (see path.c): valid and canonical

@@ -14,6 +14,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -80,6 +81,11 @@ static void doorbell_cb(uv_async_t *a) {
       case SPOKE__MSG_DRAIN:
         free(msg);
         begin_drain(loop);
+        break;
+      case SPOKE__MSG_SYNC_DONE:
+        spoke__dispatch_sync_done(
+            (spoke_request_t *)((char *)msg -
+                                offsetof(spoke_request_t, done_msg)));
         break;
     }
   }

@@ -39,16 +39,8 @@
 #define STREAM_HIGH_WATER (1024 * 1024)
 
 const char *spoke__http_date(void) {
-  static _Thread_local time_t cached = -1;
-  static _Thread_local char buf[64];
-  time_t now = time(NULL);
-  if (now != cached) {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    cached = now;
-  }
-  return buf;
+  static _Thread_local spoke__timebuf_t tb = {-1, ""};
+  return spoke__time_now(&tb, "%a, %d %b %Y %H:%M:%S GMT");
 }
 
 static int status_has_body(int status) {
@@ -165,7 +157,9 @@ static int wait_for_room(spoke_request_t *req) {
 }
 
 /* Hands OUT (bytes of REQ, FLAGS) to the loop: delivered in place on the
- * loop thread unless earlier outs of REQ still sit in the mailbox. */
+ * loop thread unless earlier outs of REQ still sit in the mailbox. A sync
+ * handler's last bytes, made on its own worker, wait in the request for
+ * the work's completion, which brings the loop round anyway. */
 static void post(spoke_request_t *req, spoke__out_t *out, unsigned flags) {
   atomic_fetch_add(&req->queued, out->len);
   out->msg.kind = SPOKE__MSG_OUT;
@@ -177,6 +171,14 @@ static void post(spoke_request_t *req, spoke__out_t *out, unsigned flags) {
       atomic_load(&req->in_mailbox) == 0) {
     spoke__response_deliver(out);
     return;
+  }
+  if ((flags & SPOKE__OUT_LAST) && atomic_load(&req->in_sync_work) &&
+      atomic_load(&req->in_mailbox) == 0) {
+    uv_thread_t self = uv_thread_self();
+    if (uv_thread_equal(&self, &req->worker)) {
+      req->deferred = out; /* the loop delivers it after the handler */
+      return;
+    }
   }
   out->via_mailbox = 1;
   atomic_fetch_add(&req->in_mailbox, 1);

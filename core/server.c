@@ -243,6 +243,9 @@ int spoke__server_run(spoke__server_t *srv) {
   spoke__instance_set_unloaded_hook(unloaded);
   if (watch_signals(srv) != 0)
     _exit(1);
+  /* After the signal mask: workers are born with the signals blocked. */
+  if (spoke__pool_start(cfg->workers) != 0)
+    _exit(1);
   if (cfg->admin_on) {
     int admin_port = 0;
     rc = spoke__admin_start(srv, &admin_port);
@@ -282,6 +285,7 @@ int spoke__server_run(spoke__server_t *srv) {
 
   for (i = 0; i < srv->nloops; i++)
     spoke__loop_join(&srv->loops[i]);
+  spoke__pool_stop(); /* no loop submits any more */
   spoke__watch_stop(); /* closed already by a drain; a no-op then */
   spoke__instance_set_reaper(NULL);
   spoke__instance_set_unloaded_hook(NULL);

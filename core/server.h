@@ -99,6 +99,8 @@ typedef struct spoke__server_s {
   size_t nslots, slots_cap;
   char *runtime_dir;              /* private dir of this process */
   atomic_size_t sync_waiting;     /* queued sync requests not yet running */
+  atomic_size_t sync_admitted;    /* sync requests running or waiting: at
+                                     most workers + max_queue (dispatch.c) */
   atomic_int loops_running;
   atomic_int bound_port;          /* the real port, once listening */
   atomic_size_t open_conns;       /* every loop's connections */

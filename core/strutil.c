@@ -2,6 +2,7 @@
  * Pure functions, safe from any thread. */
 #include <ctype.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include "internal.h"
@@ -52,4 +53,16 @@ long spoke__percent_decode(char *s, size_t n, int plus) {
 
 int spoke__strcaseeq(const char *a, const char *b) {
   return strcasecmp(a, b) == 0;
+}
+
+const char *spoke__time_now(spoke__timebuf_t *tb, const char *fmt) {
+  time_t now = time(NULL);
+  if ((long long)now != tb->at) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    if (strftime(tb->text, sizeof(tb->text), fmt, &tm) == 0)
+      tb->text[0] = '\0';
+    tb->at = (long long)now;
+  }
+  return tb->text;
 }
