@@ -9,7 +9,8 @@
  * It runs on the control thread's loop, on its own socket: the main
  * listener never routes here, whatever a plugin declares. One request
  * per connection (answered with Connection: close); a head larger than
- * 8 KiB gets 431, a connection silent for 10 s is closed. The admin
+ * 8 KiB gets 431, head and body larger than that 413, a connection
+ * silent for 10 s before its answer is closed. The admin
  * listener is for operators: bind it to loopback.
  */
 #include <stdio.h>
@@ -19,8 +20,7 @@
 
 #include "http.h"
 
-#define HEAD_MAX 8192
-#define BODY_MAX 65536
+#define HEAD_MAX 8192 /* head and body together: nothing here takes more */
 #define IDLE_MS 10000
 
 typedef struct admin_conn_s {
@@ -74,6 +74,7 @@ static void respond(admin_conn_t *c, int status, const char *type,
   uv_buf_t buf;
   c->answered = 1;
   uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_timer_stop(&c->idle); /* the answer may take its time to leave */
   spoke__buf_appendf(&c->out,
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
                      "Content-Length: %zu\r\nCache-Control: no-store\r\n"
@@ -261,13 +262,13 @@ static void try_request(admin_conn_t *c) {
     for (cl = eol + 2; cl < end; cl = strstr(cl, "\r\n") + 2)
       if (strncasecmp(cl, "Content-Length:", 15) == 0)
         body = strtoul(cl + 15, NULL, 10);
-    if (body > BODY_MAX) {
+    c->want = (size_t)(end + 4 - c->buf) + body;
+    if (body > HEAD_MAX || c->want > HEAD_MAX) {
       respond_text(c, 413, "413 body too large\n");
       return;
     }
-    c->want = (size_t)(end + 4 - c->buf) + body;
   }
-  if (c->len < c->want && c->want <= HEAD_MAX)
+  if (c->len < c->want)
     return; /* the (ignored) body is still coming */
   eol = strstr(c->buf, "\r\n");
   sp1 = memchr(c->buf, ' ', (size_t)(eol - c->buf));

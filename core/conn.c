@@ -213,10 +213,11 @@ static int on_headers_complete(llhttp_t *p) {
     conn->err_status = 413;
     return -1;
   }
-  expect = spoke__request_header(req, "Expect");
+  expect = (p->flags & F_CHUNKED) || p->content_length > 0
+               ? spoke__request_header(req, "Expect")
+               : NULL; /* no body, nothing to continue with */
   if (expect != NULL && req->http_minor >= 1 &&
-      spoke__strcaseeq(expect, "100-continue") &&
-      ((p->flags & F_CHUNKED) || p->content_length > 0))
+      spoke__strcaseeq(expect, "100-continue"))
     send_100_continue(conn);
   conn->body_kind = (p->flags & F_CHUNKED) ? SPOKE__BODY_CHUNKED
                     : p->content_length > 0 ? SPOKE__BODY_LENGTH

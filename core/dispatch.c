@@ -32,11 +32,6 @@ static void handler_failed(spoke_request_t *req, int rc) {
 }
 
 void spoke__dispatch_sync_done(spoke_request_t *req) {
-  if (req->deferred != NULL) { /* the handler's response */
-    spoke__out_t *out = req->deferred;
-    req->deferred = NULL;
-    spoke__response_deliver(out);
-  }
   /* The hold goes only after the 500: answering may write at once and
    * would otherwise free the request under our feet. */
   if (!atomic_load(&req->completed))

@@ -56,7 +56,8 @@ typedef struct spoke__publish_s {
  * Owned by the loop once posted; given back after its write completes:
  * freed, or, for the request's own out (SPOKE__OUT_EMBEDDED, whose bytes
  * are the request's wire buffer), left to the request. An out with
- * req == NULL carries a connection's corked bytes (conn.c). */
+ * req == NULL carries bytes of the connection's own: corked responses
+ * (write.c) or a 100 Continue (conn.c). */
 enum {
   SPOKE__OUT_LAST = 1,    /* the response ends with these bytes */
   SPOKE__OUT_CLOSE = 2,   /* close the connection after them */
@@ -196,23 +197,21 @@ struct spoke_request_s {
   unsigned holds;             /* SPOKE__REQ_* */
   unsigned nwrites;
   unsigned ntimers;
-  spoke_request_t *sync_next; /* pool.c's queue (under its mutex) */
-  spoke__msg_t done_msg;      /* pool.c -> loop: the sync handler returned */
-  /* A sync handler's whole response, made on its worker thread while the
-   * handler runs: kept here and delivered by the loop when the work is
-   * done (dispatch.c), which spares a mailbox round trip. Written by the
-   * worker, read by the loop after libuv hands the work back. */
-  uv_thread_t worker;         /* the thread running the sync handler */
-  atomic_uchar in_sync_work;  /* set on that thread around the handler
-                                 (release: worker is written before) */
-  spoke__out_t *deferred;
   spoke_request_t *next_free; /* loop->free_reqs */
   uint64_t t_start;           /* uv_hrtime() at its first byte */
   uint32_t route_index;       /* in inst's routes, once routed */
   uint8_t routed;             /* counted in the loop's in_flight */
-  uint64_t body_sent;         /* response body bytes, for the access log */
   char peer[48];              /* client address, when logging access */
   uint8_t pooled;             /* in the pool: not a live request */
+
+  /* Sync dispatch (pool.c): sync_next under the pool's mutex; done_msg
+   * written by the worker and handed to the loop through its mailbox. */
+  spoke_request_t *sync_next;
+  spoke__msg_t done_msg;
+
+  /* Written by the completing thread with the response's bytes; read by
+   * the loop once the last out arrives (stats, access log). */
+  uint64_t body_sent;         /* response body bytes */
 
   /* The whole response's bytes and the out that carries them: reused
    * with the request, so a response allocates nothing. Written by the

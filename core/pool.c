@@ -9,12 +9,13 @@
  * on its way, and a worker that finishes a job takes the next one
  * without sleeping; so under load the queue feeds busy workers and hardly
  * anyone sleeps, while a lone blocking request still finds an idle
- * worker at once.
+ * worker at once. The spin is bounded in time (SPIN_NS), so an idle
+ * server spends at most that much per job.
  *
  * Threads: submit runs on loop threads, jobs on the workers; the queue,
  * idle and waking are guarded by mu. A finished job goes back to its
- * loop through the loop's mailbox (SPOKE__MSG_SYNC_DONE), after any
- * bytes the handler streamed, so the loop sees them in order.
+ * loop through the loop's mailbox (SPOKE__MSG_SYNC_DONE), after the
+ * bytes the handler sent, so the loop sees them in order.
  */
 #include <sched.h>
 #include <stdint.h>
@@ -24,7 +25,7 @@
 
 #include "http.h"
 
-#define SPIN_ROUNDS 64 /* sched_yield()s before a worker sleeps */
+#define SPIN_NS 20000 /* how long a worker out of work stays awake */
 
 static struct {
   uv_mutex_t mu;
@@ -42,10 +43,7 @@ static struct {
 static void run(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
   atomic_fetch_sub(&loop->srv->sync_waiting, 1);
-  req->worker = uv_thread_self();
-  atomic_store(&req->in_sync_work, 1);
   req->handler_rc = req->handler(req);
-  atomic_store(&req->in_sync_work, 0);
   atomic_fetch_sub(&loop->srv->sync_admitted, 1);
   req->done_msg.kind = SPOKE__MSG_SYNC_DONE;
   req->done_msg.next = NULL;
@@ -77,9 +75,10 @@ static spoke_request_t *take(void) {
  * job is close behind, which under load it is, so a submission finds it
  * without a wake. Called and returns under mu. */
 static void spin(void) {
+  uint64_t until = uv_hrtime() + SPIN_NS;
   pool.spinning = 1;
   uv_mutex_unlock(&pool.mu);
-  for (int i = 0; i < SPIN_ROUNDS && atomic_load(&pool.queued) == 0; i++)
+  while (atomic_load(&pool.queued) == 0 && uv_hrtime() < until)
     sched_yield();
   uv_mutex_lock(&pool.mu);
   pool.spinning = 0;

@@ -22,7 +22,7 @@
 
 /* Buffers a pooled request keeps; a larger one is freed, so one big
  * response does not pin its memory in the pool. */
-#define KEEP_BUF 16384
+#define KEEP_BUF 4096
 
 static void buf_trim(spoke__buf_t *b) {
   if (b->cap > KEEP_BUF)

@@ -14,8 +14,9 @@
  * Completion: `completed` is claimed with a compare-and-swap, so of two
  * racing completions exactly one wins; the other is logged and returns
  * SPOKE_EALREADY. The fields the plugin sets (status, headers) belong to
- * the one thread handling the request; the loop only ever sees them as
- * serialized bytes, handed over through the mailbox's mutex.
+ * the one thread handling the request until it completes; the loop sees
+ * them as serialized bytes, and reads status and body_sent (stats, access
+ * log) only after the last out has come through the mailbox's mutex.
  *
  * Ordering: an out is delivered in place when produced on the loop
  * thread, unless earlier outs of the same request still sit in the
@@ -157,9 +158,7 @@ static int wait_for_room(spoke_request_t *req) {
 }
 
 /* Hands OUT (bytes of REQ, FLAGS) to the loop: delivered in place on the
- * loop thread unless earlier outs of REQ still sit in the mailbox. A sync
- * handler's last bytes, made on its own worker, wait in the request for
- * the work's completion, which brings the loop round anyway. */
+ * loop thread unless earlier outs of REQ still sit in the mailbox. */
 static void post(spoke_request_t *req, spoke__out_t *out, unsigned flags) {
   atomic_fetch_add(&req->queued, out->len);
   out->msg.kind = SPOKE__MSG_OUT;
@@ -171,14 +170,6 @@ static void post(spoke_request_t *req, spoke__out_t *out, unsigned flags) {
       atomic_load(&req->in_mailbox) == 0) {
     spoke__response_deliver(out);
     return;
-  }
-  if ((flags & SPOKE__OUT_LAST) && atomic_load(&req->in_sync_work) &&
-      atomic_load(&req->in_mailbox) == 0) {
-    uv_thread_t self = uv_thread_self();
-    if (uv_thread_equal(&self, &req->worker)) {
-      req->deferred = out; /* the loop delivers it after the handler */
-      return;
-    }
   }
   out->via_mailbox = 1;
   atomic_fetch_add(&req->in_mailbox, 1);
@@ -233,6 +224,9 @@ void spoke__response_deliver(spoke__out_t *out) {
     spoke__response_dequeued(req, out->len);
     spoke__out_release(out);
   }
+  if ((flags & (SPOKE__OUT_CLOSE | SPOKE__OUT_LAST)) == SPOKE__OUT_CLOSE &&
+      req->conn != NULL) /* a piece was lost (out of memory): cut it off */
+    spoke__conn_close(req->conn);
   if (flags & SPOKE__OUT_LAST) {
     spoke__stats_request_done(req);
     spoke__accesslog_request(req);

@@ -276,10 +276,11 @@ int spoke__server_run(spoke__server_t *srv) {
   for (i = 0; i < cfg->loops; i++)
     spoke__loop_start(&srv->loops[i]);
   atomic_store(&srv->bound_port, port);
-  spoke__info("listening on %s%s%s:%d (%d loop%s, %d workers)",
+  spoke__info("listening on %s%s%s:%d (%d loop%s, %d worker%s)",
               strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
               strchr(cfg->listen_host, ':') ? "]" : "", port, cfg->loops,
-              cfg->loops == 1 ? "" : "s", cfg->workers);
+              cfg->loops == 1 ? "" : "s", cfg->workers,
+              cfg->workers == 1 ? "" : "s");
 
   uv_run(srv->control, UV_RUN_DEFAULT);
 

@@ -2,9 +2,10 @@
  *
  * Counting must not slow the path it counts, so every counter has one
  * writer: a loop thread bumps only its own row (relaxed load + store, no
- * read-modify-write, no shared cache line), and the control thread sums
- * the rows when /metrics is asked for. Readers may see a count a moment
- * old, never a torn one.
+ * read-modify-write, no lock), and the control thread sums the rows when
+ * /metrics is asked for. Readers may see a count a moment old, never a
+ * torn one. (Two loops' rows of one instance may share a cache line at
+ * their edge; the per-loop stats are each inside their own loop.)
  *
  * - Requests by plugin, route and status class: per instance, a row of
  *   spoke__route_counts_t per loop (instance.c allocates them once the
