@@ -9,8 +9,8 @@
  * on its way, and a worker that finishes a job takes the next one
  * without sleeping; so under load the queue feeds busy workers and hardly
  * anyone sleeps, while a lone blocking request still finds an idle
- * worker at once. The spin is bounded in time (SPIN_NS), so an idle
- * server spends at most that much per job.
+ * worker at once. The spin is bounded (SPIN_YIELDS, SPIN_NS), so an
+ * idle server spends at most that much per job.
  *
  * Threads: submit runs on loop threads, jobs on the workers; the queue,
  * idle and waking are guarded by mu. A finished job goes back to its
@@ -25,7 +25,10 @@
 
 #include "http.h"
 
-#define SPIN_NS 20000 /* how long a worker out of work stays awake */
+/* How long a worker out of work stays awake: SPIN_YIELDS sched_yield()s
+ * (each gives the CPU to a loop that has work), at most SPIN_NS. */
+#define SPIN_YIELDS 64
+#define SPIN_NS 200000
 
 static struct {
   uv_mutex_t mu;
@@ -78,7 +81,9 @@ static void spin(void) {
   uint64_t until = uv_hrtime() + SPIN_NS;
   pool.spinning = 1;
   uv_mutex_unlock(&pool.mu);
-  while (atomic_load(&pool.queued) == 0 && uv_hrtime() < until)
+  for (int i = 0; i < SPIN_YIELDS && atomic_load(&pool.queued) == 0 &&
+                  uv_hrtime() < until;
+       i++)
     sched_yield();
   uv_mutex_lock(&pool.mu);
   pool.spinning = 0;
