@@ -620,6 +620,27 @@ def wait_response_started(s, timeout):
     check(s.recv(1, socket.MSG_PEEK) != b"", "closed before any response")
 
 
+def read_final(c, status, what):
+    """Reads the response that ends connection C: STATUS, announced with
+    Connection: close, and then the connection really closes."""
+    try:
+        r = c.read_response()
+    except socket.timeout:
+        raise AssertionError("%s: no %d response within %.0fs"
+                             % (what, status, c.sock.gettimeout() or 0))
+    except Exception as e:  # noqa: B902
+        raise AssertionError("%s: no %d response (%s: %s)"
+                             % (what, status, type(e).__name__, e))
+    check(r.status == status, "%s: status %r, want %d: %r"
+          % (what, r.status, status, r))
+    check_framing(r)
+    check_eq((r.header("Connection") or "").lower(), "close",
+             "%s: Connection header of the %d" % (what, status))
+    check(c.wait_closed(), "%s: connection left open after the %d"
+          % (what, status))
+    return r
+
+
 def check_framing(r, method="GET"):
     """Every response has Date and Content-Length or chunked."""
     check(r.header("Date") is not None, "no Date header: %r" % r.head)

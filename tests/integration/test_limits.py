@@ -16,29 +16,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spoke_harness import (HELLO, Server, build_request, check,  # noqa: E402
-                           check_eq, check_framing, check_response, main,
-                           test,
-                           server_conns)
+                           check_eq, check_response, main, read_final,
+                           server_conns, test)
 
 PLUGINS = ["hello.so", "echo.so", "misbehave.so"]
 
 
-def read_refusal(c, status, what):
-    """Reads one response on C: STATUS, announced Connection: close, and
-    the connection really closed after it."""
-    try:
-        r = c.read_response()
-    except Exception as e:  # noqa: B902
-        raise AssertionError("%s: no %d response (%s: %s)"
-                             % (what, status, type(e).__name__, e))
-    check(r.status == status, "%s: status %r, want %d: %r"
-          % (what, r.status, status, r))
-    check_framing(r)
-    check_eq((r.header("Connection") or "").lower(), "close",
-             "%s: Connection header of the %d" % (what, status))
-    check(c.wait_closed(), "%s: connection left open after the %d"
-          % (what, status))
-    return r
 
 
 def send_tolerant(c, data):
@@ -70,17 +53,17 @@ def request_line_over_limit_gets_414():
         # over it, complete request in one piece
         with srv.conn() as c:
             c.send(build_request("GET", "/hello?pad=" + "b" * 2000))
-            read_refusal(c, 414, "2 KiB request line, limit 1k")
+            read_final(c, 414, "2 KiB request line, limit 1k")
         # over it by a long path rather than a query
         with srv.conn() as c:
             c.send(build_request("GET", "/" + "c" * 1500))
-            read_refusal(c, 414, "1.5 KiB path, limit 1k")
+            read_final(c, 414, "1.5 KiB path, limit 1k")
         # a request line that never ends: 414 once the limit is passed,
         # without waiting for the CRLF (sent in pieces, nothing more)
         with srv.conn() as c:
             c.send(b"GET /hello?pad=")
             send_tolerant(c, b"d" * 3000)
-            read_refusal(c, 414, "3 KiB request line without its CRLF")
+            read_final(c, 414, "3 KiB request line without its CRLF")
         still_serving(srv)
 
 
@@ -92,7 +75,7 @@ def request_line_limit_is_per_request_on_keep_alive():
         with srv.conn() as c:
             check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
             c.send(build_request("GET", "/hello?" + "e" * 1000))
-            read_refusal(c, 414, "second request over --max-request-line")
+            read_final(c, 414, "second request over --max-request-line")
         still_serving(srv)
 
 
@@ -104,7 +87,7 @@ def pipelined_good_request_answered_before_the_414():
                    + build_request("GET", "/hello?" + "p" * 1000)
                    + build_request("GET", "/hello"))
             check_response(c.read_response(), 200, HELLO)
-            read_refusal(c, 414, "second of three pipelined requests")
+            read_final(c, 414, "second of three pipelined requests")
         still_serving(srv)
 
 
@@ -116,7 +99,7 @@ def default_request_line_limit_is_8k():
                            200, HELLO)
         with srv.conn() as c:
             c.send(build_request("GET", "/hello?p=" + "a" * 10000))
-            read_refusal(c, 414, "10 KB request line, default limit")
+            read_final(c, 414, "10 KB request line, default limit")
         still_serving(srv)
 
 
@@ -134,17 +117,17 @@ def header_block_over_limit_gets_431():
         with srv.conn() as c:
             hdrs = [("X-Pad-%d" % i, "v" * 100) for i in range(30)]
             c.send(build_request("GET", "/hello", headers=hdrs))
-            read_refusal(c, 431, "3 KiB header block in 30 fields, limit 1k")
+            read_final(c, 431, "3 KiB header block in 30 fields, limit 1k")
         # one huge header
         with srv.conn() as c:
             c.send(build_request("GET", "/hello",
                                  headers=[("X-Huge", "h" * 3000)]))
-            read_refusal(c, 431, "one 3 KiB header, limit 1k")
+            read_final(c, 431, "one 3 KiB header, limit 1k")
         # a header block that never ends: 431 once the limit is passed
         with srv.conn() as c:
             c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Endless: ")
             send_tolerant(c, b"z" * 4000)
-            read_refusal(c, 431, "4 KiB unfinished header, limit 1k")
+            read_final(c, 431, "4 KiB unfinished header, limit 1k")
         # the request line does not count against --max-header
         with srv.conn() as c:
             check_response(c.roundtrip("GET", "/hello?q=" + "r" * 1500),
@@ -159,7 +142,7 @@ def header_block_limit_on_second_request():
             check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
             c.send(build_request("GET", "/hello",
                                  headers=[("X-Huge", "h" * 2000)]))
-            read_refusal(c, 431, "second request over --max-header")
+            read_final(c, 431, "second request over --max-header")
         still_serving(srv)
 
 
@@ -173,7 +156,7 @@ def default_header_block_limit_is_16k():
         with srv.conn() as c:
             hdrs = [("X-Pad-%d" % i, "v" * 1000) for i in range(24)]
             c.send(build_request("GET", "/hello", headers=hdrs))
-            read_refusal(c, 431, "24 KB header block, default limit")
+            read_final(c, 431, "24 KB header block, default limit")
         still_serving(srv)
 
 
@@ -191,17 +174,17 @@ def header_count_over_limit_gets_431():
         with srv.conn() as c:
             hdrs = [("X-N-%d" % i, "1") for i in range(10)]
             c.send(build_request("GET", "/hello", headers=hdrs))
-            read_refusal(c, 431, "11 header fields, limit 10")
+            read_final(c, 431, "11 header fields, limit 10")
         # many more, tiny ones (well under --max-header in bytes)
         with srv.conn() as c:
             hdrs = [("A", "") for _ in range(200)]
             c.send(build_request("GET", "/hello", headers=hdrs))
-            read_refusal(c, 431, "201 empty header fields, limit 10")
+            read_final(c, 431, "201 empty header fields, limit 10")
         # repeated names count one each
         with srv.conn() as c:
             hdrs = [("X-Same", str(i)) for i in range(20)]
             c.send(build_request("GET", "/hello", headers=hdrs))
-            read_refusal(c, 431, "20 repeated X-Same fields, limit 10")
+            read_final(c, 431, "20 repeated X-Same fields, limit 10")
         still_serving(srv)
 
 
@@ -215,7 +198,7 @@ def default_header_count_limit_is_100():
         with srv.conn() as c:
             hdrs = [("X-N-%d" % i, "1") for i in range(150)]
             c.send(build_request("GET", "/hello", headers=hdrs))
-            read_refusal(c, 431, "151 header fields, default limit")
+            read_final(c, 431, "151 header fields, default limit")
         still_serving(srv)
 
 
@@ -229,16 +212,16 @@ def content_length_over_max_body_refused_before_the_body():
         with srv.conn(timeout=15) as c:
             c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                    b"Content-Length: 10000000\r\n\r\n")
-            read_refusal(c, 413, "head announcing 10 MB, limit 1k")
+            read_final(c, 413, "head announcing 10 MB, limit 1k")
         # an absurd Content-Length
         with srv.conn(timeout=15) as c:
             c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                    b"Content-Length: 99999999999999\r\n\r\n")
-            read_refusal(c, 413, "head announcing 99999999999999 bytes")
+            read_final(c, 413, "head announcing 99999999999999 bytes")
         # just over the limit, with the body
         with srv.conn() as c:
             c.send(build_request("POST", "/echo", body=b"x" * 1025))
-            read_refusal(c, 413, "1025-byte body, limit 1k")
+            read_final(c, 413, "1025-byte body, limit 1k")
         # at the limit: fine
         with srv.conn() as c:
             check_response(c.roundtrip("POST", "/echo", body=b"y" * 1024),
@@ -257,13 +240,13 @@ def chunked_body_growing_past_max_body_gets_413():
             for _ in range(3):
                 send_tolerant(c, b"200\r\n" + b"c" * 0x200 + b"\r\n")
             # 1.5 KiB sent, no last chunk
-            read_refusal(c, 413, "unfinished chunked body of 1.5 KiB")
+            read_final(c, 413, "unfinished chunked body of 1.5 KiB")
         # one big chunk (1 MiB announced), 2 KiB of it sent
         with srv.conn(timeout=15) as c:
             c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                    b"Transfer-Encoding: chunked\r\n\r\n100000\r\n")
             send_tolerant(c, b"d" * 2048)
-            read_refusal(c, 413, "chunk of 1 MiB announced, limit 1k")
+            read_final(c, 413, "chunk of 1 MiB announced, limit 1k")
         # a complete chunked body under the limit: fine
         with srv.conn() as c:
             r = c.roundtrip("POST", "/echo", body=[b"e" * 500, b"f" * 500],
@@ -282,7 +265,7 @@ def max_body_takes_a_size_suffix():
         with srv.conn(timeout=15) as c:
             c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                    b"Content-Length: %d\r\n\r\n" % (1024 * 1024 + 1))
-            read_refusal(c, 413, "1 MiB + 1 announced, --max-body 1m")
+            read_final(c, 413, "1 MiB + 1 announced, --max-body 1m")
         still_serving(srv)
 
 
@@ -337,7 +320,7 @@ def read_503_refusal(c, what):
         raise AssertionError("%s: closed without a response" % what)
     else:
         c.buf += data
-    r = read_refusal(c, 503, what)
+    r = read_final(c, 503, what)
     check(r.header("Retry-After") is not None,
           "%s: 503 without Retry-After: %r" % (what, r.head))
     return r

@@ -21,33 +21,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spoke_harness import (HELLO, Server, build_request, check,  # noqa: E402
-                           check_eq, check_framing, check_response, main,
-                           test,
-                           holds_peer, wait_response_started)
+                           check_eq, check_response, holds_peer, main,
+                           read_final, test, wait_response_started)
 
 PLUGINS = ["hello.so", "echo.so", "sleep.so", "misbehave.so"]
 WAIT = 15.0             # upper bound for anything to happen
 WARN_RE = re.compile(r" (warn|error): ")
 
 
-def read_timeout_response(c, status, what):
-    """Reads the response that must arrive on its own: STATUS, Connection:
-    close, then the connection closes."""
-    try:
-        r = c.read_response()
-    except socket.timeout:
-        raise AssertionError("%s: no response within %.0fs" % (what, WAIT))
-    except Exception as e:  # noqa: B902
-        raise AssertionError("%s: no %d response (%s: %s)"
-                             % (what, status, type(e).__name__, e))
-    check(r.status == status, "%s: status %r, want %d: %r"
-          % (what, r.status, status, r))
-    check_framing(r)
-    check_eq((r.header("Connection") or "").lower(), "close",
-             "%s: Connection header of the %d" % (what, status))
-    check(c.wait_closed(), "%s: connection left open after the %d"
-          % (what, status))
-    return r
 
 
 def closed_silently(c, what):
@@ -90,10 +71,10 @@ def incomplete_head_gets_408_on_its_own():
     with Server(PLUGINS, args=["--header-timeout", "500ms"]) as srv:
         with srv.conn(timeout=WAIT) as c:
             c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n")  # no blank line
-            read_timeout_response(c, 408, "head without its final CRLF")
+            read_final(c, 408, "head without its final CRLF")
         with srv.conn(timeout=WAIT) as c:
             c.send(b"GET /hel")                           # mid request line
-            read_timeout_response(c, 408, "half a request line")
+            read_final(c, 408, "half a request line")
         still_serving(srv)
 
 
@@ -132,7 +113,7 @@ def header_timeout_counts_from_the_first_byte_not_the_last():
                   "trickled head (%d bytes sent): got %r instead of a 408"
                   % (i, got[:100]))
             c.buf += got
-            read_timeout_response(c, 408, "trickled head")
+            read_final(c, 408, "trickled head")
         still_serving(srv)
 
 
@@ -151,7 +132,7 @@ def header_timeout_applies_to_later_requests_too():
         with srv.conn(timeout=WAIT) as c:
             check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
             c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n")
-            read_timeout_response(c, 408, "second request's head stalled")
+            read_final(c, 408, "second request's head stalled")
         still_serving(srv)
 
 
@@ -214,19 +195,19 @@ def stalled_body_gets_408():
         with srv.conn(timeout=WAIT) as c:
             c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                    b"Content-Length: 100\r\n\r\n" + b"b" * 10)
-            read_timeout_response(c, 408, "body stalled after 10 of 100")
+            read_final(c, 408, "body stalled after 10 of 100")
         with srv.conn(timeout=WAIT) as c:
             c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                    b"Content-Length: 100\r\n\r\n")
-            read_timeout_response(c, 408, "body stalled before its 1st byte")
+            read_final(c, 408, "body stalled before its 1st byte")
         with srv.conn(timeout=WAIT) as c:
             c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                    b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-            read_timeout_response(c, 408, "chunked body stalled")
+            read_final(c, 408, "chunked body stalled")
         with srv.conn(timeout=WAIT) as c:
             c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
                    b"Transfer-Encoding: chunked\r\n\r\n5\r\nhel")
-            read_timeout_response(c, 408, "chunked body stalled mid-chunk")
+            read_final(c, 408, "chunked body stalled mid-chunk")
         still_serving(srv)
 
 
@@ -238,7 +219,7 @@ def stalled_body_after_100_continue_gets_408():
                    b"Expect: 100-continue\r\n\r\n")
             r = c.read_response(method="POST", interim=True)
             check_eq(r.status, 100, "interim status")
-            read_timeout_response(c, 408, "no body after 100 Continue")
+            read_final(c, 408, "no body after 100 Continue")
         still_serving(srv)
 
 
