@@ -30,6 +30,8 @@ typedef struct admin_conn_s {
   char buf[HEAD_MAX + 1];
   size_t len;
   size_t want;          /* head + declared body: bytes before answering */
+  char method[16];      /* from the request line, once the head is in */
+  char path[256];       /* without its query */
   int answered;
   int closing_handles;
   uv_write_t wr;
@@ -238,10 +240,10 @@ static void dispatch(admin_conn_t *c, const char *method, const char *path) {
   }
 }
 
-/* The request line and Content-Length; answers once the body is in. */
+/* The request line and Content-Length, parsed once the head is in;
+ * answers once the (ignored) body is in too. */
 static void try_request(admin_conn_t *c) {
-  char *end = strstr(c->buf, "\r\n\r\n"), *sp1, *sp2, *eol, *cl;
-  char method[16], path[256];
+  char *end = strstr(c->buf, "\r\n\r\n"), *sp1, *sp2, *eol, *cl, *q;
   size_t body = 0;
 
   if (end == NULL) {
@@ -253,12 +255,19 @@ static void try_request(admin_conn_t *c) {
     eol = strstr(c->buf, "\r\n");
     sp1 = memchr(c->buf, ' ', (size_t)(eol - c->buf));
     sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
-    if (sp1 == NULL || sp2 == NULL || sp1 - c->buf >= (long)sizeof(method) ||
-        sp2 - sp1 - 1 >= (long)sizeof(path) ||
+    if (sp1 == NULL || sp2 == NULL ||
+        sp1 - c->buf >= (long)sizeof(c->method) ||
+        sp2 - sp1 - 1 >= (long)sizeof(c->path) ||
         strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
       respond_text(c, 400, "400 Bad Request\n");
       return;
     }
+    snprintf(c->method, sizeof(c->method), "%.*s", (int)(sp1 - c->buf),
+             c->buf);
+    snprintf(c->path, sizeof(c->path), "%.*s", (int)(sp2 - sp1 - 1),
+             sp1 + 1);
+    if ((q = strchr(c->path, '?')) != NULL)
+      *q = '\0';
     for (cl = eol + 2; cl < end; cl = strstr(cl, "\r\n") + 2)
       if (strncasecmp(cl, "Content-Length:", 15) == 0)
         body = strtoul(cl + 15, NULL, 10);
@@ -268,16 +277,8 @@ static void try_request(admin_conn_t *c) {
       return;
     }
   }
-  if (c->len < c->want)
-    return; /* the (ignored) body is still coming */
-  eol = strstr(c->buf, "\r\n");
-  sp1 = memchr(c->buf, ' ', (size_t)(eol - c->buf));
-  sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
-  snprintf(method, sizeof(method), "%.*s", (int)(sp1 - c->buf), c->buf);
-  snprintf(path, sizeof(path), "%.*s", (int)(sp2 - sp1 - 1), sp1 + 1);
-  if ((eol = strchr(path, '?')) != NULL)
-    *eol = '\0';
-  dispatch(c, method, path);
+  if (c->len >= c->want)
+    dispatch(c, c->method, c->path);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {

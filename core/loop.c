@@ -176,11 +176,7 @@ static void loop_main(void *arg) {
 int spoke__loop_start(spoke__loop_t *loop) {
   sigset_t block, old;
   int rc;
-  sigemptyset(&block);
-  sigaddset(&block, SIGTERM);
-  sigaddset(&block, SIGINT);
-  sigaddset(&block, SIGHUP);
-  sigaddset(&block, SIGUSR1);
+  spoke__control_signals(&block);
   sigaddset(&block, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &block, &old);
   atomic_fetch_add(&loop->srv->loops_running, 1);

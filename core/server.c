@@ -133,15 +133,19 @@ static void sigfd_readable(uv_poll_t *h, int status, int events) {
     on_signal(srv, (int)si.ssi_signo);
 }
 
+void spoke__control_signals(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGTERM); /* drain */
+  sigaddset(set, SIGINT);  /* drain */
+  sigaddset(set, SIGHUP);  /* rescan the plugins directory */
+  sigaddset(set, SIGUSR1); /* reopen the access log */
+}
+
 /* Blocks the control signals in this (the main) thread, so every thread
  * started afterwards inherits the block, and opens the signalfd. */
 static int watch_signals(spoke__server_t *srv) {
   sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
-  sigaddset(&set, SIGUSR1);
+  spoke__control_signals(&set);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   control.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (control.sigfd < 0) {

@@ -8,6 +8,7 @@
 #ifndef SPOKE_SERVER_H
 #define SPOKE_SERVER_H
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,6 +132,10 @@ void spoke__watch_stop(void);
 int spoke__status_json(spoke__server_t *srv, spoke__buf_t *b);
 /* S as a JSON string literal, quoted and escaped. */
 void spoke__json_str(spoke__buf_t *b, const char *s);
+
+/* server.c: the signals the control thread reads from its signalfd; every
+ * other thread keeps them blocked. */
+void spoke__control_signals(sigset_t *set);
 
 /* admin.c (control thread): the --admin listener; PORT gets the bound
  * port. Stop closes it and its connections (shutdown). */

@@ -47,10 +47,7 @@ void spoke__stats_request_done(spoke_request_t *req) {
   spoke__stat_add(&st->lat_sum_us, us);
   if (req->routed) {
     req->routed = 0;
-    atomic_store_explicit(
-        &st->in_flight,
-        atomic_load_explicit(&st->in_flight, memory_order_relaxed) - 1,
-        memory_order_relaxed);
+    spoke__stat_sub(&st->in_flight, 1);
   }
 }
 

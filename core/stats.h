@@ -42,6 +42,11 @@ static inline void spoke__stat_add(_Atomic uint64_t *c, uint64_t v) {
                         memory_order_relaxed);
 }
 
+static inline void spoke__stat_sub(_Atomic uint64_t *c, uint64_t v) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) - v,
+                        memory_order_relaxed);
+}
+
 static inline uint64_t spoke__stat_get(_Atomic uint64_t *c) {
   return atomic_load_explicit(c, memory_order_relaxed);
 }
