@@ -81,7 +81,7 @@
 
 #include <llhttp.h>
 
-#include "server.h"
+#include "ctl/ctl.h"
 
 #ifndef SPOKE_FUZZ_EXAMPLES_DIR
 #error "SPOKE_FUZZ_EXAMPLES_DIR: the build's plugins directory"

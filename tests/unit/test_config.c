@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "server.h"
+#include "ctl/ctl.h"
 
 static spoke__config_t cfg;
 static char err[256];

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "plugin.h"
+#include "plugin/plugin.h"
 
 static const spoke_host_t *fake_host_slot;
 

@@ -23,8 +23,8 @@
 
 #include <cmocka.h>
 
-#include "http.h"
-#include "plugin.h"
+#include "http/http.h"
+#include "plugin/plugin.h"
 
 #ifndef SPOKE_EXAMPLE_DIR
 #error "SPOKE_EXAMPLE_DIR must name the directory of the built examples"
@@ -96,7 +96,7 @@ static int teardown(void **state) {
 static int load(const char *path, uint64_t gen, spoke__instance_t **out) {
   *out = (spoke__instance_t *)&err; /* must be reset, also on failure */
   err[0] = '\0';
-  return spoke__instance_load(path, rt, gen, NULL, out, err, sizeof(err));
+  return spoke__instance_load(path, rt, gen, NULL, spoke__host_table(), out, err, sizeof(err));
 }
 
 /* Loading PATH is refused with WANT; nothing is left behind. */
@@ -375,7 +375,8 @@ static void refuses_missing_runtime_dir(void **state) {
   char missing[8192];
   (void)state;
   snprintf(missing, sizeof(missing), "%s/not-there", rt);
-  assert_int_equal(spoke__instance_load(EXAMPLE("hello"), missing, 1, NULL, &inst,
+  assert_int_equal(spoke__instance_load(EXAMPLE("hello"), missing, 1, NULL,
+                                           spoke__host_table(), &inst,
                                         err, sizeof(err)),
                    SPOKE_EIO);
   assert_null(inst);

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "internal.h"
+#include "base/base.h"
 
 static void expect_path(const char *in, const char *want) {
   char buf[256];

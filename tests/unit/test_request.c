@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "http.h"
+#include "http/http.h"
 
 static spoke__loop_t *loop;
 

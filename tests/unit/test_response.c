@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "http.h"
+#include "http/http.h"
 
 static spoke_request_t *req_new(int http_minor, int keep_alive) {
   spoke_request_t *req = calloc(1, sizeof(*req));

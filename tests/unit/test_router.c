@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "internal.h"
-#include "router.h"
+#include "base/base.h"
+#include "plugin/router.h"
 
 /* ---- helpers ---- */
 

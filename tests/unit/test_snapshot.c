@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "plugin.h"
+#include "plugin/plugin.h"
 
 /* Records which instances spoke__snapshot_build refused, by index into
  * the list it was given, and the last reason. */

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "internal.h"
+#include "base/base.h"
 
 /* Under AddressSanitizer (or TSan) a huge malloc would abort instead of returning
  * NULL; the overflow tests below want to see the NULL. */

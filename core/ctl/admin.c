@@ -1,0 +1,369 @@
+/* admin.c: the operator's listener (--admin HOST:PORT), off by default.
+ *
+ *   GET  /status   JSON: build, uptime, loops, workers, queue depth,
+ *                  connections, and every plugin instance and file
+ *   GET  /metrics  Prometheus text format (stats.c)
+ *   POST /reload   rescans the plugins directory; answers with what
+ *                  changed, file by file
+ *
+ * It runs on the control thread's loop, on its own socket: the main
+ * listener never routes here, whatever a plugin declares. One request
+ * per connection (answered with Connection: close); a head larger than
+ * 8 KiB gets 431, head and body larger than that 413, a connection
+ * silent for 10 s before its answer is closed. The admin
+ * listener is for operators: bind it to loopback.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ctl/ctl.h"
+
+#define HEAD_MAX 8192 /* head and body together: nothing here takes more */
+#define IDLE_MS 10000
+
+typedef struct admin_conn_s {
+  uv_tcp_t tcp;
+  uv_timer_t idle;
+  spoke__server_t *srv;
+  char buf[HEAD_MAX + 1];
+  size_t len;
+  size_t want;          /* head + declared body: bytes before answering */
+  char method[16];      /* from the request line, once the head is in */
+  char path[256];       /* without its query */
+  int answered;
+  int closing_handles;
+  uv_write_t wr;
+  spoke__buf_t out;
+  struct admin_conn_s *prev, *next; /* conns, closed by spoke__admin_stop */
+} admin_conn_t;
+
+/* Control thread only. */
+static uv_tcp_t listener;
+static int listening;
+static admin_conn_t *conns;
+
+static void conn_freed(uv_handle_t *h) {
+  admin_conn_t *c = h->data;
+  if (--c->closing_handles > 0)
+    return;
+  spoke__buf_free(&c->out);
+  free(c);
+}
+
+static void conn_close(admin_conn_t *c) {
+  if (c->closing_handles > 0)
+    return;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->closing_handles = 2;
+  uv_close((uv_handle_t *)&c->idle, conn_freed);
+  uv_close((uv_handle_t *)&c->tcp, conn_freed);
+}
+
+static void written(uv_write_t *wr, int status) {
+  (void)status;
+  conn_close(wr->data);
+}
+
+static void respond(admin_conn_t *c, int status, const char *type,
+                    const char *body, size_t len) {
+  uv_buf_t buf;
+  c->answered = 1;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_timer_stop(&c->idle); /* the answer may take its time to leave */
+  spoke__buf_appendf(&c->out,
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+                     "Connection: close\r\n\r\n",
+                     status, spoke__status_reason(status), spoke__http_date(),
+                     type, len);
+  if (len)
+    spoke__buf_append(&c->out, body, len);
+  if (c->out.data == NULL) {
+    conn_close(c);
+    return;
+  }
+  buf = uv_buf_init(c->out.data, (unsigned)c->out.len);
+  c->wr.data = c;
+  if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, written) != 0)
+    conn_close(c);
+}
+
+static void respond_text(admin_conn_t *c, int status, const char *text) {
+  respond(c, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+/* ---- the three resources ---- */
+
+static void status_json(admin_conn_t *c) {
+  spoke__server_t *srv = c->srv;
+  spoke__buf_t b = {0};
+  double uptime = (double)(uv_hrtime() - srv->start_hrtime) / 1e9;
+  spoke__buf_appendf(&b,
+                     "{\"build\": \"%s\", \"sdk_abi\": \"%d.%d\", "
+                     "\"uptime_s\": %.3f, \"loops\": %d, \"workers\": %d, "
+                     "\"queue_depth\": %zu, \"open_connections\": %zu, "
+                     "\"status\": ",
+                     SPOKE_BUILD_VERSION, SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR,
+                     uptime, srv->cfg.loops, srv->cfg.workers,
+                     atomic_load(&srv->shared.sync_waiting),
+                     atomic_load(&srv->shared.open_conns));
+  spoke__status_json(srv, &b);
+  while (b.len > 0 && b.data[b.len - 1] == '\n')
+    b.len--;
+  spoke__buf_append(&b, "}\n", 2);
+  if (b.data == NULL)
+    respond_text(c, 500, "out of memory\n");
+  else
+    respond(c, 200, "application/json", b.data, b.len);
+  spoke__buf_free(&b);
+}
+
+static void metrics(admin_conn_t *c) {
+  spoke__buf_t b = {0};
+  if (spoke__metrics_text(c->srv, &b) != 0)
+    respond_text(c, 500, "out of memory\n");
+  else
+    respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data,
+            b.len);
+  spoke__buf_free(&b);
+}
+
+/* What a slot held before the rescan, to tell what changed. */
+typedef struct seen_s {
+  char *file;
+  uint64_t generation; /* 0: nothing loaded */
+  char *error;
+} seen_t;
+
+static void reload(admin_conn_t *c) {
+  spoke__server_t *srv = c->srv;
+  size_t n = srv->nslots, changes = 0;
+  seen_t *before = calloc(n ? n : 1, sizeof(*before));
+  spoke__buf_t b = {0};
+
+  if (before == NULL) {
+    respond_text(c, 500, "out of memory\n");
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    before[i].file = strdup(srv->slots[i].file);
+    before[i].generation =
+        srv->slots[i].inst ? srv->slots[i].inst->generation : 0;
+    before[i].error = strdup(srv->slots[i].error);
+  }
+  spoke__info("POST /reload: rescanning %s", srv->cfg.plugins_dir);
+  spoke__reload_scan(srv, 0);
+  spoke__buf_appendf(&b, "{\"generation\": %llu, \"changed\": [",
+                     (unsigned long long)srv->generation);
+  for (size_t i = 0; i < srv->nslots; i++) {
+    const spoke__slot_t *s = &srv->slots[i];
+    const seen_t *was = NULL;
+    uint64_t gen = s->inst ? s->inst->generation : 0;
+    const char *what = NULL;
+    for (size_t j = 0; j < n; j++)
+      if (before[j].file && strcmp(before[j].file, s->file) == 0)
+        was = &before[j];
+    if (s->error[0] && (was == NULL || !was->error ||
+                        strcmp(was->error, s->error) != 0))
+      what = "refused";
+    else if (gen != 0 && (was == NULL || was->generation != gen))
+      what = was && was->generation ? "reloaded" : "loaded";
+    if (what == NULL)
+      continue;
+    spoke__buf_appendf(&b, "%s{\"file\": ", changes++ ? ", " : "");
+    spoke__json_str(&b, s->file);
+    spoke__buf_appendf(&b, ", \"change\": \"%s\"", what);
+    if (s->inst) {
+      spoke__buf_appendf(&b, ", \"plugin\": ");
+      spoke__json_str(&b, s->inst->name);
+      spoke__buf_appendf(&b, ", \"version\": ");
+      spoke__json_str(&b, s->inst->version);
+      spoke__buf_appendf(&b, ", \"generation\": %llu",
+                         (unsigned long long)gen);
+    }
+    if (s->error[0]) {
+      spoke__buf_appendf(&b, ", \"error\": ");
+      spoke__json_str(&b, s->error);
+    }
+    spoke__buf_append(&b, "}", 1);
+  }
+  for (size_t j = 0; j < n; j++) { /* files that went away */
+    int still = 0;
+    for (size_t i = 0; i < srv->nslots && !still; i++)
+      still = strcmp(before[j].file ? before[j].file : "",
+                     srv->slots[i].file) == 0;
+    if (!still && before[j].file) {
+      spoke__buf_appendf(&b, "%s{\"file\": ", changes++ ? ", " : "");
+      spoke__json_str(&b, before[j].file);
+      spoke__buf_appendf(&b, ", \"change\": \"removed\"}");
+    }
+  }
+  spoke__buf_append(&b, "]}\n", 3);
+  for (size_t j = 0; j < n; j++) {
+    free(before[j].file);
+    free(before[j].error);
+  }
+  free(before);
+  respond(c, 200, "application/json", b.data ? b.data : "", b.len);
+  spoke__buf_free(&b);
+}
+
+/* ---- reading one request ---- */
+
+static void dispatch(admin_conn_t *c, const char *method, const char *path) {
+  int get = strcmp(method, "GET") == 0;
+  if (strcmp(path, "/status") == 0) {
+    if (get)
+      status_json(c);
+    else
+      respond_text(c, 405, "405 use GET\n");
+  } else if (strcmp(path, "/metrics") == 0) {
+    if (get)
+      metrics(c);
+    else
+      respond_text(c, 405, "405 use GET\n");
+  } else if (strcmp(path, "/reload") == 0) {
+    if (strcmp(method, "POST") == 0)
+      reload(c);
+    else
+      respond_text(c, 405, "405 use POST\n");
+  } else {
+    respond_text(c, 404, "404 Not Found: GET /status, GET /metrics, "
+                         "POST /reload\n");
+  }
+}
+
+/* The request line and Content-Length, parsed once the head is in;
+ * answers once the (ignored) body is in too. */
+static void try_request(admin_conn_t *c) {
+  char *end = strstr(c->buf, "\r\n\r\n"), *sp1, *sp2, *eol, *cl, *q;
+  size_t body = 0;
+
+  if (end == NULL) {
+    if (c->len >= HEAD_MAX)
+      respond_text(c, 431, "431 request head too large\n");
+    return;
+  }
+  if (c->want == 0) {
+    eol = strstr(c->buf, "\r\n");
+    sp1 = memchr(c->buf, ' ', (size_t)(eol - c->buf));
+    sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
+    if (sp1 == NULL || sp2 == NULL ||
+        sp1 - c->buf >= (long)sizeof(c->method) ||
+        sp2 - sp1 - 1 >= (long)sizeof(c->path) ||
+        strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
+      respond_text(c, 400, "400 Bad Request\n");
+      return;
+    }
+    snprintf(c->method, sizeof(c->method), "%.*s", (int)(sp1 - c->buf),
+             c->buf);
+    snprintf(c->path, sizeof(c->path), "%.*s", (int)(sp2 - sp1 - 1),
+             sp1 + 1);
+    if ((q = strchr(c->path, '?')) != NULL)
+      *q = '\0';
+    for (cl = eol + 2; cl < end; cl = strstr(cl, "\r\n") + 2)
+      if (strncasecmp(cl, "Content-Length:", 15) == 0)
+        body = strtoul(cl + 15, NULL, 10);
+    c->want = (size_t)(end + 4 - c->buf) + body;
+    if (body > HEAD_MAX || c->want > HEAD_MAX) {
+      respond_text(c, 413, "413 body too large\n");
+      return;
+    }
+  }
+  if (c->len >= c->want)
+    dispatch(c, c->method, c->path);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  admin_conn_t *c = h->data;
+  (void)suggested;
+  buf->base = c->buf + c->len;
+  buf->len = HEAD_MAX - c->len;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  admin_conn_t *c = s->data;
+  (void)buf;
+  if (nread < 0 || (nread == 0 && c->len >= HEAD_MAX)) {
+    if (nread == UV_ENOBUFS && !c->answered)
+      respond_text(c, 431, "431 request head too large\n");
+    else
+      conn_close(c);
+    return;
+  }
+  c->len += (size_t)nread;
+  c->buf[c->len] = '\0';
+  if (memchr(c->buf, '\0', c->len) != NULL) {
+    respond_text(c, 400, "400 Bad Request\n");
+    return;
+  }
+  if (!c->answered)
+    try_request(c);
+}
+
+static void idle_cb(uv_timer_t *t) { conn_close(t->data); }
+
+static void on_connection(uv_stream_t *server, int status) {
+  spoke__server_t *srv = server->data;
+  admin_conn_t *c;
+  if (status != 0)
+    return;
+  c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return;
+  c->srv = srv;
+  uv_tcp_init(srv->control, &c->tcp);
+  uv_timer_init(srv->control, &c->idle);
+  c->tcp.data = c->idle.data = c;
+  c->next = conns;
+  if (conns)
+    conns->prev = c;
+  conns = c;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  uv_timer_start(&c->idle, idle_cb, IDLE_MS, 0);
+  uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
+int spoke__admin_start(spoke__server_t *srv, int *port) {
+  const spoke__config_t *cfg = &srv->cfg;
+  struct sockaddr_storage sa;
+  int rc, len = sizeof(sa);
+
+  if (strchr(cfg->admin_host, ':') != NULL)
+    rc = uv_ip6_addr(cfg->admin_host, cfg->admin_port,
+                     (struct sockaddr_in6 *)&sa);
+  else
+    rc = uv_ip4_addr(cfg->admin_host, cfg->admin_port,
+                     (struct sockaddr_in *)&sa);
+  if (rc != 0)
+    return rc;
+  uv_tcp_init(srv->control, &listener);
+  listener.data = srv;
+  listening = 1;
+  if ((rc = uv_tcp_bind(&listener, (struct sockaddr *)&sa, 0)) != 0 ||
+      (rc = uv_listen((uv_stream_t *)&listener, 64, on_connection)) != 0)
+    return rc;
+  if (uv_tcp_getsockname(&listener, (struct sockaddr *)&sa, &len) == 0)
+    *port = ntohs(sa.ss_family == AF_INET6
+                      ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                      : ((struct sockaddr_in *)&sa)->sin_port);
+  return 0;
+}
+
+void spoke__admin_stop(void) {
+  if (listening && !uv_is_closing((uv_handle_t *)&listener))
+    uv_close((uv_handle_t *)&listener, NULL);
+  listening = 0;
+  while (conns != NULL)
+    conn_close(conns);
+}

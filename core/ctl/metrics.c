@@ -1,0 +1,261 @@
+/* stats.c: counting answered requests, and the Prometheus text of /metrics.
+ *
+ * spoke__stats_request_done runs on the request's loop thread when the
+ * last bytes of its response are queued (response.c), and touches only
+ * that loop's row (see stats.h). Everything else here runs on the
+ * control thread: folding the counts of an instance that unloads, and
+ * writing /metrics.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/ctl.h"
+
+
+/* Upper bounds of the latency buckets, in microseconds. */
+static const uint64_t lat_bound_us[SPOKE__LAT_BUCKETS] = {
+    250,    500,    1000,    2500,    5000,    10000,   25000,
+    50000,  100000, 250000,  500000,  1000000, 2500000, 10000000};
+
+static int status_class(int status) {
+  int c = status / 100 - 1;
+  return c < 0 ? 0 : c >= SPOKE__STATUS_CLASSES ? SPOKE__STATUS_CLASSES - 1
+                                                : c;
+}
+
+void spoke__stats_request_done(spoke_request_t *req) {
+  spoke__loop_stats_t *st = &req->loop->stats;
+  spoke__instance_t *inst = req->inst;
+  int cls = status_class(req->status);
+  uint64_t us = (uv_hrtime() - req->t_start) / 1000;
+  size_t b = 0;
+
+  if (inst != NULL && inst->counts != NULL &&
+      req->route_index < inst->counts_nroutes)
+    spoke__stat_add(&inst->counts[(size_t)req->loop->id *
+                                      inst->counts_nroutes +
+                                  req->route_index]
+                         .n[cls],
+                    1);
+  else
+    spoke__stat_add(&st->core[cls], 1);
+  while (b < SPOKE__LAT_BUCKETS && us > lat_bound_us[b])
+    b++;
+  spoke__stat_add(&st->lat[b], 1);
+  spoke__stat_add(&st->lat_sum_us, us);
+  if (req->routed) {
+    req->routed = 0;
+    spoke__stat_sub(&st->in_flight, 1);
+  }
+}
+
+/* ---- totals by label, surviving reloads (control thread) ---- */
+
+typedef struct row_s {
+  char *plugin, *route; /* route: "GET /users/:id" */
+  uint64_t n[SPOKE__STATUS_CLASSES];
+} row_t;
+
+static row_t *retired;
+static size_t nretired, retired_cap;
+
+static row_t *row_find(row_t *rows, size_t n, const char *plugin,
+                       const char *route) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(rows[i].plugin, plugin) == 0 &&
+        strcmp(rows[i].route, route) == 0)
+      return &rows[i];
+  return NULL;
+}
+
+/* The row for PLUGIN/ROUTE in *ROWS, added if new (strings copied). */
+static row_t *row_get(row_t **rows, size_t *n, size_t *cap,
+                      const char *plugin, const char *route) {
+  row_t *r = row_find(*rows, *n, plugin, route);
+  if (r != NULL)
+    return r;
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 16;
+    row_t *p = realloc(*rows, c * sizeof(*p));
+    if (p == NULL)
+      return NULL;
+    *rows = p;
+    *cap = c;
+  }
+  r = &(*rows)[*n];
+  memset(r, 0, sizeof(*r));
+  r->plugin = strdup(plugin);
+  r->route = strdup(route);
+  if (r->plugin == NULL || r->route == NULL) {
+    free(r->plugin);
+    free(r->route);
+    return NULL;
+  }
+  (*n)++;
+  return r;
+}
+
+static void route_label(const spoke__instance_t *inst, size_t i, char *out,
+                        size_t cap) {
+  const spoke_route_t *r = &inst->desc->routes[i];
+  snprintf(out, cap, "%s %s", r->method ? r->method : "*", r->path);
+}
+
+/* Adds INST's counts, every loop's row, to the rows. */
+static void add_instance(row_t **rows, size_t *n, size_t *cap,
+                         const spoke__instance_t *inst) {
+  char label[512];
+  if (inst->counts == NULL)
+    return;
+  for (size_t i = 0; i < inst->counts_nroutes; i++) {
+    row_t *r;
+    route_label(inst, i, label, sizeof(label));
+    r = row_get(rows, n, cap, inst->name, label);
+    if (r == NULL)
+      return;
+    for (int l = 0; l < spoke__stats_nloops; l++)
+      for (int c = 0; c < SPOKE__STATUS_CLASSES; c++)
+        r->n[c] += spoke__stat_get(
+            &inst->counts[(size_t)l * inst->counts_nroutes + i].n[c]);
+  }
+}
+
+void spoke__stats_fold(const spoke__instance_t *inst) {
+  add_instance(&retired, &nretired, &retired_cap, inst);
+}
+
+static void rows_free(row_t *rows, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(rows[i].plugin);
+    free(rows[i].route);
+  }
+  free(rows);
+}
+
+void spoke__stats_free(void) {
+  rows_free(retired, nretired);
+  retired = NULL;
+  nretired = retired_cap = 0;
+}
+
+/* ---- /metrics ---- */
+
+/* A label value: backslash, quote and newline escaped. */
+static void label_value(spoke__buf_t *b, const char *s) {
+  for (; *s; s++) {
+    if (*s == '\\' || *s == '"')
+      spoke__buf_appendf(b, "\\%c", *s);
+    else if (*s == '\n')
+      spoke__buf_append(b, "\\n", 2);
+    else
+      spoke__buf_append(b, s, 1);
+  }
+}
+
+static void help(spoke__buf_t *b, const char *name, const char *type,
+                 const char *text) {
+  spoke__buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name,
+                     type);
+}
+
+static void requests_metric(spoke__buf_t *b, spoke__server_t *srv) {
+  row_t *rows = NULL;
+  size_t n = 0, cap = 0;
+  uint64_t core[SPOKE__STATUS_CLASSES] = {0};
+
+  for (size_t i = 0; i < nretired; i++) {
+    row_t *r = row_get(&rows, &n, &cap, retired[i].plugin, retired[i].route);
+    if (r != NULL)
+      for (int c = 0; c < SPOKE__STATUS_CLASSES; c++)
+        r->n[c] += retired[i].n[c];
+  }
+  for (spoke__instance_t *i = spoke__instance_live_first(); i != NULL;
+       i = i->live_next)
+    add_instance(&rows, &n, &cap, i);
+  for (int l = 0; l < srv->nloops; l++)
+    for (int c = 0; c < SPOKE__STATUS_CLASSES; c++)
+      core[c] += spoke__stat_get(&srv->loops[l].stats.core[c]);
+
+  help(b, "spoke_requests_total", "counter",
+       "Requests answered, by plugin, route and status class (plugin "
+       "\"core\": answered by the server itself, e.g. 404).");
+  for (size_t i = 0; i < n; i++)
+    for (int c = 0; c < SPOKE__STATUS_CLASSES; c++) {
+      if (rows[i].n[c] == 0)
+        continue;
+      spoke__buf_appendf(b, "spoke_requests_total{plugin=\"");
+      label_value(b, rows[i].plugin);
+      spoke__buf_appendf(b, "\",route=\"");
+      label_value(b, rows[i].route);
+      spoke__buf_appendf(b, "\",class=\"%dxx\"} %llu\n", c + 1,
+                         (unsigned long long)rows[i].n[c]);
+    }
+  for (int c = 0; c < SPOKE__STATUS_CLASSES; c++)
+    if (core[c] != 0)
+      spoke__buf_appendf(b,
+                         "spoke_requests_total{plugin=\"core\",route=\"\","
+                         "class=\"%dxx\"} %llu\n",
+                         c + 1, (unsigned long long)core[c]);
+  rows_free(rows, n);
+}
+
+static void latency_metric(spoke__buf_t *b, spoke__server_t *srv) {
+  uint64_t lat[SPOKE__LAT_BUCKETS + 1] = {0}, sum_us = 0, cum = 0;
+  for (int l = 0; l < srv->nloops; l++) {
+    for (int k = 0; k <= SPOKE__LAT_BUCKETS; k++)
+      lat[k] += spoke__stat_get(&srv->loops[l].stats.lat[k]);
+    sum_us += spoke__stat_get(&srv->loops[l].stats.lat_sum_us);
+  }
+  help(b, "spoke_request_duration_seconds", "histogram",
+       "From a request's first byte to its response's last byte queued.");
+  for (int k = 0; k <= SPOKE__LAT_BUCKETS; k++) {
+    cum += lat[k];
+    if (k < SPOKE__LAT_BUCKETS)
+      spoke__buf_appendf(b,
+                         "spoke_request_duration_seconds_bucket{le=\"%g\"} "
+                         "%llu\n",
+                         (double)lat_bound_us[k] / 1e6,
+                         (unsigned long long)cum);
+    else
+      spoke__buf_appendf(b,
+                         "spoke_request_duration_seconds_bucket{le=\"+Inf\"}"
+                         " %llu\n",
+                         (unsigned long long)cum);
+  }
+  spoke__buf_appendf(b, "spoke_request_duration_seconds_sum %.6f\n",
+                     (double)sum_us / 1e6);
+  spoke__buf_appendf(b, "spoke_request_duration_seconds_count %llu\n",
+                     (unsigned long long)cum);
+}
+
+static void gauge(spoke__buf_t *b, const char *name, const char *type,
+                  const char *text, unsigned long long v) {
+  help(b, name, type, text);
+  spoke__buf_appendf(b, "%s %llu\n", name, v);
+}
+
+int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b) {
+  uint64_t in_flight = 0;
+  for (int l = 0; l < srv->nloops; l++)
+    in_flight += spoke__stat_get(&srv->loops[l].stats.in_flight);
+  requests_metric(b, srv);
+  latency_metric(b, srv);
+  gauge(b, "spoke_requests_in_flight", "gauge",
+        "Requests routed to a plugin and not answered yet.", in_flight);
+  gauge(b, "spoke_sync_queue_depth", "gauge",
+        "Sync requests waiting for a worker.",
+        atomic_load(&srv->shared.sync_waiting));
+  gauge(b, "spoke_sync_rejected_total", "counter",
+        "Sync requests answered 503 because the queue was full "
+        "(--max-queue).",
+        atomic_load(&srv->shared.sync_rejected));
+  gauge(b, "spoke_plugin_loads_total", "counter",
+        "Plugin versions loaded (start-up and reloads).", srv->loads);
+  gauge(b, "spoke_plugin_load_failures_total", "counter",
+        "Plugin files refused (the version before kept serving).",
+        srv->load_failures);
+  gauge(b, "spoke_open_connections", "gauge", "Client connections open.",
+        atomic_load(&srv->shared.open_conns));
+  return b->data != NULL ? 0 : SPOKE_ENOMEM;
+}

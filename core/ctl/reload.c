@@ -1,0 +1,339 @@
+/* reload.c: every change to the set of loaded plugins goes through here.
+ *
+ * Start-up, the directory watcher and SIGHUP all end in
+ * spoke__reload_file(): one file of the plugins directory has (maybe)
+ * changed. Each file is a slot keyed by its name; a slot serves one
+ * instance at a time, or none when its file was refused.
+ *
+ *   file gone        -> a snapshot without the slot's instance
+ *   file (re)written -> load a new instance from a private copy; on
+ *                       success a snapshot with the new instance in the
+ *                       slot's place, else the old one keeps serving
+ *
+ * A new snapshot is built beside the current one with the changed
+ * instance placed last, so a route conflict always refuses the newcomer,
+ * never a plugin that is already serving; it is then published: the
+ * control thread keeps one reference and sends one to every I/O loop,
+ * which swaps its own pointer on its own thread. The replaced instance
+ * retires: it is in no current snapshot, its in-flight requests finish on
+ * its code, and the last of them hands it to the reaper (fini, dlclose,
+ * private copy removed). Control thread only.
+ *
+ * status.json is rewritten before the log line that announces a change,
+ * so whoever reads that line finds the change in the file.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ctl/ctl.h"
+
+static spoke__slot_t *slot_find(spoke__server_t *srv, const char *file) {
+  for (size_t i = 0; i < srv->nslots; i++)
+    if (strcmp(srv->slots[i].file, file) == 0)
+      return &srv->slots[i];
+  return NULL;
+}
+
+/* Keeps the slots sorted by file name: snapshots list plugins in that
+ * order, which is the start-up rule for route conflicts. */
+static int slot_cmp(const void *a, const void *b) {
+  return strcmp(((const spoke__slot_t *)a)->file,
+                ((const spoke__slot_t *)b)->file);
+}
+
+static spoke__slot_t *slot_add(spoke__server_t *srv, const char *file) {
+  spoke__slot_t *s;
+  if (srv->nslots == srv->slots_cap) {
+    size_t cap = srv->slots_cap ? srv->slots_cap * 2 : 16;
+    spoke__slot_t *p = realloc(srv->slots, cap * sizeof(*p));
+    if (p == NULL)
+      return NULL;
+    srv->slots = p;
+    srv->slots_cap = cap;
+  }
+  s = &srv->slots[srv->nslots];
+  memset(s, 0, sizeof(*s));
+  s->file = strdup(file);
+  if (s->file == NULL)
+    return NULL;
+  srv->nslots++;
+  qsort(srv->slots, srv->nslots, sizeof(*s), slot_cmp);
+  return slot_find(srv, file);
+}
+
+static void slot_remove(spoke__server_t *srv, spoke__slot_t *s) {
+  size_t i = (size_t)(s - srv->slots);
+  free(s->file);
+  memmove(&srv->slots[i], &srv->slots[i + 1],
+          (srv->nslots - i - 1) * sizeof(*s));
+  srv->nslots--;
+}
+
+static int same_file(const struct stat *a, const struct stat *b) {
+  return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+         a->st_size == b->st_size &&
+         a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+         a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Makes SNAP current and sends it to every running loop. */
+static void publish(spoke__server_t *srv, spoke__snapshot_t *snap) {
+  spoke__snapshot_t *old = srv->current;
+  srv->current = snap;
+  srv->generation = snap->generation;
+  for (int i = 0; i < srv->nloops; i++) {
+    spoke__publish_t *pub = malloc(sizeof(*pub));
+    if (pub == NULL) {
+      spoke__error("out of memory: loop %d keeps generation %llu", i,
+                   (unsigned long long)old->generation);
+      continue;
+    }
+    spoke__snapshot_ref(snap);
+    pub->msg.kind = SPOKE__MSG_PUBLISH;
+    pub->snap = snap;
+    spoke__loop_post(&srv->loops[i], &pub->msg);
+  }
+  spoke__snapshot_unref(old);
+}
+
+typedef struct build_ctx_s {
+  spoke__instance_t *newcomer;
+  const char *why; /* set when the newcomer was refused */
+  char buf[256];
+} build_ctx_t;
+
+static void on_refused(void *ctx, spoke__instance_t *inst, const char *why) {
+  build_ctx_t *b = ctx;
+  if (inst == b->newcomer) {
+    snprintf(b->buf, sizeof(b->buf), "%s", why);
+    b->why = b->buf;
+  } else {
+    /* Cannot happen: the others were serving together a moment ago. */
+    spoke__error("plugin %s left out of generation: %s", inst->name, why);
+  }
+}
+
+/* A snapshot of every serving slot but SKIP, plus NEWCOMER (may be NULL)
+ * last. On a conflict *why says what the newcomer collided with. */
+static spoke__snapshot_t *build(spoke__server_t *srv, const spoke__slot_t *skip,
+                                spoke__instance_t *newcomer,
+                                const char **why, char *whybuf,
+                                size_t whylen) {
+  spoke__instance_t **list = calloc(srv->nslots + 1, sizeof(*list));
+  build_ctx_t ctx = {newcomer, NULL, ""};
+  spoke__snapshot_t *snap;
+  size_t n = 0;
+
+  *why = NULL;
+  if (list == NULL)
+    return NULL;
+  for (size_t i = 0; i < srv->nslots; i++)
+    if (&srv->slots[i] != skip && srv->slots[i].inst != NULL)
+      list[n++] = srv->slots[i].inst;
+  if (newcomer != NULL)
+    list[n++] = newcomer;
+  snap = spoke__snapshot_build(srv->generation + 1, list, n, on_refused, &ctx);
+  free(list);
+  if (ctx.why != NULL) {
+    snprintf(whybuf, whylen, "%s", ctx.why);
+    *why = whybuf;
+  }
+  return snap;
+}
+
+static void log_routes(const spoke__instance_t *inst) {
+  const spoke_plugin_t *d = inst->desc;
+  for (size_t i = 0; i < d->nroutes; i++)
+    spoke__info("  route %-6s %-24s %s", d->routes[i].method,
+                d->routes[i].path,
+                d->routes[i].mode == SPOKE_SYNC ? "sync" : "async");
+}
+
+static void refuse(spoke__server_t *srv, spoke__slot_t *s, const char *why) {
+  srv->load_failures++;
+  snprintf(s->error, sizeof(s->error), "%s", why);
+  spoke__status_write(srv);
+  if (s->inst != NULL)
+    spoke__error("refused plugin %s: %s; %s %s (generation %llu) keeps "
+                 "serving",
+                 s->file, why, s->inst->name, s->inst->version,
+                 (unsigned long long)s->inst->generation);
+  else
+    spoke__error("refused plugin %s: %s", s->file, why);
+}
+
+static void retire(spoke__instance_t *old, const char *how) {
+  spoke__info("retiring plugin %s %s (generation %llu, %s): %ld request%s "
+              "in flight",
+              old->name, old->version, (unsigned long long)old->generation,
+              how, spoke__instance_inflight(old),
+              spoke__instance_inflight(old) == 1 ? "" : "s");
+}
+
+/* The slot's file is gone: its routes go, its requests finish. */
+static void unload_slot(spoke__server_t *srv, spoke__slot_t *s) {
+  spoke__instance_t *old = s->inst;
+  const char *why;
+  char whybuf[256];
+  spoke__snapshot_t *snap;
+
+  if (old == NULL) {
+    slot_remove(srv, s);
+    return;
+  }
+  snap = build(srv, s, NULL, &why, whybuf, sizeof(whybuf));
+  if (snap == NULL) {
+    spoke__error("out of memory: %s stays loaded", s->file);
+    return;
+  }
+  slot_remove(srv, s);
+  publish(srv, snap);
+  spoke__status_write(srv);
+  spoke__info("removed plugin %s %s: %s is gone (generation %llu)",
+              old->name, old->version, old->file,
+              (unsigned long long)snap->generation);
+  retire(old, "file removed");
+}
+
+/* Loads the slot's file as a new instance and, if it fits, serves it. */
+static void load_slot(spoke__server_t *srv, spoke__slot_t *s,
+                      const char *path) {
+  spoke__instance_t *inst, *old = s->inst;
+  spoke__snapshot_t *snap;
+  const char *why;
+  char err[512];
+  int rc;
+
+  rc = spoke__instance_load(path, srv->runtime_dir, srv->generation + 1, old,
+                            spoke__host_table(), &inst, err, sizeof(err));
+  if (rc != 0) {
+    refuse(srv, s, err);
+    return;
+  }
+  for (size_t i = 0; i < srv->nslots; i++) {
+    const spoke__instance_t *other = srv->slots[i].inst;
+    if (&srv->slots[i] != s && other != NULL &&
+        strcmp(other->name, inst->name) == 0) {
+      snprintf(err, sizeof(err), "name \"%s\" is already used by %s",
+               inst->name, srv->slots[i].file);
+      refuse(srv, s, err);
+      spoke__instance_unref(inst);
+      return;
+    }
+  }
+  snap = build(srv, s, inst, &why, err, sizeof(err));
+  if (snap == NULL || why != NULL) {
+    spoke__snapshot_unref(snap);
+    refuse(srv, s, why ? why : "out of memory");
+    spoke__instance_unref(inst); /* fini runs: it was never served */
+    return;
+  }
+  s->error[0] = '\0';
+  s->inst = inst;
+  srv->loads++;
+  publish(srv, snap);
+  spoke__instance_unref(inst); /* the snapshot holds it now */
+  spoke__status_write(srv);
+  if (old == NULL) {
+    spoke__info("loaded plugin %s %s from %s (generation %llu, %zu route%s)",
+                inst->name, inst->version, s->file,
+                (unsigned long long)inst->generation, inst->desc->nroutes,
+                inst->desc->nroutes == 1 ? "" : "s");
+    log_routes(inst);
+  } else {
+    spoke__info("reloaded plugin %s from %s: %s -> %s (generation %llu%s)",
+                inst->name, s->file, old->version, inst->version,
+                (unsigned long long)inst->generation,
+                inst->handed_over ? ", state handed over" : "");
+    retire(old, "replaced");
+  }
+}
+
+void spoke__reload_file(spoke__server_t *srv, const char *file, int force) {
+  spoke__slot_t *s = slot_find(srv, file);
+  char path[4096];
+  struct stat st;
+
+  snprintf(path, sizeof(path), "%s/%s", srv->cfg.plugins_dir, file);
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (s != NULL)
+      unload_slot(srv, s);
+    return;
+  }
+  if (s == NULL) {
+    s = slot_add(srv, file);
+    if (s == NULL) {
+      spoke__error("out of memory: %s not loaded", file);
+      return;
+    }
+  } else if (!force && same_file(&s->seen, &st)) {
+    return; /* unchanged since the last attempt */
+  }
+  s->seen = st;
+  load_slot(srv, s, path);
+}
+
+int spoke__reload_is_plugin_name(const char *name) {
+  size_t len = strlen(name);
+  return len > 3 && name[0] != '.' && strcmp(name + len - 3, ".so") == 0;
+}
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int spoke__reload_scan(spoke__server_t *srv, int force) {
+  DIR *d = opendir(srv->cfg.plugins_dir);
+  struct dirent *de;
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+
+  if (d == NULL) {
+    spoke__error("cannot open plugins directory %s: %s", srv->cfg.plugins_dir,
+                 strerror(errno));
+    return SPOKE_EIO;
+  }
+  while ((de = readdir(d)) != NULL) {
+    if (!spoke__reload_is_plugin_name(de->d_name))
+      continue;
+    if (n == cap) {
+      char **p = realloc(names, (cap ? cap * 2 : 16) * sizeof(*p));
+      if (p == NULL)
+        break;
+      names = p;
+      cap = cap ? cap * 2 : 16;
+    }
+    if ((names[n] = strdup(de->d_name)) != NULL)
+      n++;
+  }
+  closedir(d);
+  if (n > 1)
+    qsort(names, n, sizeof(*names), name_cmp);
+  /* Slots whose file left the directory first, so that a plugin renamed
+   * to another file name does not meet itself as a conflict. */
+  for (size_t i = srv->nslots; i-- > 0;) {
+    int present = 0;
+    for (size_t j = 0; j < n && !present; j++)
+      present = strcmp(names[j], srv->slots[i].file) == 0;
+    if (!present)
+      spoke__reload_file(srv, srv->slots[i].file, force);
+  }
+  for (size_t i = 0; i < n; i++) {
+    spoke__reload_file(srv, names[i], force);
+    free(names[i]);
+  }
+  free(names);
+  return 0;
+}
+
+void spoke__reload_free(spoke__server_t *srv) {
+  for (size_t i = 0; i < srv->nslots; i++)
+    free(srv->slots[i].file);
+  free(srv->slots);
+  srv->slots = NULL;
+  srv->nslots = srv->slots_cap = 0;
+}

@@ -1,0 +1,318 @@
+/* server.c: the control thread: start-up, signals, shutdown.
+ *
+ * The main thread runs a small uv loop of its own: SIGTERM/SIGINT start a
+ * drain (every I/O loop stops accepting and finishes what it has, within
+ * --shutdown-timeout), SIGHUP rescans the plugins directory, the watcher
+ * (watch.c) reports changed plugin files, and instances whose last
+ * reference is gone are finalized here (the reaper), never on an I/O or
+ * pool thread. Once a drain has begun nothing is reloaded any more. When every I/O loop has ended the control loop closes,
+ * the threads are joined, the last snapshot is released (running each
+ * plugin's fini) and the private runtime directory is removed.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/signalfd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl/ctl.h"
+
+typedef struct spoke__reap_s {
+  struct spoke__reap_s *next;
+  spoke__instance_t *inst;
+} spoke__reap_t;
+
+static spoke__server_t *the_server; /* for the reaper hook */
+
+/* The control thread's handles. Signals arrive through a signalfd the
+ * control loop polls: SIGTERM, SIGINT and SIGHUP are blocked in every
+ * thread (the main thread blocks them before any other thread exists, and
+ * loop threads are born with them blocked), so no asynchronous handler
+ * ever runs and no signal can be lost to a thread that is busy elsewhere
+ * (as happened under ThreadSanitizer with libuv's uv_signal). */
+typedef struct control_s {
+  int sigfd;
+  uv_poll_t sigpoll;
+  uv_timer_t deadline;
+  int shutting_down;
+} control_t;
+
+static control_t control = {.sigfd = -1};
+
+static void reap(spoke__instance_t *inst) {
+  spoke__server_t *srv = the_server;
+  spoke__reap_t *r = malloc(sizeof(*r));
+  if (r == NULL) {
+    spoke__error("out of memory: plugin %s is not unloaded", inst->name);
+    return;
+  }
+  r->inst = inst;
+  uv_mutex_lock(&srv->reap_mu);
+  r->next = srv->reap_list;
+  srv->reap_list = r;
+  uv_mutex_unlock(&srv->reap_mu);
+  uv_async_send(&srv->reap_async);
+}
+
+static void reap_now(spoke__server_t *srv) {
+  spoke__reap_t *r, *next;
+  uv_mutex_lock(&srv->reap_mu);
+  r = srv->reap_list;
+  srv->reap_list = NULL;
+  uv_mutex_unlock(&srv->reap_mu);
+  for (; r != NULL; r = next) {
+    next = r->next;
+    spoke__instance_finalize(r->inst);
+    free(r);
+  }
+}
+
+static void unloaded(const spoke__instance_t *inst) {
+  spoke__stats_fold(inst);
+  spoke__status_write(the_server);
+}
+
+static void reap_cb(uv_async_t *a) { reap_now(a->data); }
+
+static void deadline_cb(uv_timer_t *t) {
+  (void)t;
+  spoke__warn("shutdown deadline passed with requests unfinished; "
+              "exiting now");
+  _exit(0);
+}
+
+static void begin_shutdown(spoke__server_t *srv, const char *why) {
+  if (control.shutting_down) {
+    spoke__warn("%s again: exiting without waiting", why);
+    _exit(1);
+  }
+  control.shutting_down = 1;
+  spoke__watch_stop();
+  spoke__admin_stop();
+  spoke__info("%s: draining (up to %llu ms)", why,
+              (unsigned long long)srv->cfg.shutdown_timeout_ms);
+  for (int i = 0; i < srv->nloops; i++) {
+    spoke__msg_t *m = malloc(sizeof(*m));
+    if (m == NULL)
+      _exit(1);
+    m->kind = SPOKE__MSG_DRAIN;
+    spoke__loop_post(&srv->loops[i], m);
+  }
+  uv_timer_init(srv->control, &control.deadline);
+  control.deadline.data = srv;
+  uv_timer_start(&control.deadline, deadline_cb, srv->cfg.shutdown_timeout_ms,
+                 0);
+  uv_unref((uv_handle_t *)&control.deadline);
+}
+
+static void on_signal(spoke__server_t *srv, int signum) {
+  if (signum == SIGUSR1) {
+    spoke__accesslog_reopen();
+    return;
+  }
+  if (signum == SIGHUP) {
+    if (!control.shutting_down) {
+      spoke__info("SIGHUP: rescanning %s", srv->cfg.plugins_dir);
+      spoke__reload_scan(srv, 0);
+    }
+    return;
+  }
+  begin_shutdown(srv, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void sigfd_readable(uv_poll_t *h, int status, int events) {
+  spoke__server_t *srv = h->data;
+  struct signalfd_siginfo si;
+  (void)events;
+  if (status < 0)
+    return;
+  while (read(control.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+    on_signal(srv, (int)si.ssi_signo);
+}
+
+/* Blocks the control signals in this (the main) thread, so every thread
+ * started afterwards inherits the block, and opens the signalfd. */
+static int watch_signals(spoke__server_t *srv) {
+  sigset_t set;
+  spoke__control_signals(&set);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  control.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (control.sigfd < 0) {
+    spoke__error("signalfd: %s", strerror(errno));
+    return SPOKE_EIO;
+  }
+  uv_poll_init(srv->control, &control.sigpoll, control.sigfd);
+  control.sigpoll.data = srv;
+  uv_poll_start(&control.sigpoll, UV_READABLE, sigfd_readable);
+  return 0;
+}
+
+static void sigpoll_closed(uv_handle_t *h) {
+  (void)h;
+  close(control.sigfd);
+  control.sigfd = -1;
+}
+
+static void loop_exited_cb(uv_async_t *a) {
+  spoke__server_t *srv = a->data;
+  if (atomic_load(&srv->shared.loops_running) > 0)
+    return;
+  uv_close((uv_handle_t *)&control.sigpoll, sigpoll_closed);
+  if (control.shutting_down)
+    uv_close((uv_handle_t *)&control.deadline, NULL);
+  uv_close((uv_handle_t *)&srv->loop_exited, NULL);
+  uv_close((uv_handle_t *)&srv->reap_async, NULL);
+}
+
+static void unlink_status(spoke__server_t *srv) {
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/status.json", srv->runtime_dir);
+  unlink(path);
+}
+
+static int make_runtime_dir(spoke__server_t *srv) {
+  const char *parent = srv->cfg.runtime_dir;
+  char tmpl[4096];
+  if (parent == NULL)
+    parent = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  snprintf(tmpl, sizeof(tmpl), "%s/spoke.%d.XXXXXX", parent, (int)getpid());
+  if (mkdtemp(tmpl) == NULL) {
+    spoke__error("cannot create a runtime directory under %s: %m "
+                 "(choose another with --runtime-dir)",
+                 parent);
+    return SPOKE_EIO;
+  }
+  srv->runtime_dir = strdup(tmpl);
+  return srv->runtime_dir ? 0 : SPOKE_ENOMEM;
+}
+
+int spoke__server_run(spoke__server_t *srv) {
+  spoke__config_t *cfg = &srv->cfg;
+  int fds[1024], port = 0, rc, i;
+  char err[256], workers[16];
+  uv_loop_t control_loop;
+
+  /* libuv reads the pool size once, on first use: before any loop. */
+  snprintf(workers, sizeof(workers), "%d", cfg->workers);
+  setenv("UV_THREADPOOL_SIZE", workers, 1);
+  signal(SIGPIPE, SIG_IGN);
+  spoke__log_level = cfg->log_level;
+  the_server = srv;
+  srv->start_hrtime = uv_hrtime();
+  spoke__stats_nloops = cfg->loops; /* instances count per loop */
+
+  /* Bind first: a busy port fails before any plugin code runs. */
+  rc = spoke__listen_open(cfg->listen_host, cfg->listen_port, cfg->loops, fds,
+                          &port, err, sizeof(err));
+  if (rc != 0) {
+    spoke__error("cannot listen on %s:%d: %s", cfg->listen_host,
+                 cfg->listen_port, err);
+    spoke__conffile_free(&cfg->conf);
+    return rc;
+  }
+  if ((rc = make_runtime_dir(srv)) != 0)
+    goto out_fds;
+  spoke__info("runtime directory %s (plugin copies, status.json)",
+              srv->runtime_dir);
+  srv->current = spoke__snapshot_build(0, NULL, 0, NULL, NULL);
+  if (srv->current == NULL) {
+    rc = SPOKE_ENOMEM;
+    goto out_dir;
+  }
+  if ((rc = spoke__reload_scan(srv, 1)) != 0)
+    goto out_snap;
+  spoke__info("%zu plugin%s serving from %s (generation %llu)",
+              srv->current->ninst, srv->current->ninst == 1 ? "" : "s",
+              cfg->plugins_dir, (unsigned long long)srv->generation);
+
+  uv_loop_init(&control_loop);
+  srv->control = &control_loop;
+  uv_mutex_init(&srv->reap_mu);
+  uv_async_init(srv->control, &srv->reap_async, reap_cb);
+  srv->reap_async.data = srv;
+  uv_async_init(srv->control, &srv->loop_exited, loop_exited_cb);
+  srv->loop_exited.data = srv;
+  srv->shared.cfg = &srv->cfg;
+  srv->shared.loop_exited = &srv->loop_exited;
+  spoke__instance_set_reaper(reap);
+  spoke__instance_set_unloaded_hook(unloaded);
+  if (watch_signals(srv) != 0)
+    _exit(1);
+  /* After the signal mask: workers are born with the signals blocked. */
+  if (spoke__pool_start(cfg->workers) != 0)
+    _exit(1);
+  if (cfg->admin_on) {
+    int admin_port = 0;
+    rc = spoke__admin_start(srv, &admin_port);
+    if (rc != 0) {
+      spoke__error("cannot listen on --admin %s:%d: %s", cfg->admin_host,
+                   cfg->admin_port, uv_strerror(rc));
+      _exit(1);
+    }
+    spoke__info("admin endpoint at %s%s%s:%d (GET /status, GET /metrics, "
+                "POST /reload)",
+                strchr(cfg->admin_host, ':') ? "[" : "", cfg->admin_host,
+                strchr(cfg->admin_host, ':') ? "]" : "", admin_port);
+  }
+  if (cfg->access_log != NULL && spoke__accesslog_open(cfg->access_log) != 0)
+    _exit(1);
+  spoke__watch_start(srv);
+
+  srv->nloops = cfg->loops;
+  srv->loops = calloc((size_t)cfg->loops, sizeof(*srv->loops));
+  for (i = 0; i < cfg->loops; i++) {
+    spoke__snapshot_ref(srv->current);
+    rc = spoke__loop_init(&srv->loops[i], &srv->shared, i, fds[i], srv->current);
+    if (rc != 0) {
+      spoke__error("loop %d: %s", i, uv_strerror(rc));
+      _exit(1);
+    }
+  }
+  for (i = 0; i < cfg->loops; i++)
+    spoke__loop_start(&srv->loops[i]);
+  atomic_store(&srv->bound_port, port);
+  spoke__info("listening on %s%s%s:%d (%d loop%s, %d worker%s)",
+              strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+              strchr(cfg->listen_host, ':') ? "]" : "", port, cfg->loops,
+              cfg->loops == 1 ? "" : "s", cfg->workers,
+              cfg->workers == 1 ? "" : "s");
+
+  uv_run(srv->control, UV_RUN_DEFAULT);
+
+  for (i = 0; i < srv->nloops; i++)
+    spoke__loop_join(&srv->loops[i]);
+  spoke__pool_stop(); /* no loop submits any more */
+  spoke__watch_stop(); /* closed already by a drain; a no-op then */
+  spoke__instance_set_reaper(NULL);
+  spoke__instance_set_unloaded_hook(NULL);
+  reap_now(srv);
+  spoke__stats_free();
+  spoke__accesslog_close();
+  uv_loop_close(srv->control);
+  uv_mutex_destroy(&srv->reap_mu);
+  free(srv->loops);
+  srv->loops = NULL;
+  rc = 0;
+out_snap:
+  spoke__snapshot_unref(srv->current);
+  srv->current = NULL;
+  spoke__reload_free(srv);
+  unlink_status(srv);
+out_dir:
+  rmdir(srv->runtime_dir);
+  free(srv->runtime_dir);
+  srv->runtime_dir = NULL;
+  if (rc == 0) {
+    spoke__info("stopped");
+    spoke__conffile_free(&cfg->conf); /* every plugin is gone */
+    return 0;
+  }
+out_fds: /* failed before any loop took its socket over */
+  for (i = 0; i < cfg->loops; i++)
+    close(fds[i]);
+  spoke__conffile_free(&cfg->conf);
+  return rc;
+}

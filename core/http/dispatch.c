@@ -1,0 +1,111 @@
+/* dispatch.c: from a parsed request to its handler.
+ *
+ * On the loop thread: look the path up in the loop's current snapshot,
+ * pin the instance that owns the route (the request holds a reference
+ * until it is freed, so that version's code stays mapped), then run the
+ * handler. Nothing of the snapshot is kept: a reload may free it while
+ * the request still waits for a worker. Async handlers run right here.
+ * Sync handlers go to the worker pool (pool.c); at most --max-queue of
+ * them may wait for a worker, past that the client gets 503 with
+ * Retry-After instead of unbounded latency.
+ *
+ * After a handler: a sync handler that did not complete gets 500; any
+ * handler that returned an error without completing gets 500. Either is
+ * logged once with the plugin's name.
+ */
+#include <string.h>
+
+#include "http/http.h"
+
+static void handler_failed(spoke_request_t *req, int rc) {
+  if (atomic_load(&req->completed))
+    return;
+  if (rc < 0)
+    spoke__error("plugin %s: %s %s: handler returned %s (%s); answering 500",
+                 req->inst->name, req->method, req->path, spoke_err_name(rc),
+                 spoke_strerror(rc));
+  else
+    spoke__error("plugin %s: %s %s: sync handler returned without "
+                 "completing the request; answering 500",
+                 req->inst->name, req->method, req->path);
+  spoke__response_simple(req, 500, NULL);
+}
+
+void spoke__dispatch_sync_done(spoke_request_t *req) {
+  /* The hold goes only after the 500: answering may write at once and
+   * would otherwise free the request under our feet. */
+  if (!atomic_load(&req->completed))
+    handler_failed(req, req->handler_rc);
+  req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
+  spoke__request_maybe_free(req);
+}
+
+/* Admitted while fewer than workers + --max-queue sync requests are
+ * running or waiting: every worker busy and the queue full is a 503. A
+ * request handed to a worker that has not picked it up yet counts as
+ * running, so a burst never sees idle workers as a full queue. */
+static void run_sync(spoke_request_t *req) {
+  spoke__shared_t *srv = req->loop->shared;
+  size_t limit = (size_t)srv->cfg->workers + srv->cfg->max_queue;
+  req->mode = SPOKE_SYNC;
+  if (atomic_fetch_add(&srv->sync_admitted, 1) >= limit) {
+    atomic_fetch_sub(&srv->sync_admitted, 1);
+    atomic_fetch_add(&srv->sync_rejected, 1);
+    spoke__response_simple(req, 503, "Retry-After: 1\r\n");
+    return;
+  }
+  atomic_fetch_add(&srv->sync_waiting, 1);
+  req->holds |= SPOKE__REQ_IN_HANDLER;
+  spoke__pool_submit(req);
+}
+
+/* An async request is the plugin's until it completes it, even if the
+ * core answers first (504): the PLUGIN hold keeps it valid till then. */
+static void run_async(spoke_request_t *req) {
+  int rc;
+  req->mode = SPOKE_ASYNC;
+  atomic_store(&req->plugin_owes, 1);
+  req->holds |= SPOKE__REQ_IN_HANDLER | SPOKE__REQ_PLUGIN;
+  if (req->conn != NULL) /* the deadline for its first byte starts */
+    spoke__conn_phase(req->conn, SPOKE__PHASE_HANDLER);
+  rc = req->handler(req);
+  if (rc < 0 && !atomic_load(&req->completed)) {
+    /* Returning an error gives the request up: no completion follows. */
+    atomic_store(&req->plugin_owes, 0);
+    req->holds &= ~(unsigned)SPOKE__REQ_PLUGIN;
+    handler_failed(req, rc);
+  }
+  req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER; /* after the 500 */
+  spoke__request_maybe_free(req);
+}
+
+void spoke__dispatch(spoke_request_t *req) {
+  spoke__match_t m;
+  spoke__snapshot_t *snap = req->loop->snap;
+  spoke__match_result_t r;
+
+  r = spoke__router_match(&snap->router, req->method, req->path,
+                          req->path_len, &m);
+  if (r == SPOKE__MATCH_NOT_FOUND) {
+    spoke__response_simple(req, 404, NULL);
+    return;
+  }
+  if (r == SPOKE__MATCH_METHOD_NOT_ALLOWED) {
+    char allow[160];
+    snprintf(allow, sizeof(allow), "Allow: %s\r\n", m.allow);
+    spoke__response_simple(req, 405, allow);
+    return;
+  }
+  req->handler = m.route->handler;
+  req->inst = m.route->inst;
+  req->route_index = m.route->index;
+  req->routed = 1;
+  spoke__stat_add(&req->loop->stats.in_flight, 1);
+  spoke__instance_ref(req->inst);
+  req->nparams = m.nparams;
+  memcpy(req->params, m.params, m.nparams * sizeof(m.params[0]));
+  if (m.route->mode == SPOKE_SYNC)
+    run_sync(req);
+  else
+    run_async(req);
+}

@@ -1,0 +1,453 @@
+/* http.h: I/O loops, connections, requests and responses.
+ *
+ * Threads. Each spoke__loop_t is one thread with its own uv_loop_t; its
+ * connections, its snapshot pointer and every request's lifetime fields
+ * are touched only on that thread. Plugin code may call the response
+ * functions from any thread: they serialize bytes on the calling thread
+ * into a spoke__out_t and hand it to the owning loop, directly when
+ * already on it, else through the loop's mailbox (a mutex-guarded list
+ * plus a uv_async_t doorbell; uv_async_send coalesces, so the callback
+ * drains the whole list).
+ *
+ * Request lifetime. A request is freed on its loop when all of these are
+ * over: it is attached to its connection (ON_CONN), its handler is
+ * running (IN_HANDLER), the plugin has not completed it (UNCOMPLETED),
+ * writes of its bytes are in flight (nwrites), its timers are pending
+ * (ntimers). Freeing unpins its plugin instance. If the client goes away
+ * first, the connection detaches the request (aborted = 1, abort
+ * callback); the plugin's later completion is accepted and discarded.
+ */
+#ifndef SPOKE_HTTP_H
+#define SPOKE_HTTP_H
+
+#include <signal.h>
+#include <stdatomic.h>
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "base/base.h"
+#include "plugin/plugin.h"
+#include "plugin/router.h"
+#include "base/config.h"
+
+typedef struct spoke__conn_s spoke__conn_t;
+typedef struct spoke__loop_s spoke__loop_t;
+
+/* What the I/O loops share with each other and with the control thread
+ * (ctl/ embeds it in its server object). cfg is read-only once threads
+ * run; the counters are atomics any thread may bump; loop_exited is the
+ * control thread's handle, rung by each loop as it ends. */
+typedef struct spoke__shared_s {
+  const spoke__config_t *cfg;
+  atomic_size_t sync_waiting;     /* queued sync requests not yet running */
+  atomic_size_t sync_admitted;    /* sync requests running or waiting: at
+                                     most workers + max_queue (dispatch.c) */
+  atomic_int loops_running;
+  atomic_size_t open_conns;       /* every loop's connections */
+  atomic_uint_fast64_t sync_rejected; /* 503s for a full sync queue */
+  uv_async_t *loop_exited;
+} spoke__shared_t;
+
+/* ---- mailbox messages (loop.c) ---- */
+
+typedef enum {
+  SPOKE__MSG_OUT = 1,     /* response bytes: spoke__out_t */
+  SPOKE__MSG_PUBLISH = 2, /* new snapshot: spoke__publish_t */
+  SPOKE__MSG_DRAIN = 3,   /* stop accepting, finish, exit */
+  SPOKE__MSG_SYNC_DONE = 4 /* a sync handler returned: req->done_msg */
+} spoke__msg_kind_t;
+
+typedef struct spoke__msg_s {
+  struct spoke__msg_s *next;
+  spoke__msg_kind_t kind;
+} spoke__msg_t;
+
+typedef struct spoke__publish_s {
+  spoke__msg_t msg;
+  spoke__snapshot_t *snap; /* a reference the loop takes over */
+} spoke__publish_t;
+
+/* Bytes of one request's response, serialized by the producing thread.
+ * Owned by the loop once posted; given back after its write completes:
+ * freed, or, for the request's own out (SPOKE__OUT_EMBEDDED, whose bytes
+ * are the request's wire buffer), left to the request. An out with
+ * req == NULL carries bytes of the connection's own: corked responses
+ * (write.c) or a 100 Continue (conn.c). */
+enum {
+  SPOKE__OUT_LAST = 1,    /* the response ends with these bytes */
+  SPOKE__OUT_CLOSE = 2,   /* close the connection after them */
+  SPOKE__OUT_PLUGIN = 4,  /* the plugin's own completion: it lets go */
+  SPOKE__OUT_RELEASE = 8, /* no bytes: the plugin completed too late */
+  SPOKE__OUT_EMBEDDED = 16 /* req->out: not malloc'd */
+};
+typedef struct spoke__out_s {
+  spoke__msg_t msg;
+  spoke_request_t *req;
+  unsigned flags;             /* SPOKE__OUT_* */
+  unsigned via_mailbox;
+  uv_write_t wr;
+  char *data;                 /* after the struct, or req->wire's bytes */
+  size_t len;
+} spoke__out_t;
+
+/* A malloc'd out with room for LEN bytes after it; NULL without memory. */
+spoke__out_t *spoke__out_new(size_t len);
+/* Gives OUT back (loop thread): frees it unless it is embedded. */
+void spoke__out_release(spoke__out_t *out);
+
+/* ---- loop.c ---- */
+
+struct spoke__loop_s {
+  uv_loop_t uv;
+  uv_thread_t thread;
+  int id;
+  spoke__shared_t *shared;
+  int listen_fd;
+  uv_tcp_t listener;
+  uv_async_t doorbell;
+  uv_mutex_t mu;              /* guards head/tail, and drained's waits */
+  spoke__msg_t *head, *tail;  /* mailbox, any thread appends */
+  uv_cond_t drained;          /* a request's queued bytes went down */
+  /* loop thread only: */
+  spoke__snapshot_t *snap;    /* current route table (one reference) */
+  uv_timer_t sweep;           /* timeouts.c: checks every deadline */
+  spoke__conn_t *conns;       /* doubly linked, for drain and sweep */
+  size_t nconns;
+  size_t live_requests;
+  int draining;
+  int closed;                 /* our handles are closing: loop ends */
+  /* Loop thread only, shared by its connections one at a time: */
+  char *rbuf;                 /* reads land here; conn.c moves leftovers
+                                 into the connection's own buffer, so an
+                                 idle connection holds none */
+  spoke__conn_t *cork;        /* responses made for this connection while
+                                 it parses go to cork_buf, written with
+                                 one write when its parsing stops */
+  spoke__buf_t cork_buf;
+  spoke_request_t *free_reqs; /* request.c's pool of finished requests */
+  size_t nfree_reqs;
+  spoke__loop_stats_t stats;  /* written here, read by /metrics */
+  spoke__buf_t alog;          /* access log lines not yet written */
+  uv_check_t alog_flush;      /* writes them once per loop iteration */
+};
+
+int spoke__loop_init(spoke__loop_t *loop, spoke__shared_t *shared, int id,
+                     int listen_fd, spoke__snapshot_t *snap);
+int spoke__loop_start(spoke__loop_t *loop);  /* spawns the thread */
+void spoke__loop_join(spoke__loop_t *loop);
+/* The signals the control thread reads from its signalfd (ctl/server.c);
+ * every loop thread, and each thread it starts, keeps them blocked. */
+void spoke__control_signals(sigset_t *set);
+void spoke__loop_post(spoke__loop_t *loop, spoke__msg_t *msg); /* any thread */
+int spoke__loop_is_current(const spoke__loop_t *loop);
+/* Ends the loop once draining and nothing is left (loop thread). */
+void spoke__loop_maybe_finish(spoke__loop_t *loop);
+
+/* ---- request.c ---- */
+
+/* Parsing a small request allocates nothing: its arena starts in this
+ * block inside the request, and finished requests are pooled per loop
+ * (their buffers keep their memory, up to a bound). */
+#define SPOKE__REQ_ARENA_INLINE 1024
+#define SPOKE__REQ_POOL_MAX 128
+
+enum {
+  SPOKE__REQ_ON_CONN = 1,
+  SPOKE__REQ_IN_HANDLER = 2,
+  SPOKE__REQ_UNCOMPLETED = 4,
+  SPOKE__REQ_IN_CALLBACK = 8, /* abort or timer callback on the stack */
+  SPOKE__REQ_PLUGIN = 16      /* an async plugin still owes a completion,
+                                 even after the core answered (504) */
+};
+
+typedef struct spoke__header_s {
+  const char *name;
+  const char *value;
+} spoke__header_t;
+
+struct spoke_request_s {
+  spoke__loop_t *loop;        /* fixed */
+  spoke__conn_t *conn;        /* loop thread; NULL once detached */
+  spoke__instance_t *inst;    /* pinned from dispatch until freed */
+  spoke_handler_cb handler;   /* in inst's code, so pinned with it; the
+                                 route itself lives in a snapshot, which a
+                                 reload may free while the request waits */
+  spoke__arena_t arena;       /* handling thread */
+
+  /* Parsed request: written by the loop while parsing, read-only once
+   * dispatched. */
+  const char *method;
+  const char *url;
+  const char *path;
+  size_t path_len;
+  const char *query;
+  uint8_t http_major, http_minor;
+  uint8_t is_head;
+  uint8_t keep_alive;
+  uint8_t expect_continue;
+  spoke__header_t *headers;
+  size_t nheaders, headers_cap;
+  spoke__param_t params[SPOKE__MAX_PARAMS];
+  size_t nparams;
+  spoke__buf_t body;
+
+  /* Plugin side: the thread handling the request. */
+  void *user_data;
+  _Atomic(spoke_abort_cb) abort_cb; /* set by the plugin, run by the loop */
+  int handler_rc;
+  int status;
+  spoke__buf_t resp_headers;  /* "Name: value\r\n" lines */
+  atomic_int resp_started;    /* streaming began: set by the plugin's
+                                 thread, read by the loop's timeout sweep
+                                 and core responses, hence atomic */
+  uint8_t resp_close;         /* plugin asked for Connection: close */
+
+  atomic_int completed;       /* any thread: first completion wins */
+  atomic_int plugin_owes;     /* async: the plugin has not completed yet */
+  uint8_t mode;               /* SPOKE_SYNC or SPOKE_ASYNC once routed */
+  atomic_uint in_mailbox;     /* outs posted, not yet delivered: later
+                                 outs must queue behind them */
+  atomic_size_t queued;       /* response bytes posted, not yet written */
+  atomic_int waiting;         /* writers blocked on queued (back-pressure) */
+  atomic_int aborted;         /* set by the loop, read anywhere */
+
+  /* Loop thread only. */
+  unsigned holds;             /* SPOKE__REQ_* */
+  unsigned nwrites;
+  unsigned ntimers;
+  spoke_request_t *next_free; /* loop->free_reqs */
+  uint64_t t_start;           /* uv_hrtime() at its first byte */
+  uint32_t route_index;       /* in inst's routes, once routed */
+  uint8_t routed;             /* counted in the loop's in_flight */
+  char peer[48];              /* client address, when logging access */
+  uint8_t pooled;             /* in the pool: not a live request */
+
+  /* Sync dispatch (pool.c): sync_next under the pool's mutex; done_msg
+   * written by the worker and handed to the loop through its mailbox. */
+  spoke_request_t *sync_next;
+  spoke__msg_t done_msg;
+
+  /* Written by the completing thread with the response's bytes; read by
+   * the loop once the last out arrives (stats, access log). */
+  uint64_t body_sent;         /* response body bytes */
+
+  /* The whole response's bytes and the out that carries them: reused
+   * with the request, so a response allocates nothing. Written by the
+   * completing thread, then the loop's (handed over with the out). */
+  spoke__buf_t wire;
+  spoke__out_t out;
+
+  /* Kept last: request.c clears everything before it on reuse. */
+  _Alignas(16) char arena_storage[SPOKE__REQ_ARENA_INLINE];
+};
+
+spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn);
+/* Frees the request if nothing holds it any more (loop thread): back to
+ * the loop's pool, or to malloc when the pool is full. */
+void spoke__request_maybe_free(spoke_request_t *req);
+/* Frees the loop's pooled requests (loop thread, at its end). */
+void spoke__request_pool_free(spoke__loop_t *loop);
+/* The connection is gone: mark aborted, tell the plugin (loop thread). */
+void spoke__request_detach(spoke_request_t *req);
+/* Nobody waits for this response any more (client gone, or answered 504
+ * for the plugin): aborted = 1 and the plugin's abort callback, once. */
+void spoke__request_abort(spoke_request_t *req);
+int spoke__request_add_header(spoke_request_t *req, const char *name,
+                              size_t nlen, const char *value, size_t vlen);
+
+/* The host-table request accessors (spoke_host_t members). */
+const char *spoke__request_method(const spoke_request_t *req);
+const char *spoke__request_path(const spoke_request_t *req);
+const char *spoke__request_query(const spoke_request_t *req);
+const char *spoke__request_query_param(spoke_request_t *req, const char *name);
+const char *spoke__request_header(const spoke_request_t *req, const char *name);
+size_t spoke__request_header_count(const spoke_request_t *req);
+int spoke__request_header_at(const spoke_request_t *req, size_t i,
+                             const char **name, const char **value);
+const char *spoke__request_param(const spoke_request_t *req, const char *name);
+const void *spoke__request_body(const spoke_request_t *req, size_t *len);
+struct uv_loop_s *spoke__request_loop(const spoke_request_t *req);
+void *spoke__request_alloc(spoke_request_t *req, size_t size);
+void spoke__request_set_data(spoke_request_t *req, void *data);
+void *spoke__request_data(const spoke_request_t *req);
+int spoke__request_aborted(const spoke_request_t *req);
+int spoke__request_on_abort(spoke_request_t *req, spoke_abort_cb cb);
+
+/* ---- response.c ---- */
+
+/* Thread-local cached "Date: ...\r\n" value for the current second. */
+const char *spoke__http_date(void);
+
+/* Serializes the status line and headers. BODY_LEN < 0: streamed. */
+int spoke__response_head(spoke_request_t *req, spoke__buf_t *out,
+                         long long body_len);
+
+/* A whole response from the core (404, 405, 413, 500, 503 ...); extra
+ * header lines (each ending in CRLF) may be NULL. Completes the request
+ * unless already completed. */
+int spoke__response_simple(spoke_request_t *req, int status,
+                           const char *extra_headers);
+
+/* The host-table response functions (spoke_host_t members). */
+int spoke__response_status(spoke_request_t *req, int status);
+int spoke__response_header(spoke_request_t *req, const char *name,
+                           const char *value);
+int spoke__response_send(spoke_request_t *req, const void *body, size_t len);
+int spoke__response_write(spoke_request_t *req, const void *data, size_t len);
+int spoke__response_end(spoke_request_t *req);
+
+/* Called on the loop with bytes produced for REQ (loop.c mailbox or a
+ * direct call from the loop thread). */
+void spoke__response_deliver(spoke__out_t *out);
+/* Wakes writers waiting for room in REQ's queue (any thread). */
+void spoke__response_wake(spoke_request_t *req);
+/* LEN of REQ's queued bytes left the queue: written, copied or dropped
+ * (loop thread); wakes a waiting writer below the low-water mark. */
+void spoke__response_dequeued(spoke_request_t *req, size_t len);
+
+/* ---- conn.c ---- */
+
+/* frame.c: the line rules of a request (CRLF only, no obs-fold) checked
+ * on the raw bytes llhttp consumed, across reads, through the body's
+ * framing up to the end of the trailers. */
+typedef struct spoke__frame_scan_s {
+  uint8_t state;               /* frame.c's SC_* */
+  uint8_t prev_cr;             /* the last byte was CR */
+  uint8_t seen_line;           /* a non-empty line is behind us */
+  uint8_t in_ext;              /* chunk size line: past the digits */
+  uint32_t line_len;           /* bytes of the current line so far */
+  uint64_t remaining;          /* body or chunk-data bytes to skip */
+  uint64_t chunk;              /* the chunk size being read */
+} spoke__frame_scan_t;
+
+/* How the body of the request being read is framed (on_headers_complete). */
+typedef enum {
+  SPOKE__BODY_NONE = 0,
+  SPOKE__BODY_LENGTH,
+  SPOKE__BODY_CHUNKED
+} spoke__body_kind_t;
+
+void spoke__frame_reset(spoke__frame_scan_t *sc);
+/* Scans DATA[0..len) of the current request. 0, or -1 on a violation. */
+int spoke__frame_scan(spoke__frame_scan_t *sc, spoke__body_kind_t kind,
+                      uint64_t length, const char *data, size_t len);
+
+/* What a connection is waiting for; decides which deadline applies. */
+typedef enum {
+  SPOKE__PHASE_NEW = 0,     /* no request yet: header timeout, silent */
+  SPOKE__PHASE_IDLE,        /* between requests: keep-alive timeout */
+  SPOKE__PHASE_HEAD,        /* reading a head: header timeout, 408 */
+  SPOKE__PHASE_BODY,        /* reading a body: body timeout, 408 */
+  SPOKE__PHASE_HANDLER,     /* async handler, no response yet: 504 */
+  SPOKE__PHASE_BUSY,        /* sync handler or response under way */
+  SPOKE__PHASE_LINGER       /* shut down; draining the client's bytes */
+} spoke__phase_t;
+
+struct spoke__conn_s {
+  uv_tcp_t tcp;
+  spoke__loop_t *loop;
+  spoke__conn_t *prev, *next;  /* loop->conns */
+  llhttp_t parser;
+  char *rbuf;                  /* bytes read, [rpos, rlen) not parsed: the
+                                  loop's shared buffer during a read
+                                  callback, else our own or NULL */
+  size_t rpos, rlen, rcap;
+  spoke_request_t *req;        /* being parsed, or in flight */
+  int req_dispatched;          /* req is in flight, parser paused */
+  spoke__buf_t field, value;   /* header accumulation */
+  spoke__buf_t url;
+  spoke__frame_scan_t scan;    /* the line rules (frame.c) */
+  spoke__body_kind_t body_kind; /* of the request being read */
+  uint64_t body_length;        /* its Content-Length, for body_kind LENGTH */
+  size_t head_bytes;
+  int err_status;              /* set by callbacks before failing */
+  spoke__phase_t phase;
+  uint64_t deadline;           /* loop time (ms) the phase ends; 0: none */
+  uint64_t send_deadline;      /* no write progress by then: close */
+  size_t nrequests;            /* dispatched on this connection */
+  unsigned advancing : 1;      /* inside spoke__conn_advance */
+  unsigned closing : 1;
+  unsigned reading : 1;
+  unsigned close_after : 1;    /* no further requests on this conn */
+  unsigned lingering : 1;      /* after shutdown: read and discard */
+  unsigned rbuf_shared : 1;    /* rbuf is loop->rbuf (inside read_cb) */
+  char peer[48];               /* client address, when logging access */
+
+};
+
+void spoke__conn_accept(spoke__loop_t *loop);
+/* Parses buffered bytes and dispatches the next request if the current
+ * one is finished (loop thread). */
+void spoke__conn_advance(spoke__conn_t *conn);
+/* The in-flight response ended (its last bytes are queued). */
+void spoke__conn_response_done(spoke__conn_t *conn, int close);
+void spoke__conn_close(spoke__conn_t *conn);
+/* Closes with a reset (SO_LINGER 0): nothing queued is sent. */
+void spoke__conn_reset(spoke__conn_t *conn);
+/* Answers STATUS (408 ...) to the request being read, then closes. */
+void spoke__conn_fail(spoke__conn_t *conn, int status);
+/* Closes the connection if it has no request under way (drain). */
+void spoke__conn_close_if_idle(spoke__conn_t *conn);
+
+/* ---- write.c ---- */
+
+/* Sends OUT's bytes on CONN in delivery order and takes OUT over: 0, or a
+ * negative libuv error (the connection is then closed). */
+int spoke__conn_send(spoke__conn_t *conn, spoke__out_t *out);
+/* While corked (at most one connection per loop at a time), what is sent
+ * on CONN gathers in the loop's cork buffer; uncork writes it at once. */
+void spoke__conn_cork(spoke__conn_t *conn);
+void spoke__conn_uncork(spoke__conn_t *conn);
+
+/* ---- dispatch.c ---- */
+
+/* Routes a fully parsed request and runs its handler (loop thread). */
+void spoke__dispatch(spoke_request_t *req);
+/* A sync handler returned (its SPOKE__MSG_SYNC_DONE, loop thread). */
+void spoke__dispatch_sync_done(spoke_request_t *req);
+
+/* ---- pool.c ---- */
+
+/* Runs REQ's handler on a worker, then posts SPOKE__MSG_SYNC_DONE to
+ * REQ's loop (submit: loop thread). Start and stop: control thread,
+ * before the first and after the last submission. */
+int spoke__pool_start(int nthreads);
+void spoke__pool_submit(spoke_request_t *req);
+void spoke__pool_stop(void);
+
+/* ---- timeouts.c ---- */
+
+/* Enters PHASE and sets the deadline it implies (loop thread). */
+void spoke__conn_phase(spoke__conn_t *conn, spoke__phase_t phase);
+/* Write progress: re-arms or clears the send deadline. */
+void spoke__conn_send_progress(spoke__conn_t *conn);
+void spoke__timeouts_start(spoke__loop_t *loop);
+void spoke__timeouts_stop(spoke__loop_t *loop);
+
+/* ---- stats.c ---- */
+
+/* REQ's response is queued whole: count it (REQ's loop thread). */
+void spoke__stats_request_done(spoke_request_t *req);
+
+/* ---- accesslog.c ---- */
+
+/* Appends REQ's line to its loop's buffer, when logging is on (loop
+ * thread); the loop writes the buffer once per iteration. */
+void spoke__accesslog_request(spoke_request_t *req);
+/* 1 when --access-log is on (set once at start-up). */
+int spoke__accesslog_enabled(void);
+/* The loop's writer (loop.c, at start and end). */
+void spoke__accesslog_loop_init(spoke__loop_t *loop);
+void spoke__accesslog_loop_close(spoke__loop_t *loop);
+
+/* ---- host.c ---- */
+
+/* The function table plugins are handed: the accessors and response
+ * functions above, the timer, logging, config (built once, read-only). */
+const spoke_host_t *spoke__host_table(void);
+
+/* ---- timer.c ---- */
+int spoke__timer_start(spoke_request_t *req, uint64_t ms, spoke_timer_cb cb);
+
+#endif /* SPOKE_HTTP_H */

@@ -1,0 +1,196 @@
+/* loop.c: one I/O loop thread: its listener, its mailbox, its snapshot.
+ *
+ * Each loop owns a uv_loop_t on its own thread and its own listening
+ * socket on the shared port (SO_REUSEPORT spreads connections). Other
+ * threads reach a loop only through its mailbox: spoke__loop_post
+ * appends under the mutex and rings the doorbell (uv_async_send, which
+ * coalesces, so the callback drains the whole list each time).
+ *
+ * A PUBLISH message swaps the loop's snapshot pointer on the loop's own
+ * thread; the old snapshot's reference is dropped there, so the loop
+ * never sees a half-built table. DRAIN stops accepting, closes idle
+ * connections and lets busy ones finish; once no connection and no
+ * request is left the loop closes its handles and its thread ends.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <string.h>
+
+#include "http/http.h"
+
+static _Thread_local spoke__loop_t *current_loop;
+
+int spoke__loop_is_current(const spoke__loop_t *loop) {
+  return current_loop == loop;
+}
+
+void spoke__loop_post(spoke__loop_t *loop, spoke__msg_t *msg) {
+  msg->next = NULL;
+  uv_mutex_lock(&loop->mu);
+  if (loop->tail)
+    loop->tail->next = msg;
+  else
+    loop->head = msg;
+  loop->tail = msg;
+  /* Rung under the lock: spoke__loop_maybe_finish closes the doorbell
+   * under it too, so no send can reach a closed handle. */
+  uv_async_send(&loop->doorbell);
+  uv_mutex_unlock(&loop->mu);
+}
+
+static void begin_drain(spoke__loop_t *loop) {
+  spoke__conn_t *conn, *next;
+  if (loop->draining)
+    return;
+  loop->draining = 1;
+  uv_close((uv_handle_t *)&loop->listener, NULL);
+  for (conn = loop->conns; conn != NULL; conn = next) {
+    next = conn->next;
+    spoke__conn_close_if_idle(conn);
+  }
+  spoke__loop_maybe_finish(loop);
+}
+
+static void doorbell_cb(uv_async_t *a) {
+  spoke__loop_t *loop = a->data;
+  spoke__msg_t *msg, *next;
+
+  uv_mutex_lock(&loop->mu);
+  msg = loop->head;
+  loop->head = loop->tail = NULL;
+  uv_mutex_unlock(&loop->mu);
+  for (; msg != NULL; msg = next) {
+    next = msg->next;
+    switch (msg->kind) {
+      case SPOKE__MSG_OUT:
+        spoke__response_deliver((spoke__out_t *)msg);
+        break;
+      case SPOKE__MSG_PUBLISH: {
+        spoke__publish_t *pub = (spoke__publish_t *)msg;
+        spoke__snapshot_t *old = loop->snap;
+        loop->snap = pub->snap;
+        spoke__debug("loop %d: now generation %llu", loop->id, (unsigned long long)pub->snap->generation);
+        spoke__snapshot_unref(old);
+        free(pub);
+        break;
+      }
+      case SPOKE__MSG_DRAIN:
+        free(msg);
+        begin_drain(loop);
+        break;
+      case SPOKE__MSG_SYNC_DONE:
+        spoke__dispatch_sync_done(
+            (spoke_request_t *)((char *)msg -
+                                offsetof(spoke_request_t, done_msg)));
+        break;
+    }
+  }
+}
+
+void spoke__loop_maybe_finish(spoke__loop_t *loop) {
+  if (!loop->draining || loop->closed || loop->nconns > 0 ||
+      loop->live_requests > 0)
+    return;
+  uv_mutex_lock(&loop->mu);
+  loop->closed = 1;
+  uv_close((uv_handle_t *)&loop->doorbell, NULL);
+  uv_mutex_unlock(&loop->mu);
+  spoke__timeouts_stop(loop);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  spoke__loop_t *loop = server->data;
+  if (status < 0) {
+    spoke__warn("loop %d: accept failed: %s", loop->id, uv_strerror(status));
+    return;
+  }
+  spoke__conn_accept(loop);
+}
+
+int spoke__loop_init(spoke__loop_t *loop, spoke__shared_t *shared, int id,
+                     int listen_fd, spoke__snapshot_t *snap) {
+  int rc;
+  memset(loop, 0, sizeof(*loop));
+  loop->shared = shared;
+  loop->id = id;
+  loop->listen_fd = listen_fd;
+  loop->snap = snap;
+  if ((rc = uv_loop_init(&loop->uv)) != 0)
+    return rc;
+  uv_mutex_init(&loop->mu);
+  uv_cond_init(&loop->drained);
+  uv_async_init(&loop->uv, &loop->doorbell, doorbell_cb);
+  loop->doorbell.data = loop;
+  uv_tcp_init(&loop->uv, &loop->listener);
+  loop->listener.data = loop;
+  if ((rc = uv_tcp_open(&loop->listener, listen_fd)) != 0)
+    return rc;
+  spoke__timeouts_start(loop);
+  return uv_listen((uv_stream_t *)&loop->listener, 4096, on_connection);
+}
+
+static void close_leftover(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+static void loop_main(void *arg) {
+  spoke__loop_t *loop = arg;
+  current_loop = loop;
+  {
+    char name[16]; /* gdb's `info threads`, top, perf */
+    snprintf(name, sizeof(name), "spoke-loop-%d", loop->id);
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+  }
+  spoke__accesslog_loop_init(loop);
+  uv_run(&loop->uv, UV_RUN_DEFAULT);
+  spoke__accesslog_loop_close(loop);
+  /* Handles a plugin left open would keep the loop from closing. */
+  if (uv_loop_close(&loop->uv) == UV_EBUSY) {
+    uv_walk(&loop->uv, close_leftover, NULL);
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&loop->uv);
+  }
+  spoke__snapshot_unref(loop->snap);
+  loop->snap = NULL;
+  spoke__request_pool_free(loop);
+  free(loop->rbuf);
+  loop->rbuf = NULL;
+  spoke__buf_free(&loop->cork_buf);
+  spoke__buf_free(&loop->alog);
+  uv_cond_destroy(&loop->drained);
+  uv_mutex_destroy(&loop->mu);
+  current_loop = NULL;
+  atomic_fetch_sub(&loop->shared->loops_running, 1);
+  uv_async_send(loop->shared->loop_exited);
+}
+
+void spoke__control_signals(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGTERM); /* drain */
+  sigaddset(set, SIGINT);  /* drain */
+  sigaddset(set, SIGHUP);  /* rescan the plugins directory */
+  sigaddset(set, SIGUSR1); /* reopen the access log */
+}
+
+/* Signals are the control thread's (server.c reads them from a
+ * signalfd): a loop thread, and every thread it starts (libuv's pool, a
+ * plugin's own), is born with them blocked, whatever the caller's mask. */
+int spoke__loop_start(spoke__loop_t *loop) {
+  sigset_t block, old;
+  int rc;
+  spoke__control_signals(&block);
+  sigaddset(&block, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  atomic_fetch_add(&loop->shared->loops_running, 1);
+  rc = uv_thread_create(&loop->thread, loop_main, loop);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
+}
+
+void spoke__loop_join(spoke__loop_t *loop) { uv_thread_join(&loop->thread); }

@@ -1,0 +1,274 @@
+/* request.c: the request object's lifetime and the SDK's accessors.
+ *
+ * Created by the connection when a request starts, on the loop thread.
+ * Freed there too, by spoke__request_maybe_free, once nothing holds it
+ * (see the lifetime rule in http.h). Freeing unpins the plugin instance
+ * the request was dispatched into, which may let a retired version go,
+ * and puts the request in its loop's pool: the next request on that
+ * loop reuses it, buffers and all, so the steady state allocates
+ * nothing. A draining loop pools nothing; the pool is freed when the
+ * loop ends (spoke__request_pool_free).
+ *
+ * The accessors read fields that are immutable once the request is
+ * dispatched, so a plugin may call them from whichever thread handles
+ * the request. Strings they return live in the request's arena.
+ */
+#include <assert.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/http.h"
+
+/* Buffers a pooled request keeps; a larger one is freed, so one big
+ * response does not pin its memory in the pool. */
+#define KEEP_BUF 4096
+
+static void buf_trim(spoke__buf_t *b) {
+  if (b->cap > KEEP_BUF)
+    spoke__buf_free(b);
+  else
+    spoke__buf_reset(b);
+}
+
+/* From the pool, cleared but for its kept buffers, or from malloc. */
+static spoke_request_t *request_alloc(spoke__loop_t *loop) {
+  spoke_request_t *req = loop->free_reqs;
+  spoke__buf_t body, resp_headers, wire;
+  if (req == NULL)
+    return calloc(1, sizeof(*req));
+  loop->free_reqs = req->next_free;
+  loop->nfree_reqs--;
+  body = req->body;
+  resp_headers = req->resp_headers;
+  wire = req->wire;
+  memset(req, 0, offsetof(spoke_request_t, arena_storage));
+  req->body = body;
+  req->resp_headers = resp_headers;
+  req->wire = wire;
+  return req;
+}
+
+spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn) {
+  spoke_request_t *req = request_alloc(loop);
+  if (req == NULL)
+    return NULL;
+  req->loop = loop;
+  req->conn = conn;
+  req->t_start = uv_hrtime();
+  if (conn != NULL && conn->peer[0] != '\0')
+    memcpy(req->peer, conn->peer, sizeof(req->peer));
+  spoke__arena_init_with(&req->arena, req->arena_storage,
+                         sizeof(req->arena_storage));
+  req->status = 200;
+  req->query = "";
+  req->holds = SPOKE__REQ_ON_CONN | SPOKE__REQ_UNCOMPLETED;
+  atomic_init(&req->completed, 0);
+  atomic_init(&req->aborted, 0);
+  atomic_init(&req->in_mailbox, 0);
+  atomic_init(&req->plugin_owes, 0);
+  atomic_init(&req->queued, 0);
+  atomic_init(&req->resp_started, 0);
+  atomic_init(&req->waiting, 0);
+  atomic_init(&req->abort_cb, NULL);
+  loop->live_requests++;
+  return req;
+}
+
+static void request_destroy(spoke_request_t *req) {
+  spoke__buf_free(&req->body);
+  spoke__buf_free(&req->resp_headers);
+  spoke__buf_free(&req->wire);
+  free(req);
+}
+
+void spoke__request_maybe_free(spoke_request_t *req) {
+  spoke__loop_t *loop = req->loop;
+  assert(!req->pooled); /* freed twice: a hold was dropped too early */
+  if (req->holds != 0 || req->nwrites != 0 || req->ntimers != 0)
+    return;
+  if (req->inst != NULL)
+    spoke__instance_unref(req->inst);
+  spoke__arena_free(&req->arena);
+  if (loop->nfree_reqs < SPOKE__REQ_POOL_MAX && !loop->draining) {
+    buf_trim(&req->body);
+    buf_trim(&req->resp_headers);
+    buf_trim(&req->wire);
+    req->pooled = 1;
+    req->next_free = loop->free_reqs;
+    loop->free_reqs = req;
+    loop->nfree_reqs++;
+  } else {
+    request_destroy(req);
+  }
+  loop->live_requests--;
+  spoke__loop_maybe_finish(loop);
+}
+
+void spoke__request_pool_free(spoke__loop_t *loop) {
+  while (loop->free_reqs != NULL) {
+    spoke_request_t *req = loop->free_reqs;
+    loop->free_reqs = req->next_free;
+    request_destroy(req);
+  }
+  loop->nfree_reqs = 0;
+}
+
+void spoke__request_abort(spoke_request_t *req) {
+  spoke_abort_cb cb;
+  if (atomic_exchange(&req->aborted, 1))
+    return; /* told once */
+  spoke__response_wake(req); /* a writer waiting for room gives up */
+  cb = atomic_load(&req->abort_cb);
+  if (cb != NULL) {
+    req->holds |= SPOKE__REQ_IN_CALLBACK;
+    cb(req);
+    req->holds &= ~(unsigned)SPOKE__REQ_IN_CALLBACK;
+  }
+}
+
+void spoke__request_detach(spoke_request_t *req) {
+  req->conn = NULL;
+  req->holds &= ~(unsigned)SPOKE__REQ_ON_CONN;
+  if (!atomic_load(&req->completed))
+    spoke__request_abort(req);
+  spoke__request_maybe_free(req);
+}
+
+int spoke__request_add_header(spoke_request_t *req, const char *name,
+                              size_t nlen, const char *value, size_t vlen) {
+  spoke__header_t *h;
+  if (req->nheaders == req->headers_cap) {
+    size_t cap = req->headers_cap ? req->headers_cap * 2 : 16;
+    spoke__header_t *p = spoke__arena_alloc(&req->arena, cap * sizeof(*p));
+    if (p == NULL)
+      return SPOKE_ENOMEM;
+    if (req->nheaders)
+      memcpy(p, req->headers, req->nheaders * sizeof(*p));
+    req->headers = p;
+    req->headers_cap = cap;
+  }
+  /* Optional whitespace around the value is not part of it. */
+  while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+    vlen--;
+  while (vlen > 0 && (value[0] == ' ' || value[0] == '\t')) {
+    value++;
+    vlen--;
+  }
+  h = &req->headers[req->nheaders];
+  h->name = spoke__arena_strndup(&req->arena, name, nlen);
+  h->value = spoke__arena_strndup(&req->arena, value, vlen);
+  if (h->name == NULL || h->value == NULL)
+    return SPOKE_ENOMEM;
+  req->nheaders++;
+  return 0;
+}
+
+/* ---- SDK accessors ---- */
+
+const char *spoke__request_method(const spoke_request_t *req) {
+  return req->method;
+}
+
+const char *spoke__request_path(const spoke_request_t *req) {
+  return req->path;
+}
+
+const char *spoke__request_query(const spoke_request_t *req) {
+  return req->query;
+}
+
+const char *spoke__request_query_param(spoke_request_t *req,
+                                       const char *name) {
+  size_t nlen = strlen(name);
+  const char *p = req->query;
+  while (p != NULL && *p != '\0') {
+    const char *amp = strchr(p, '&');
+    size_t plen = amp ? (size_t)(amp - p) : strlen(p);
+    const char *eq = memchr(p, '=', plen);
+    size_t klen = eq ? (size_t)(eq - p) : plen;
+    char *key = spoke__arena_strndup(&req->arena, p, klen);
+    long kl = key ? spoke__percent_decode(key, klen, 1) : -1;
+    if (kl >= 0 && (size_t)kl == nlen && memcmp(key, name, nlen) == 0) {
+      const char *v = eq ? eq + 1 : p + plen;
+      size_t vlen = eq ? plen - klen - 1 : 0;
+      char *val = spoke__arena_strndup(&req->arena, v, vlen);
+      if (val == NULL || spoke__percent_decode(val, vlen, 1) < 0)
+        return NULL;
+      return val;
+    }
+    p = amp ? amp + 1 : NULL;
+  }
+  return NULL;
+}
+
+const char *spoke__request_header(const spoke_request_t *req,
+                                  const char *name) {
+  for (size_t i = 0; i < req->nheaders; i++)
+    if (spoke__strcaseeq(req->headers[i].name, name))
+      return req->headers[i].value;
+  return NULL;
+}
+
+size_t spoke__request_header_count(const spoke_request_t *req) {
+  return req->nheaders;
+}
+
+int spoke__request_header_at(const spoke_request_t *req, size_t i,
+                             const char **name, const char **value) {
+  if (i >= req->nheaders)
+    return SPOKE_EINVAL;
+  if (name)
+    *name = req->headers[i].name;
+  if (value)
+    *value = req->headers[i].value;
+  return 0;
+}
+
+const char *spoke__request_param(const spoke_request_t *req,
+                                 const char *name) {
+  size_t nlen = strlen(name);
+  for (size_t i = 0; i < req->nparams; i++) {
+    const spoke__param_t *p = &req->params[i];
+    if (p->name_len == nlen && memcmp(p->name, name, nlen) == 0) {
+      /* The arena is the handling thread's; params are decoded on demand. */
+      spoke_request_t *r = (spoke_request_t *)req;
+      char *v = spoke__arena_strndup(&r->arena, req->path + p->off, p->len);
+      if (v == NULL || spoke__percent_decode(v, p->len, 0) < 0)
+        return NULL;
+      return v;
+    }
+  }
+  return NULL;
+}
+
+const void *spoke__request_body(const spoke_request_t *req, size_t *len) {
+  if (len)
+    *len = req->body.len;
+  return req->body.data ? req->body.data : "";
+}
+
+struct uv_loop_s *spoke__request_loop(const spoke_request_t *req) {
+  return &req->loop->uv;
+}
+
+void *spoke__request_alloc(spoke_request_t *req, size_t size) {
+  return spoke__arena_alloc(&req->arena, size);
+}
+
+void spoke__request_set_data(spoke_request_t *req, void *data) {
+  req->user_data = data;
+}
+
+void *spoke__request_data(const spoke_request_t *req) {
+  return req->user_data;
+}
+
+int spoke__request_aborted(const spoke_request_t *req) {
+  return atomic_load(&((spoke_request_t *)req)->aborted);
+}
+
+int spoke__request_on_abort(spoke_request_t *req, spoke_abort_cb cb) {
+  atomic_store(&req->abort_cb, cb);
+  return atomic_load(&req->aborted) ? SPOKE_ECANCELED : 0;
+}

@@ -1,0 +1,372 @@
+/* instance.c: loading one version of one plugin, and finalizing it.
+ *
+ * glibc keys loaded objects by path and by (device, inode), so dlopen of
+ * a file that is already loaded returns the old handle even if the file
+ * changed, and overwriting a mapped .so in place crashes the process
+ * that maps it. So spoke never maps the watched file: every load copies
+ * it to the server's private runtime directory as NAME.GEN.so and opens
+ * the copy with RTLD_NOW | RTLD_LOCAL (never RTLD_GLOBAL: two versions'
+ * globals would bind together). The copy is removed when the instance is
+ * finalized.
+ *
+ * Refcount: snapshots listing the instance plus requests pinned in it.
+ * The last unref hands the instance to the reaper (the control thread),
+ * which calls fini and dlclose; fini therefore never runs on a loop or a
+ * pool thread, and never while a handler of this version is on a stack.
+ */
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "plugin/plugin.h"
+
+int spoke__stats_nloops;
+
+static spoke__reaper_cb reaper;
+static void (*unloaded_hook)(const spoke__instance_t *inst);
+static spoke__instance_t *live_head, *live_tail; /* control thread */
+
+spoke__instance_t *spoke__instance_live_first(void) { return live_head; }
+
+long spoke__instance_inflight(spoke__instance_t *inst) {
+  long n = atomic_load(&inst->refs) - atomic_load(&inst->snaps);
+  return n > 0 ? n : 0;
+}
+
+static void live_add(spoke__instance_t *inst) {
+  inst->live_prev = live_tail;
+  inst->live_next = NULL;
+  if (live_tail)
+    live_tail->live_next = inst;
+  else
+    live_head = inst;
+  live_tail = inst;
+}
+
+static void live_remove(spoke__instance_t *inst) {
+  if (inst->live_prev)
+    inst->live_prev->live_next = inst->live_next;
+  else
+    live_head = inst->live_next;
+  if (inst->live_next)
+    inst->live_next->live_prev = inst->live_prev;
+  else
+    live_tail = inst->live_prev;
+}
+
+void spoke__instance_set_reaper(spoke__reaper_cb cb) { reaper = cb; }
+
+void spoke__instance_set_unloaded_hook(
+    void (*hook)(const spoke__instance_t *inst)) {
+  unloaded_hook = hook;
+}
+
+static const char *base_name(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
+/* The file must be an ELF shared object of our class whose loadable
+ * segments lie inside the file: dlopen maps segments past the end of a
+ * truncated file, and touching them then kills the process with SIGBUS. */
+static int check_elf(int fd, char *err, size_t errlen) {
+  ElfW(Ehdr) eh;
+  struct stat st;
+  ssize_t n = pread(fd, &eh, sizeof(eh), 0);
+
+  if (n != (ssize_t)sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) {
+    snprintf(err, errlen, "not an ELF shared object%s",
+             n >= 0 && n < (ssize_t)sizeof(eh) ? " (file too short)" : "");
+    return SPOKE_ENOTELF;
+  }
+  if (eh.e_type != ET_DYN) {
+    snprintf(err, errlen, "not an ELF shared object (an ELF file of type %u)",
+             (unsigned)eh.e_type);
+    return SPOKE_ENOTELF;
+  }
+  if (eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
+      eh.e_phentsize != sizeof(ElfW(Phdr)) || fstat(fd, &st) != 0) {
+    snprintf(err, errlen, "not an ELF shared object for this machine");
+    return SPOKE_ENOTELF;
+  }
+  for (unsigned i = 0; i < eh.e_phnum; i++) {
+    ElfW(Phdr) ph;
+    off_t at = (off_t)eh.e_phoff + (off_t)i * (off_t)sizeof(ph);
+    if (pread(fd, &ph, sizeof(ph), at) != (ssize_t)sizeof(ph) ||
+        (ph.p_type == PT_LOAD &&
+         ph.p_offset + ph.p_filesz > (ElfW(Off))st.st_size)) {
+      snprintf(err, errlen,
+               "truncated ELF file (%lld bytes; its segments need more)",
+               (long long)st.st_size);
+      return SPOKE_ENOTELF;
+    }
+  }
+  return 0;
+}
+
+static int copy_fd(int in, int out) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(in, buf, sizeof(buf)), off = 0;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -1;
+    if (n == 0)
+      return 0;
+    while (off < n) {
+      ssize_t w = write(out, buf + off, (size_t)(n - off));
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0)
+        return -1;
+      off += w;
+    }
+  }
+}
+
+/* Copies SRC to a fresh private file; *copy gets its malloc'd path. */
+static int make_private_copy(int src, const char *runtime_dir,
+                             const char *stem, uint64_t gen, char **copy,
+                             char *err, size_t errlen) {
+  char path[4096];
+  int out;
+
+  snprintf(path, sizeof(path), "%s/%s.%llu.so", runtime_dir, stem,
+           (unsigned long long)gen);
+  out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+  if (out < 0) {
+    snprintf(err, errlen, "cannot create private copy %s: %s", path,
+             strerror(errno));
+    return SPOKE_EIO;
+  }
+  if (copy_fd(src, out) != 0 || close(out) != 0) {
+    snprintf(err, errlen, "cannot copy to %s: %s", path, strerror(errno));
+    unlink(path);
+    return SPOKE_EIO;
+  }
+  *copy = strdup(path);
+  if (*copy == NULL) {
+    unlink(path);
+    return SPOKE_ENOMEM;
+  }
+  return 0;
+}
+
+/* dlsym the descriptor and make sure the symbol covers what it claims. */
+static int find_descriptor(void *dl, const spoke_plugin_t **out, char *err,
+                           size_t errlen) {
+  const spoke_plugin_t *d = dlsym(dl, SPOKE_PLUGIN_SYMBOL);
+  Dl_info info;
+  ElfW(Sym) *sym = NULL;
+
+  if (d == NULL) {
+    snprintf(err, errlen,
+             "no " SPOKE_PLUGIN_SYMBOL " descriptor (missing SPOKE_PLUGIN?)");
+    return SPOKE_ENODESC;
+  }
+  if (dladdr1(d, &info, (void **)&sym, RTLD_DL_SYMENT) && sym != NULL &&
+      sym->st_size != 0) {
+    if (sym->st_size < 8) {
+      snprintf(err, errlen, "descriptor symbol is only %zu bytes",
+               (size_t)sym->st_size);
+      return SPOKE_EDESC;
+    }
+    if (d->abi_major == SPOKE_ABI_MAJOR && d->struct_size > sym->st_size) {
+      snprintf(err, errlen,
+               "descriptor claims %u bytes but its symbol has %zu",
+               d->struct_size, (size_t)sym->st_size);
+      return SPOKE_EDESC;
+    }
+  }
+  *out = d;
+  return 0;
+}
+
+static void instance_free(spoke__instance_t *inst) {
+  free(inst->counts);
+  free(inst->name);
+  free(inst->version);
+  free(inst->src_path);
+  free(inst->copy_path);
+  free(inst);
+}
+
+/* The descriptor's handover, if its size covers the member (SDK 1.1). */
+static int (*handover_of(const spoke_plugin_t *d))(const spoke_host_t *,
+                                                   void *, const char *,
+                                                   void **) {
+  if (d->struct_size < offsetof(spoke_plugin_t, handover) + sizeof(d->handover))
+    return NULL;
+  return d->handover;
+}
+
+int spoke__instance_load(const char *path, const char *runtime_dir,
+                         uint64_t generation, spoke__instance_t *prev,
+                         const spoke_host_t *host, spoke__instance_t **out,
+                         char *err, size_t errlen) {
+  spoke__instance_t *inst;
+  char stem[256];
+  const char *base = base_name(path);
+  size_t blen = strlen(base);
+  int fd, rc;
+
+  *out = NULL;
+  if (blen > 3 && strcmp(base + blen - 3, ".so") == 0)
+    blen -= 3;
+  snprintf(stem, sizeof(stem), "%.*s", (int)blen, base);
+
+  inst = calloc(1, sizeof(*inst));
+  if (inst == NULL)
+    return SPOKE_ENOMEM;
+  inst->generation = generation;
+  inst->src_path = strdup(path);
+  if (inst->src_path == NULL) {
+    instance_free(inst);
+    return SPOKE_ENOMEM;
+  }
+  inst->file = base_name(inst->src_path);
+
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot open: %s", strerror(errno));
+    instance_free(inst);
+    return SPOKE_EIO;
+  }
+  /* Check the copy, not the watched file: the copy is what gets mapped,
+   * and the watched file may change under us at any time. */
+  rc = make_private_copy(fd, runtime_dir, stem, generation, &inst->copy_path,
+                         err, errlen);
+  close(fd);
+  if (rc != 0) {
+    instance_free(inst);
+    return rc;
+  }
+  fd = open(inst->copy_path, O_RDONLY | O_CLOEXEC);
+  rc = fd < 0 ? SPOKE_EIO : check_elf(fd, err, errlen);
+  if (fd >= 0)
+    close(fd);
+  if (rc != 0) {
+    if (rc == SPOKE_EIO)
+      snprintf(err, errlen, "cannot reopen private copy: %s", strerror(errno));
+    unlink(inst->copy_path);
+    instance_free(inst);
+    return rc;
+  }
+
+  dlerror();
+  inst->dl = dlopen(inst->copy_path, RTLD_NOW | RTLD_LOCAL);
+  if (inst->dl == NULL) {
+    const char *why = dlerror();
+    snprintf(err, errlen, "cannot load: %s%s", why ? why : "unknown error",
+             why && strstr(why, "failed to map segment")
+                 ? " (is the runtime directory on a noexec mount? "
+                   "choose another with --runtime-dir)"
+                 : "");
+    rc = SPOKE_EDLOPEN;
+    goto fail;
+  }
+  rc = find_descriptor(inst->dl, &inst->desc, err, errlen);
+  if (rc == 0)
+    rc = spoke__descriptor_check(inst->desc, err, errlen);
+  if (rc != 0)
+    goto fail;
+
+  inst->name = strdup(inst->desc->name);
+  inst->version = strdup(inst->desc->version ? inst->desc->version : "");
+  if (inst->name == NULL || inst->version == NULL) {
+    rc = SPOKE_ENOMEM;
+    goto fail;
+  }
+  inst->host = *host;
+  *inst->desc->host = &inst->host;
+  atomic_init(&inst->refs, 1);
+  atomic_init(&inst->snaps, 0);
+
+  if (prev != NULL && strcmp(prev->name, inst->name) == 0 &&
+      handover_of(inst->desc) != NULL) {
+    rc = handover_of(inst->desc)(&inst->host, prev->state, prev->version,
+                                 &inst->state);
+    inst->handed_over = 1;
+  } else if (inst->desc->init != NULL) {
+    rc = inst->desc->init(&inst->host, &inst->state);
+  }
+  if (rc != 0) {
+    snprintf(err, errlen, "%s failed: %s (%s)",
+             inst->handed_over ? "handover" : "init", spoke_err_name(rc),
+             spoke_strerror(rc));
+    rc = SPOKE_EINIT;
+    goto fail;
+  }
+  inst->initialized = 1;
+  /* Init may have filled its routes in from its config (a path prefix):
+   * the table is read after init, so it is checked again. */
+  rc = spoke__descriptor_check(inst->desc, err, errlen);
+  if (rc != 0) {
+    char why[256];
+    snprintf(why, sizeof(why), "%s", err);
+    snprintf(err, errlen, "after init: %s", why);
+    if (inst->desc->fini != NULL)
+      inst->desc->fini(inst->state);
+    inst->initialized = 0;
+    goto fail;
+  }
+  if (spoke__stats_nloops > 0 && inst->desc->nroutes > 0) {
+    inst->counts = calloc((size_t)spoke__stats_nloops * inst->desc->nroutes,
+                          sizeof(*inst->counts));
+    if (inst->counts == NULL) {
+      snprintf(err, errlen, "%s", spoke_strerror(SPOKE_ENOMEM));
+      rc = SPOKE_ENOMEM;
+      if (inst->desc->fini != NULL)
+        inst->desc->fini(inst->state);
+      inst->initialized = 0;
+      goto fail;
+    }
+    inst->counts_nroutes = inst->desc->nroutes;
+  }
+  live_add(inst);
+  *out = inst;
+  return 0;
+
+fail:
+  if (inst->dl != NULL)
+    dlclose(inst->dl);
+  unlink(inst->copy_path);
+  instance_free(inst);
+  return rc;
+}
+
+void spoke__instance_ref(spoke__instance_t *inst) {
+  atomic_fetch_add_explicit(&inst->refs, 1, memory_order_relaxed);
+}
+
+void spoke__instance_unref(spoke__instance_t *inst) {
+  if (atomic_fetch_sub_explicit(&inst->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  if (reaper != NULL)
+    reaper(inst);
+  else
+    spoke__instance_finalize(inst);
+}
+
+void spoke__instance_finalize(spoke__instance_t *inst) {
+  live_remove(inst);
+  /* Before fini: the route table may point at memory fini frees (paths
+   * init wrote from the config). */
+  if (unloaded_hook != NULL)
+    unloaded_hook(inst);
+  if (inst->initialized && inst->desc->fini != NULL)
+    inst->desc->fini(inst->state);
+  dlclose(inst->dl);
+  unlink(inst->copy_path);
+  spoke__info("unloaded plugin %s %s (generation %llu)", inst->name,
+              inst->version, (unsigned long long)inst->generation);
+  instance_free(inst);
+}

@@ -1,0 +1,126 @@
+/* plugin.h: loaded plugin versions (instances) and route-table snapshots.
+ *
+ * An instance is one loaded version of one .so: its dl handle, descriptor,
+ * init state, generation and private copy. Its refcount counts the
+ * snapshots that list it (also counted apart, in snaps) plus the requests
+ * dispatched into it, so refs - snaps is its in-flight count. When the
+ * count reaches zero the instance is finalized (fini, dlclose, private
+ * copy removed) by the reaper: on the control thread when one is
+ * installed, else by whoever dropped the last reference. Every instance
+ * not yet finalized is on a list the control thread walks for status.
+ *
+ * A snapshot is an immutable route table over instances with a
+ * generation number. Each I/O loop holds one reference to its current
+ * snapshot; the snapshot holds one reference to each of its instances.
+ * Snapshots are built on the control thread and never change afterwards,
+ * so loops read them without locks.
+ */
+#ifndef SPOKE_PLUGIN_H
+#define SPOKE_PLUGIN_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "plugin/router.h"
+#include "plugin/counts.h"
+
+typedef struct spoke__instance_s {
+  /* The host table handed to this instance. First member: logv() finds
+   * the instance from the table pointer the plugin passes back. */
+  spoke_host_t host;
+  atomic_long refs;
+  atomic_long snaps;          /* snapshots listing it */
+  const spoke_plugin_t *desc; /* inside the mapped .so */
+  void *dl;
+  void *state;                /* what init stored */
+  char *name;                 /* copies: valid after dlclose */
+  char *version;
+  char *src_path;             /* the watched file */
+  const char *file;           /* its base name, inside src_path */
+  char *copy_path;            /* the private copy that is mapped */
+  uint64_t generation;
+  int initialized;            /* init ran and succeeded: fini is owed */
+  int handed_over;            /* state came from the previous version */
+  struct spoke__instance_s *live_next, *live_prev; /* control thread */
+  /* Requests answered per route and status class: [loop][route], each
+   * row written by its loop only (stats.h). NULL outside a server. */
+  spoke__route_counts_t *counts;
+  size_t counts_nroutes;
+} spoke__instance_t;
+
+/* descriptor.c: checks a descriptor before anything in it is trusted.
+ * Pure: no I/O, so unit tests hand it crafted descriptors. */
+int spoke__descriptor_check(const spoke_plugin_t *d, char *err,
+                            size_t errlen);
+
+
+
+/* instance.c */
+
+/* Copies PATH into RUNTIME_DIR as NAME.GEN.so, dlopens the copy, checks
+ * the descriptor and runs init, or handover when PREV (the version being
+ * replaced, or NULL) has the same name and the new descriptor offers one.
+ * On failure returns a SPOKE_E* code, writes the reason into ERR and
+ * leaves nothing behind. HOST is the function table the plugin is
+ * handed (http/host.c's, or a test's): the instance keeps a copy of its
+ * own. Control thread. */
+int spoke__instance_load(const char *path, const char *runtime_dir,
+                         uint64_t generation, spoke__instance_t *prev,
+                         const spoke_host_t *host, spoke__instance_t **out,
+                         char *err, size_t errlen);
+
+/* In-flight requests pinned in INST (a momentary reading). */
+long spoke__instance_inflight(spoke__instance_t *inst);
+
+/* The instances not yet finalized, oldest first (control thread). */
+spoke__instance_t *spoke__instance_live_first(void);
+
+void spoke__instance_ref(spoke__instance_t *inst);
+void spoke__instance_unref(spoke__instance_t *inst);
+
+/* Runs fini, dlcloses, removes the private copy, frees. */
+void spoke__instance_finalize(spoke__instance_t *inst);
+
+/* Where instances whose count reached zero go. NULL (the default)
+ * finalizes on the spot. Set once before any loop starts. */
+typedef void (*spoke__reaper_cb)(spoke__instance_t *inst);
+void spoke__instance_set_reaper(spoke__reaper_cb cb);
+
+/* Called by finalize once the instance is off the live list, before its
+ * fini and dlclose (its route table is still readable: its counters can
+ * be kept) and before its "unloaded" log line (so status can be
+ * rewritten first). */
+void spoke__instance_set_unloaded_hook(
+    void (*hook)(const spoke__instance_t *inst));
+
+/* snapshot.c */
+
+typedef struct spoke__snapshot_s {
+  atomic_long refs;
+  uint64_t generation;
+  spoke__router_t router;
+  size_t ninst;
+  spoke__instance_t **inst; /* each holds a reference */
+} spoke__snapshot_t;
+
+/* Told of each instance left out of a snapshot, with why. */
+typedef void (*spoke__refused_cb)(void *ctx, spoke__instance_t *inst,
+                                  const char *why);
+
+/* Builds a snapshot over INST[0..n) in that order. An instance whose
+ * routes conflict with an earlier one's is left out whole and REFUSED is
+ * called for it. The snapshot starts with one reference (the caller's).
+ * NULL when out of memory. */
+spoke__snapshot_t *spoke__snapshot_build(uint64_t generation,
+                                         spoke__instance_t **inst, size_t n,
+                                         spoke__refused_cb refused,
+                                         void *ctx);
+
+/* 1 if S lists INST. */
+int spoke__snapshot_has(const spoke__snapshot_t *s,
+                        const spoke__instance_t *inst);
+void spoke__snapshot_ref(spoke__snapshot_t *s);
+void spoke__snapshot_unref(spoke__snapshot_t *s);
+
+#endif /* SPOKE_PLUGIN_H */

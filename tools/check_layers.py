@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""check_layers.py: core/ is a house of floors; check that every call and
+every include points down, and that no two source files call each other
+round a circle.
+
+The floors, bottom up (docs/DESIGN.md, "Architecture"):
+
+    base/    buffers, arena, strings, log, paths, status reasons, settings
+    plugin/  descriptors, instances, routers, snapshots, admission
+    http/    connections, requests, responses, the write path, timeouts,
+             dispatch, the worker pool, the I/O loops
+    ctl/     the control thread: start-up, signals, reload, watch, admin,
+             status, metrics, config
+    cli/     main and the subcommands (check, new)
+
+A file may call into its own floor or the floors below it. Calls are read
+from the compiled objects (nm: what each object defines and what it
+needs), so a call through a function pointer (a callback a higher floor
+installs) is, rightly, not a call. Includes are read from the sources.
+
+Usage: check_layers.py SOURCE_DIR OBJECT_DIR...   (exit 1 on a violation)
+"""
+import collections
+import os
+import re
+import subprocess
+import sys
+
+FLOORS = ["base", "plugin", "http", "ctl", "cli"]
+
+
+def floor_of(path):
+    parts = path.replace("\\", "/").split("/")
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] in FLOORS and i + 1 < len(parts):
+            return parts[i]
+    return None
+
+
+def objects(dirs):
+    """(floor/file.c, path of its .o) for every core object under DIRS."""
+    for d in dirs:
+        for root, _, files in os.walk(d):
+            for f in files:
+                if not f.endswith(".c.o"):
+                    continue
+                fl = floor_of(os.path.join(root, f))
+                if fl is not None:
+                    yield fl + "/" + f[:-2], os.path.join(root, f)
+
+
+def symbols(obj):
+    out = subprocess.run(["nm", obj], capture_output=True, text=True,
+                         check=True).stdout
+    defined, needed = set(), set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "TDBRCVW":
+            defined.add(parts[2])
+        elif len(parts) == 2 and parts[0] == "U":
+            needed.add(parts[1])
+    return defined, needed
+
+
+def strongly_connected(nodes, edges):
+    """Tarjan's algorithm: the components with more than one file."""
+    index, low, on, stack, out, n = {}, {}, set(), [], [], [0]
+
+    def visit(v):
+        index[v] = low[v] = n[0]
+        n[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in sorted(nodes):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    src, objdirs = sys.argv[1], sys.argv[2:]
+    problems = []
+
+    files = dict(objects(objdirs))
+    if not files:
+        print("check_layers: no core objects under %s" % " ".join(objdirs))
+        return 2
+    defs, needs = {}, {}
+    for name, obj in files.items():
+        d, u = symbols(obj)
+        needs[name] = u
+        for s in d:
+            defs[s] = name
+    calls = collections.defaultdict(lambda: collections.defaultdict(set))
+    for a, syms in needs.items():
+        for s in syms:
+            b = defs.get(s)
+            if b is not None and b != a:
+                calls[a][b].add(s)
+    for a in sorted(calls):
+        for b in sorted(calls[a]):
+            fa, fb = a.split("/")[0], b.split("/")[0]
+            if FLOORS.index(fb) > FLOORS.index(fa):
+                problems.append("%s calls up into %s: %s" % (
+                    a, b, ", ".join(sorted(calls[a][b]))))
+    for comp in strongly_connected(files.keys(), calls):
+        ties = ["%s -> %s (%s)" % (a, b, ", ".join(sorted(calls[a][b])))
+                for a in comp for b in comp if b in calls.get(a, {})]
+        problems.append("call cycle among %s:\n    %s" % (
+            ", ".join(comp), "\n    ".join(ties)))
+
+    inc = re.compile(r'^\s*#\s*include\s+"([a-z]+)/[^"]+"', re.M)
+    core = os.path.join(src, "core")
+    for root, _, fs in os.walk(core):
+        for f in sorted(fs):
+            if not f.endswith((".c", ".h")):
+                continue
+            path = os.path.join(root, f)
+            fa = floor_of(path)
+            if fa is None:
+                problems.append("%s: outside every floor" % path)
+                continue
+            with open(path, encoding="utf-8") as fh:
+                for m in inc.finditer(fh.read()):
+                    fb = m.group(1)
+                    if fb in FLOORS and FLOORS.index(fb) > FLOORS.index(fa):
+                        problems.append("%s/%s includes %s/: a floor above" %
+                                        (fa, f, fb))
+
+    for p in problems:
+        print("check_layers: " + p)
+    nfiles, ncalls = len(files), sum(len(v) for v in calls.values())
+    if problems:
+        print("check_layers: %d problem(s) in %d files" % (len(problems),
+                                                          nfiles))
+        return 1
+    print("check_layers: %d files, %d file-to-file call edges, all pointing "
+          "down, no cycle" % (nfiles, ncalls))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
