@@ -1,16 +1,17 @@
-/* internal.h: what every core module shares and no plugin ever sees.
+/* base.h: the bottom floor, what every core module shares and no plugin sees.
  *
  * Logging, the per-request arena, the growable buffer, small string
- * helpers, and the server-wide settings. Everything here is private to
- * core/ and prefixed spoke__. Module-specific types live in their own
- * headers (router.h, plugin.h, http.h, server.h).
+ * helpers, path normalization, status reasons. The settings struct is
+ * beside it (config.h). Everything here is private to core/ and prefixed
+ * spoke__; it calls nothing above it. Each floor above has its own
+ * header (plugin/plugin.h, http/http.h, ctl/ctl.h, cli/cli.h).
  *
  * Error convention: functions return 0 or a negative SPOKE_E* code from
  * spoke.h; spoke_strerror() is the one place codes become messages. A
  * function that fails never calls its callback.
  */
-#ifndef SPOKE_INTERNAL_H
-#define SPOKE_INTERNAL_H
+#ifndef SPOKE_BASE_H
+#define SPOKE_BASE_H
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -109,4 +110,4 @@ int spoke__path_normalize(char *path, size_t len, size_t *out_len);
 /* Reason phrase for an HTTP status ("Not Found"); "Unknown" otherwise. */
 const char *spoke__status_reason(int status);
 
-#endif /* SPOKE_INTERNAL_H */
+#endif /* SPOKE_BASE_H */

@@ -1,4 +1,4 @@
-/* cli_check.c: `spoke check FILE.so...` gives the verdict a load would.
+/* check.c: `spoke check FILE.so...` gives the verdict a load would.
  *
  * Each file goes through the server's own loader, spoke__instance_load:
  * private copy, ELF check, dlopen, descriptor check, init. Then, as

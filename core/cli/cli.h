@@ -1,7 +1,7 @@
 /* cli.h: the subcommands of the spoke binary besides serving.
  *
- *   spoke new NAME [DIR]     cli_new.c: writes a plugin project
- *   spoke check FILE.so...   cli_check.c: loads plugins without serving
+ *   spoke new NAME [DIR]     new.c: writes a plugin project
+ *   spoke check FILE.so...   check.c: loads plugins without serving
  *
  * main.c dispatches on argv[1]; each subcommand gets argc/argv with
  * argv[0] its own name and returns the process exit status: 0 done,

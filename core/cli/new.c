@@ -1,4 +1,4 @@
-/* cli_new.c: `spoke new NAME [DIR]` writes a plugin project.
+/* new.c: `spoke new NAME [DIR]` writes a plugin project.
  *
  * DIR (default ./NAME) gets NAME.c (one SPOKE_SYNC and one SPOKE_ASYNC
  * route, commented), CMakeLists.txt (find_package(spoke) and

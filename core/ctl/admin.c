@@ -2,7 +2,7 @@
  *
  *   GET  /status   JSON: build, uptime, loops, workers, queue depth,
  *                  connections, and every plugin instance and file
- *   GET  /metrics  Prometheus text format (stats.c)
+ *   GET  /metrics  Prometheus text format (metrics.c)
  *   POST /reload   rescans the plugins directory; answers with what
  *                  changed, file by file
  *
@@ -77,13 +77,15 @@ static void respond(admin_conn_t *c, int status, const char *type,
   c->answered = 1;
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_timer_stop(&c->idle); /* the answer may take its time to leave */
-  spoke__buf_appendf(&c->out,
-                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\nCache-Control: no-store\r\n"
-                     "Connection: close\r\n\r\n",
-                     status, spoke__status_reason(status), spoke__http_date(),
-                     type, len);
-  if (len)
+  char headers[160];
+  int n = snprintf(headers, sizeof(headers),
+                   "Content-Type: %s\r\nCache-Control: no-store\r\n", type);
+  spoke__head_t h = {.status = status, .headers = headers,
+                     .headers_len = (size_t)n, .body_len = (long long)len,
+                     .http_minor = 1, .close = 1};
+  if (spoke__head_write(&c->out, &h) != 0)
+    spoke__buf_free(&c->out);
+  else if (len)
     spoke__buf_append(&c->out, body, len);
   if (c->out.data == NULL) {
     conn_close(c);

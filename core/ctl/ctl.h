@@ -1,12 +1,16 @@
-/* server.h: settings, the server object and the control thread.
+/* ctl.h: the control floor: the server object and the control thread.
  *
- * spoke__config_t is filled once from the command line before any thread
- * starts and is read-only afterwards. spoke__server_t is the process-wide
- * object: it owns the I/O loops, the current snapshot (control thread
- * only) and the counters every thread bumps (atomics).
+ * Everything here runs on the main (control) thread: start-up, signals,
+ * reload and the plugins-directory watcher, the admin listener, status
+ * and metrics, the settings' parsing. spoke__server_t is the
+ * process-wide object: it owns the I/O loops, the current snapshot
+ * (control thread only), the settings (base/config.h, read-only once
+ * threads run) and what it shares with the loops (spoke__shared_t in
+ * http/http.h: counters every thread bumps, atomics). The floors below
+ * (http/, plugin/, base/) never call in here (tools/check_layers.py).
  */
-#ifndef SPOKE_SERVER_H
-#define SPOKE_SERVER_H
+#ifndef SPOKE_CTL_H
+#define SPOKE_CTL_H
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -86,17 +90,12 @@ void spoke__json_str(spoke__buf_t *b, const char *s);
 int spoke__admin_start(spoke__server_t *srv, int *port);
 void spoke__admin_stop(void);
 
-/* stats.c (control thread): /metrics in Prometheus text format; keeping
+/* metrics.c (control thread): /metrics in Prometheus text format; keeping
  * an unloading instance's counts; freeing them at exit. */
 int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b);
 void spoke__stats_fold(const spoke__instance_t *inst);
 void spoke__stats_free(void);
 
-/* accesslog.c (control thread): open before the loops start; SIGUSR1
- * reopens the same path; close at exit. */
-int spoke__accesslog_open(const char *path);
-void spoke__accesslog_reopen(void);
-void spoke__accesslog_close(void);
 void spoke__status_write(spoke__server_t *srv); /* RUNTIME_DIR/status.json */
 
 /* server.c: runs until SIGTERM/SIGINT and the drain finish. */
@@ -107,4 +106,4 @@ int spoke__server_run(spoke__server_t *srv);
 int spoke__listen_open(const char *host, int port, int n, int *fds,
                        int *bound_port, char *err, size_t errlen);
 
-#endif /* SPOKE_SERVER_H */
+#endif /* SPOKE_CTL_H */

@@ -1,10 +1,8 @@
-/* stats.c: counting answered requests, and the Prometheus text of /metrics.
+/* metrics.c: the Prometheus text of /metrics, and counts that outlive a version.
  *
- * spoke__stats_request_done runs on the request's loop thread when the
- * last bytes of its response are queued (response.c), and touches only
- * that loop's row (see stats.h). Everything else here runs on the
- * control thread: folding the counts of an instance that unloads, and
- * writing /metrics.
+ * The counts are written by each loop for its own row (http/reqstats.c,
+ * plugin/counts.h). Everything here runs on the control thread: folding
+ * the counts of an instance that unloads, and writing /metrics.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,43 +10,6 @@
 
 #include "ctl/ctl.h"
 
-
-/* Upper bounds of the latency buckets, in microseconds. */
-static const uint64_t lat_bound_us[SPOKE__LAT_BUCKETS] = {
-    250,    500,    1000,    2500,    5000,    10000,   25000,
-    50000,  100000, 250000,  500000,  1000000, 2500000, 10000000};
-
-static int status_class(int status) {
-  int c = status / 100 - 1;
-  return c < 0 ? 0 : c >= SPOKE__STATUS_CLASSES ? SPOKE__STATUS_CLASSES - 1
-                                                : c;
-}
-
-void spoke__stats_request_done(spoke_request_t *req) {
-  spoke__loop_stats_t *st = &req->loop->stats;
-  spoke__instance_t *inst = req->inst;
-  int cls = status_class(req->status);
-  uint64_t us = (uv_hrtime() - req->t_start) / 1000;
-  size_t b = 0;
-
-  if (inst != NULL && inst->counts != NULL &&
-      req->route_index < inst->counts_nroutes)
-    spoke__stat_add(&inst->counts[(size_t)req->loop->id *
-                                      inst->counts_nroutes +
-                                  req->route_index]
-                         .n[cls],
-                    1);
-  else
-    spoke__stat_add(&st->core[cls], 1);
-  while (b < SPOKE__LAT_BUCKETS && us > lat_bound_us[b])
-    b++;
-  spoke__stat_add(&st->lat[b], 1);
-  spoke__stat_add(&st->lat_sum_us, us);
-  if (req->routed) {
-    req->routed = 0;
-    spoke__stat_sub(&st->in_flight, 1);
-  }
-}
 
 /* ---- totals by label, surviving reloads (control thread) ---- */
 
@@ -215,7 +176,7 @@ static void latency_metric(spoke__buf_t *b, spoke__server_t *srv) {
       spoke__buf_appendf(b,
                          "spoke_request_duration_seconds_bucket{le=\"%g\"} "
                          "%llu\n",
-                         (double)lat_bound_us[k] / 1e6,
+                         (double)spoke__lat_bound_us[k] / 1e6,
                          (unsigned long long)cum);
     else
       spoke__buf_appendf(b,

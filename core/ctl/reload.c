@@ -86,16 +86,9 @@ static void publish(spoke__server_t *srv, spoke__snapshot_t *snap) {
   srv->current = snap;
   srv->generation = snap->generation;
   for (int i = 0; i < srv->nloops; i++) {
-    spoke__publish_t *pub = malloc(sizeof(*pub));
-    if (pub == NULL) {
+    if (spoke__loop_publish(&srv->loops[i], snap) != 0)
       spoke__error("out of memory: loop %d keeps generation %llu", i,
                    (unsigned long long)old->generation);
-      continue;
-    }
-    spoke__snapshot_ref(snap);
-    pub->msg.kind = SPOKE__MSG_PUBLISH;
-    pub->snap = snap;
-    spoke__loop_post(&srv->loops[i], &pub->msg);
   }
   spoke__snapshot_unref(old);
 }

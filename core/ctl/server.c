@@ -34,6 +34,7 @@ static spoke__server_t *the_server; /* for the reaper hook */
  * ever runs and no signal can be lost to a thread that is busy elsewhere
  * (as happened under ThreadSanitizer with libuv's uv_signal). */
 typedef struct control_s {
+  uv_loop_t loop;
   int sigfd;
   uv_poll_t sigpoll;
   uv_timer_t deadline;
@@ -95,11 +96,8 @@ static void begin_shutdown(spoke__server_t *srv, const char *why) {
   spoke__info("%s: draining (up to %llu ms)", why,
               (unsigned long long)srv->cfg.shutdown_timeout_ms);
   for (int i = 0; i < srv->nloops; i++) {
-    spoke__msg_t *m = malloc(sizeof(*m));
-    if (m == NULL)
+    if (spoke__loop_drain(&srv->loops[i]) != 0)
       _exit(1);
-    m->kind = SPOKE__MSG_DRAIN;
-    spoke__loop_post(&srv->loops[i], m);
   }
   uv_timer_init(srv->control, &control.deadline);
   control.deadline.data = srv;
@@ -189,11 +187,117 @@ static int make_runtime_dir(spoke__server_t *srv) {
   return srv->runtime_dir ? 0 : SPOKE_ENOMEM;
 }
 
+/* The control loop and what it serves: the reaper, the loops' exit
+ * bell, signals, the admin listener, the access log, the watcher. No
+ * thread exists yet; on failure everything opened is closed again. */
+static int control_open(spoke__server_t *srv) {
+  spoke__config_t *cfg = &srv->cfg;
+  int rc;
+
+  if ((rc = uv_loop_init(&control.loop)) != 0)
+    return rc;
+  srv->control = &control.loop;
+  uv_mutex_init(&srv->reap_mu);
+  uv_async_init(srv->control, &srv->reap_async, reap_cb);
+  srv->reap_async.data = srv;
+  uv_async_init(srv->control, &srv->loop_exited, loop_exited_cb);
+  srv->loop_exited.data = srv;
+  srv->shared.cfg = &srv->cfg;
+  srv->shared.loop_exited = &srv->loop_exited;
+  spoke__instance_set_reaper(reap);
+  spoke__instance_set_unloaded_hook(unloaded);
+  if ((rc = watch_signals(srv)) != 0)
+    return rc;
+  if (cfg->admin_on) {
+    int admin_port = 0;
+    rc = spoke__admin_start(srv, &admin_port);
+    if (rc != 0) {
+      spoke__error("cannot listen on --admin %s:%d: %s", cfg->admin_host,
+                   cfg->admin_port, uv_strerror(rc));
+      return rc;
+    }
+    spoke__info("admin endpoint at %s%s%s:%d (GET /status, GET /metrics, "
+                "POST /reload)",
+                strchr(cfg->admin_host, ':') ? "[" : "", cfg->admin_host,
+                strchr(cfg->admin_host, ':') ? "]" : "", admin_port);
+  }
+  if (cfg->access_log != NULL &&
+      (rc = spoke__accesslog_open(cfg->access_log)) != 0)
+    return rc;
+  spoke__watch_start(srv);
+  return 0;
+}
+
+static void close_handle(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, h == (uv_handle_t *)&control.sigpoll ? sigpoll_closed : NULL);
+}
+
+/* Closes what control_open opened (the loops are gone or never ran). */
+static void control_close(spoke__server_t *srv) {
+  spoke__watch_stop();
+  spoke__admin_stop();
+  spoke__instance_set_reaper(NULL);
+  spoke__instance_set_unloaded_hook(NULL);
+  if (srv->control == NULL)
+    return;
+  uv_walk(srv->control, close_handle, NULL);
+  uv_run(srv->control, UV_RUN_DEFAULT);
+  reap_now(srv);
+  spoke__accesslog_close();
+  uv_loop_close(srv->control);
+  uv_mutex_destroy(&srv->reap_mu);
+  if (control.sigfd >= 0) /* never polled */
+    close(control.sigfd);
+  control.sigfd = -1;
+  srv->control = NULL;
+}
+
+/* One I/O loop per listening socket; they take FDS over, also when this
+ * fails (spoke__loop_init's rule), so the caller closes none of them. */
+static int loops_open(spoke__server_t *srv, int *fds) {
+  int n = srv->cfg.loops, rc = 0;
+  srv->loops = calloc((size_t)n, sizeof(*srv->loops));
+  if (srv->loops == NULL) {
+    for (int i = 0; i < n; i++)
+      close(fds[i]);
+    return SPOKE_ENOMEM;
+  }
+  srv->nloops = n;
+  for (int i = 0; i < n; i++) {
+    spoke__snapshot_ref(srv->current);
+    int r = spoke__loop_init(&srv->loops[i], &srv->shared, i, fds[i],
+                             srv->current);
+    if (r != 0 && rc == 0) {
+      spoke__error("loop %d: %s", i, uv_strerror(r));
+      rc = r;
+    }
+  }
+  return rc;
+}
+
+/* Joins the loops that ran and undoes those that never did. */
+static void loops_close(spoke__server_t *srv, int started) {
+  for (int i = 0; i < srv->nloops; i++) {
+    if (i < started)
+      spoke__loop_join(&srv->loops[i]);
+    else
+      spoke__loop_abandon(&srv->loops[i]);
+  }
+  free(srv->loops);
+  srv->loops = NULL;
+  srv->nloops = 0;
+}
+
+/* Start-up runs in steps; a step that fails undoes the ones before it
+ * through the labels at the end, in reverse, so a failed start leaves no
+ * thread, socket, plugin or directory behind. Once the loops run, the
+ * way out is the drain (SIGTERM, or a failed start of a later loop). */
 int spoke__server_run(spoke__server_t *srv) {
   spoke__config_t *cfg = &srv->cfg;
-  int fds[1024], port = 0, rc, i;
+  int fds[1024], port = 0, rc, started = 0;
   char err[256], workers[16];
-  uv_loop_t control_loop;
 
   /* libuv reads the pool size once, on first use: before any loop. */
   snprintf(workers, sizeof(workers), "%d", cfg->workers);
@@ -210,8 +314,7 @@ int spoke__server_run(spoke__server_t *srv) {
   if (rc != 0) {
     spoke__error("cannot listen on %s:%d: %s", cfg->listen_host,
                  cfg->listen_port, err);
-    spoke__conffile_free(&cfg->conf);
-    return rc;
+    goto out_conf;
   }
   if ((rc = make_runtime_dir(srv)) != 0)
     goto out_fds;
@@ -228,74 +331,51 @@ int spoke__server_run(spoke__server_t *srv) {
               srv->current->ninst, srv->current->ninst == 1 ? "" : "s",
               cfg->plugins_dir, (unsigned long long)srv->generation);
 
-  uv_loop_init(&control_loop);
-  srv->control = &control_loop;
-  uv_mutex_init(&srv->reap_mu);
-  uv_async_init(srv->control, &srv->reap_async, reap_cb);
-  srv->reap_async.data = srv;
-  uv_async_init(srv->control, &srv->loop_exited, loop_exited_cb);
-  srv->loop_exited.data = srv;
-  srv->shared.cfg = &srv->cfg;
-  srv->shared.loop_exited = &srv->loop_exited;
-  spoke__instance_set_reaper(reap);
-  spoke__instance_set_unloaded_hook(unloaded);
-  if (watch_signals(srv) != 0)
-    _exit(1);
-  /* After the signal mask: workers are born with the signals blocked. */
-  if (spoke__pool_start(cfg->workers) != 0)
-    _exit(1);
-  if (cfg->admin_on) {
-    int admin_port = 0;
-    rc = spoke__admin_start(srv, &admin_port);
-    if (rc != 0) {
-      spoke__error("cannot listen on --admin %s:%d: %s", cfg->admin_host,
-                   cfg->admin_port, uv_strerror(rc));
-      _exit(1);
-    }
-    spoke__info("admin endpoint at %s%s%s:%d (GET /status, GET /metrics, "
-                "POST /reload)",
-                strchr(cfg->admin_host, ':') ? "[" : "", cfg->admin_host,
-                strchr(cfg->admin_host, ':') ? "]" : "", admin_port);
+  if ((rc = control_open(srv)) != 0)
+    goto out_control;
+  rc = loops_open(srv, fds); /* the loops own the sockets from here */
+  if (rc != 0)
+    goto out_loops;
+  /* After the signal mask (control_open): threads are born with the
+   * control signals blocked. */
+  if ((rc = spoke__pool_start(cfg->workers)) != 0)
+    goto out_pool;
+  for (; started < srv->nloops; started++)
+    if ((rc = spoke__loop_start(&srv->loops[started])) != 0)
+      break;
+  if (rc != 0) {
+    spoke__error("cannot start loop %d: %s", started, uv_strerror(rc));
+    if (started == 0)
+      goto out_pool;
+    begin_shutdown(srv, "start-up failed"); /* the loops that run drain */
+  } else {
+    atomic_store(&srv->bound_port, port);
+    spoke__info("listening on %s%s%s:%d (%d loop%s, %d worker%s)",
+                strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+                strchr(cfg->listen_host, ':') ? "]" : "", port, cfg->loops,
+                cfg->loops == 1 ? "" : "s", cfg->workers,
+                cfg->workers == 1 ? "" : "s");
   }
-  if (cfg->access_log != NULL && spoke__accesslog_open(cfg->access_log) != 0)
-    _exit(1);
-  spoke__watch_start(srv);
-
-  srv->nloops = cfg->loops;
-  srv->loops = calloc((size_t)cfg->loops, sizeof(*srv->loops));
-  for (i = 0; i < cfg->loops; i++) {
-    spoke__snapshot_ref(srv->current);
-    rc = spoke__loop_init(&srv->loops[i], &srv->shared, i, fds[i], srv->current);
-    if (rc != 0) {
-      spoke__error("loop %d: %s", i, uv_strerror(rc));
-      _exit(1);
-    }
-  }
-  for (i = 0; i < cfg->loops; i++)
-    spoke__loop_start(&srv->loops[i]);
-  atomic_store(&srv->bound_port, port);
-  spoke__info("listening on %s%s%s:%d (%d loop%s, %d worker%s)",
-              strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
-              strchr(cfg->listen_host, ':') ? "]" : "", port, cfg->loops,
-              cfg->loops == 1 ? "" : "s", cfg->workers,
-              cfg->workers == 1 ? "" : "s");
 
   uv_run(srv->control, UV_RUN_DEFAULT);
 
-  for (i = 0; i < srv->nloops; i++)
-    spoke__loop_join(&srv->loops[i]);
+  if (rc == 0 && spoke__request_live_count() != 0) {
+    /* Every loop has ended, so every request must have been freed: one
+     * that was not kept a hold nobody released (a core bug). */
+    spoke__error("%ld request%s never freed at shutdown (a hold was not "
+                 "released)", spoke__request_live_count(),
+                 spoke__request_live_count() == 1 ? " was" : "s were");
+    rc = SPOKE_EIO;
+  }
+out_pool:
+  loops_close(srv, started);
   spoke__pool_stop(); /* no loop submits any more */
-  spoke__watch_stop(); /* closed already by a drain; a no-op then */
-  spoke__instance_set_reaper(NULL);
-  spoke__instance_set_unloaded_hook(NULL);
-  reap_now(srv);
+  goto out_control;
+out_loops:
+  loops_close(srv, 0);
+out_control:
+  control_close(srv);
   spoke__stats_free();
-  spoke__accesslog_close();
-  uv_loop_close(srv->control);
-  uv_mutex_destroy(&srv->reap_mu);
-  free(srv->loops);
-  srv->loops = NULL;
-  rc = 0;
 out_snap:
   spoke__snapshot_unref(srv->current);
   srv->current = NULL;
@@ -305,14 +385,13 @@ out_dir:
   rmdir(srv->runtime_dir);
   free(srv->runtime_dir);
   srv->runtime_dir = NULL;
-  if (rc == 0) {
+  if (rc == 0)
     spoke__info("stopped");
-    spoke__conffile_free(&cfg->conf); /* every plugin is gone */
-    return 0;
-  }
+  goto out_conf;
 out_fds: /* failed before any loop took its socket over */
-  for (i = 0; i < cfg->loops; i++)
+  for (int i = 0; i < cfg->loops; i++)
     close(fds[i]);
-  spoke__conffile_free(&cfg->conf);
+out_conf:
+  spoke__conffile_free(&cfg->conf); /* every plugin is gone */
   return rc;
 }

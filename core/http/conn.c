@@ -5,7 +5,7 @@
  * not parsed yet. on_message_complete returns HPE_PAUSED, so llhttp
  * stops right after each request; the request is dispatched and the
  * bytes of any pipelined requests wait in rbuf until the response's last
- * bytes are queued (spoke__conn_response_done), then parsing resumes
+ * bytes are queued (spoke__conn_deliver), then parsing resumes
  * from llhttp_get_error_pos. llhttp runs strict (no lenient flags).
  *
  * llhttp's data callbacks may fire several times per token (a token can
@@ -38,280 +38,8 @@
 #define RBUF_SIZE (16 * 1024)        /* a connection's own, at least */
 #define LOOP_RBUF_SIZE (64 * 1024)   /* the loop's shared one */
 
-static llhttp_settings_t settings;
-static uv_once_t settings_once = UV_ONCE_INIT;
-
-static spoke__conn_t *conn_of(llhttp_t *p) { return p->data; }
-
 static const spoke__config_t *cfg_of(const spoke__conn_t *conn) {
   return conn->loop->shared->cfg;
-}
-
-/* Counts header-block bytes; past --max-header fails with 431. */
-static int head_grow(spoke__conn_t *conn, size_t len) {
-  conn->head_bytes += len;
-  if (conn->head_bytes > cfg_of(conn)->max_header) {
-    conn->err_status = 431;
-    return -1;
-  }
-  return 0;
-}
-
-static int on_message_begin(llhttp_t *p) {
-  spoke__conn_t *conn = conn_of(p);
-  if (conn->req == NULL) {
-    conn->req = spoke__request_new(conn->loop, conn);
-    if (conn->req == NULL) {
-      conn->err_status = 503;
-      return -1;
-    }
-  }
-  spoke__buf_reset(&conn->url);
-  spoke__buf_reset(&conn->field);
-  spoke__buf_reset(&conn->value);
-  conn->head_bytes = 0;
-  spoke__conn_phase(conn, SPOKE__PHASE_HEAD);
-  return 0;
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t len) {
-  spoke__conn_t *conn = conn_of(p);
-  if (conn->url.len + len > cfg_of(conn)->max_request_line) {
-    conn->err_status = 414;
-    return -1;
-  }
-  return spoke__buf_append(&conn->url, at, len) == 0 ? 0 : -1;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len) {
-  spoke__conn_t *conn = conn_of(p);
-  if (head_grow(conn, len) != 0)
-    return -1;
-  return spoke__buf_append(&conn->field, at, len) == 0 ? 0 : -1;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len) {
-  spoke__conn_t *conn = conn_of(p);
-  if (head_grow(conn, len) != 0)
-    return -1;
-  return spoke__buf_append(&conn->value, at, len) == 0 ? 0 : -1;
-}
-
-/* Every header name must be a token (no whitespace before the colon) and
- * every value free of control bytes but HTAB, whatever llhttp says. */
-static int on_header_field_complete(llhttp_t *p) {
-  spoke__conn_t *conn = conn_of(p);
-  if (!spoke__is_token(conn->field.data ? conn->field.data : "",
-                       conn->field.len)) {
-    conn->err_status = 400;
-    return -1;
-  }
-  return 0;
-}
-
-static int value_ok(const char *v, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)v[i];
-    if ((c < 0x20 && c != '\t') || c == 0x7f)
-      return 0;
-  }
-  return 1;
-}
-
-static int on_header_value_complete(llhttp_t *p) {
-  spoke__conn_t *conn = conn_of(p);
-  int rc;
-  if (!value_ok(conn->value.data, conn->value.len)) {
-    conn->err_status = 400;
-    return -1;
-  }
-  if (conn->req->nheaders >= cfg_of(conn)->max_headers) {
-    conn->err_status = 431;
-    return -1;
-  }
-  rc = spoke__request_add_header(conn->req, conn->field.data ? conn->field.data : "",
-                                     conn->field.len,
-                                     conn->value.data ? conn->value.data : "",
-                                     conn->value.len);
-  spoke__buf_reset(&conn->field);
-  spoke__buf_reset(&conn->value);
-  return rc == 0 ? 0 : -1;
-}
-
-/* Splits the request target into path and query and normalizes the path
- * (path.c). Absolute-form targets ("http://host/p?q") are reduced to their
- * path; any other target that is not a path ("*", "host:443") fails. */
-static int set_target(spoke_request_t *req, const char *url, size_t len) {
-  const char *q, *start = url;
-  char *path;
-  size_t plen;
-
-  if (len > 7 && (strncmp(url, "http://", 7) == 0 ||
-                  strncmp(url, "https://", 8) == 0)) {
-    const char *slash = memchr(url + 8, '/', len - 8);
-    const char *quest = memchr(url + 8, '?', len - 8);
-    if (slash == NULL || (quest != NULL && quest < slash))
-      start = NULL; /* no path: "/" */
-    else
-      start = slash;
-  }
-  req->url = spoke__arena_strndup(&req->arena, url, len);
-  if (req->url == NULL)
-    return -1;
-  if (start == NULL) {
-    const char *quest = memchr(url, '?', len);
-    req->path = "/";
-    req->path_len = 1;
-    req->query = quest ? spoke__arena_strndup(&req->arena, quest + 1,
-                                              (size_t)(url + len - quest - 1))
-                       : "";
-    return req->query ? 0 : -1;
-  }
-  len -= (size_t)(start - url);
-  q = memchr(start, '?', len);
-  plen = q ? (size_t)(q - start) : len;
-  if (q != NULL) {
-    req->query = spoke__arena_strndup(&req->arena, q + 1, len - plen - 1);
-    if (req->query == NULL)
-      return -1;
-  }
-  path = spoke__arena_strndup(&req->arena, start, plen);
-  if (path == NULL || spoke__path_normalize(path, plen, &req->path_len) != 0)
-    return -1;
-  req->path = path;
-  return 0;
-}
-
-static void send_100_continue(spoke__conn_t *conn) {
-  static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
-  spoke__out_t *out = spoke__out_new(sizeof(line) - 1);
-  if (out == NULL)
-    return;
-  memcpy(out->data, line, out->len);
-  spoke__conn_send(conn, out); /* behind any response already corked */
-}
-
-static int on_headers_complete(llhttp_t *p) {
-  spoke__conn_t *conn = conn_of(p);
-  spoke_request_t *req = conn->req;
-  size_t max_body = conn->loop->shared->cfg->max_body;
-  const char *expect;
-
-  req->method = llhttp_method_name((llhttp_method_t)p->method);
-  req->http_major = p->http_major;
-  req->http_minor = p->http_minor;
-  req->is_head = p->method == HTTP_HEAD;
-  if (p->http_major != 1) { /* HTTP/0.9 (no version), HTTP/2.0, ... */
-    conn->err_status = 505;
-    return -1;
-  }
-  if (set_target(req, conn->url.data ? conn->url.data : "", conn->url.len) != 0) {
-    conn->err_status = 400;
-    return -1;
-  }
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max_body) {
-    conn->err_status = 413;
-    return -1;
-  }
-  expect = (p->flags & F_CHUNKED) || p->content_length > 0
-               ? spoke__request_header(req, "Expect")
-               : NULL; /* no body, nothing to continue with */
-  if (expect != NULL && req->http_minor >= 1 &&
-      spoke__strcaseeq(expect, "100-continue"))
-    send_100_continue(conn);
-  conn->body_kind = (p->flags & F_CHUNKED) ? SPOKE__BODY_CHUNKED
-                    : p->content_length > 0 ? SPOKE__BODY_LENGTH
-                                            : SPOKE__BODY_NONE;
-  conn->body_length = p->content_length;
-  if (conn->body_kind != SPOKE__BODY_NONE)
-    spoke__conn_phase(conn, SPOKE__PHASE_BODY);
-  return 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len) {
-  spoke__conn_t *conn = conn_of(p);
-  spoke_request_t *req = conn->req;
-  if (req->body.len + len > conn->loop->shared->cfg->max_body) {
-    conn->err_status = 413;
-    return -1;
-  }
-  spoke__conn_phase(conn, SPOKE__PHASE_BODY); /* progress: clock restarts */
-  return spoke__buf_append(&req->body, at, len) == 0 ? 0 : -1;
-}
-
-static int on_message_complete(llhttp_t *p) {
-  spoke__conn_t *conn = conn_of(p);
-  /* No protocol upgrades (WebSocket, h2c, CONNECT tunnels): the request
-   * is answered as plain HTTP and is the connection's last; nothing after
-   * it on this connection is HTTP any more. */
-  if (p->upgrade)
-    conn->close_after = 1;
-  conn->req->keep_alive = llhttp_should_keep_alive(p) && !conn->close_after;
-  return HPE_PAUSED;
-}
-
-static void settings_init(void) {
-  llhttp_settings_init(&settings);
-  settings.on_message_begin = on_message_begin;
-  settings.on_url = on_url;
-  settings.on_header_field = on_header_field;
-  settings.on_header_value = on_header_value;
-  settings.on_header_field_complete = on_header_field_complete;
-  settings.on_header_value_complete = on_header_value_complete;
-  settings.on_headers_complete = on_headers_complete;
-  settings.on_body = on_body;
-  settings.on_message_complete = on_message_complete;
-}
-
-/* ---- closing ---- */
-
-static void conn_closed(uv_handle_t *h) {
-  spoke__conn_t *conn = (spoke__conn_t *)h;
-  spoke__loop_t *loop = conn->loop;
-  if (conn->prev)
-    conn->prev->next = conn->next;
-  else
-    loop->conns = conn->next;
-  if (conn->next)
-    conn->next->prev = conn->prev;
-  loop->nconns--;
-  atomic_fetch_sub(&loop->shared->open_conns, 1);
-  if (!conn->rbuf_shared)
-    free(conn->rbuf);
-  spoke__buf_free(&conn->url);
-  spoke__buf_free(&conn->field);
-  spoke__buf_free(&conn->value);
-  free(conn);
-  spoke__loop_maybe_finish(loop);
-}
-
-void spoke__conn_close(spoke__conn_t *conn) {
-  spoke_request_t *req = conn->req;
-  if (conn->closing)
-    return;
-  conn->closing = 1;
-  conn->req = NULL;
-  if (conn->loop->cork == conn) { /* corked bytes go nowhere now */
-    conn->loop->cork = NULL;
-    spoke__buf_reset(&conn->loop->cork_buf);
-  }
-  if (req != NULL) {
-    if (!conn->req_dispatched) {
-      /* Never reached a plugin: nobody else will complete it. */
-      atomic_store(&req->completed, 1);
-      req->holds &= ~(unsigned)SPOKE__REQ_UNCOMPLETED;
-    }
-    spoke__request_detach(req);
-  }
-  uv_close((uv_handle_t *)&conn->tcp, conn_closed);
-}
-
-void spoke__conn_reset(spoke__conn_t *conn) {
-  uv_os_fd_t fd;
-  struct linger lg = {1, 0};
-  if (!conn->closing && uv_fileno((uv_handle_t *)&conn->tcp, &fd) == 0)
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  spoke__conn_close(conn);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -552,13 +280,15 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     stop_reading(conn); /* full of pipelined bytes: wait for room */
 }
 
-void spoke__conn_response_done(spoke__conn_t *conn, int close) {
+/* The in-flight response ended (its last bytes are queued): let the
+ * request go, and go on to the next one or close. */
+static void response_done(spoke__conn_t *conn, int close) {
   spoke_request_t *req = conn->req;
   conn->req = NULL;
   conn->req_dispatched = 0;
   if (req != NULL) {
     req->conn = NULL;
-    req->holds &= ~(unsigned)SPOKE__REQ_ON_CONN;
+    spoke__request_release(req, SPOKE__HOLD_CONN);
   }
   if (close || conn->close_after || conn->loop->draining) {
     spoke__conn_phase(conn, SPOKE__PHASE_BUSY);
@@ -569,6 +299,56 @@ void spoke__conn_response_done(spoke__conn_t *conn, int close) {
   spoke__conn_phase(conn, SPOKE__PHASE_IDLE);
   spoke__conn_advance(conn);
 }
+
+/* ---- answering ---- */
+
+/* The loop's deliver callback (loop.c installs it; response.c calls it,
+ * in place on the loop thread or through the mailbox): OUT's bytes go
+ * out on the request's connection in order, or are dropped if the
+ * client left. The last of a response counts it, logs it, lets the
+ * request go and moves the connection on. */
+void spoke__conn_deliver(spoke__msg_t *msg) {
+  spoke__out_t *out = (spoke__out_t *)msg;
+  spoke_request_t *req = out->req;
+  spoke__conn_t *conn = req->conn;
+  unsigned flags = out->flags;
+
+  if (out->via_mailbox)
+    atomic_fetch_sub(&req->in_mailbox, 1);
+  if (flags & SPOKE__OUT_RELEASE) {
+    /* The plugin completed after the core had answered for it. */
+    spoke__out_release(out);
+    spoke__request_release(req, SPOKE__HOLD_PLUGIN);
+    return;
+  }
+  if (conn != NULL && out->len > 0) {
+    if (spoke__conn_send(conn, out) == 0 &&
+        conn->phase == SPOKE__PHASE_HANDLER)
+      spoke__conn_phase(conn, SPOKE__PHASE_BUSY); /* response started */
+  } else {
+    /* The client left (or nothing to send): accepted and discarded. */
+    spoke__request_dequeued(req, out->len);
+    spoke__out_release(out);
+  }
+  if ((flags & (SPOKE__OUT_CLOSE | SPOKE__OUT_LAST)) == SPOKE__OUT_CLOSE &&
+      req->conn != NULL) /* a piece was lost (out of memory): cut it off */
+    spoke__conn_close(req->conn);
+  if (flags & SPOKE__OUT_LAST) {
+    spoke__request_hold(req, SPOKE__HOLD_STACK);
+    spoke__stats_request_done(req);
+    spoke__accesslog_request(req);
+    spoke__request_release(req, SPOKE__HOLD_UNCOMPLETED);
+    /* An async plugin's completion ends what it owed; a sync handler's
+     * completion owes nothing (its HANDLER hold goes when it returns). */
+    if ((flags & SPOKE__OUT_PLUGIN) &&
+        spoke__request_held(req, SPOKE__HOLD_PLUGIN))
+      spoke__request_release(req, SPOKE__HOLD_PLUGIN);
+    if (req->conn != NULL)
+      response_done(req->conn, (flags & SPOKE__OUT_CLOSE) != 0);
+    spoke__request_release(req, SPOKE__HOLD_STACK);
+  }
+}
+
 
 /* ---- accepting ---- */
 
@@ -588,21 +368,27 @@ static void peer_name(spoke__conn_t *conn) {
  * at most: a flood must not become a flood of log lines. */
 static void refuse_busy(spoke__conn_t *conn) {
   static _Thread_local uint64_t last_log;
+  static const char headers[] = "Content-Type: text/plain\r\n"
+                                "Retry-After: 1\r\n";
+  static const char body[] = "503 too many connections\n";
+  spoke__head_t h = {.status = 503, .headers = headers,
+                     .headers_len = sizeof(headers) - 1,
+                     .body_len = sizeof(body) - 1, .http_minor = 1,
+                     .close = 1};
   uint64_t now = uv_now(&conn->loop->uv);
-  char busy[256];
-  int n = snprintf(busy, sizeof(busy),
-                   "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\n"
-                   "Content-Type: text/plain\r\nContent-Length: 25\r\n"
-                   "Retry-After: 1\r\nConnection: close\r\n\r\n"
-                   "503 too many connections\n",
-                   spoke__http_date());
-  uv_buf_t buf = uv_buf_init(busy, (unsigned)n);
+  spoke__buf_t b = {0};
+  uv_buf_t buf;
   if (now - last_log >= 1000 || last_log == 0) {
     spoke__warn("refusing connections: %zu open (--max-conns)",
                 conn->loop->shared->cfg->max_conns);
     last_log = now;
   }
-  uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
+  if (spoke__head_write(&b, &h) == 0 &&
+      spoke__buf_append(&b, body, sizeof(body) - 1) == 0) {
+    buf = uv_buf_init(b.data, (unsigned)b.len);
+    uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
+  }
+  spoke__buf_free(&b);
   conn_finish(conn);
 }
 
@@ -610,7 +396,6 @@ void spoke__conn_accept(spoke__loop_t *loop) {
   spoke__conn_t *conn;
   size_t open;
 
-  uv_once(&settings_once, settings_init);
   conn = calloc(1, sizeof(*conn));
   if (conn == NULL)
     return;
@@ -635,7 +420,7 @@ void spoke__conn_accept(spoke__loop_t *loop) {
     return;
   }
   spoke__conn_phase(conn, SPOKE__PHASE_NEW);
-  llhttp_init(&conn->parser, HTTP_REQUEST, &settings);
+  llhttp_init(&conn->parser, HTTP_REQUEST, spoke__parse_settings());
   conn->parser.data = conn;
   spoke__frame_reset(&conn->scan);
   start_reading(conn);

@@ -31,13 +31,14 @@ static void handler_failed(spoke_request_t *req, int rc) {
   spoke__response_simple(req, 500, NULL);
 }
 
-void spoke__dispatch_sync_done(spoke_request_t *req) {
+/* A sync handler returned: its done_msg, run on the request's loop. */
+static void sync_done(spoke__msg_t *msg) {
+  spoke_request_t *req = SPOKE__CONTAINER_OF(msg, spoke_request_t, done_msg);
   /* The hold goes only after the 500: answering may write at once and
    * would otherwise free the request under our feet. */
   if (!atomic_load(&req->completed))
     handler_failed(req, req->handler_rc);
-  req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER;
-  spoke__request_maybe_free(req);
+  spoke__request_release(req, SPOKE__HOLD_HANDLER);
 }
 
 /* Admitted while fewer than workers + --max-queue sync requests are
@@ -55,7 +56,8 @@ static void run_sync(spoke_request_t *req) {
     return;
   }
   atomic_fetch_add(&srv->sync_waiting, 1);
-  req->holds |= SPOKE__REQ_IN_HANDLER;
+  spoke__request_hold(req, SPOKE__HOLD_HANDLER);
+  req->done_msg.run = sync_done;
   spoke__pool_submit(req);
 }
 
@@ -65,18 +67,18 @@ static void run_async(spoke_request_t *req) {
   int rc;
   req->mode = SPOKE_ASYNC;
   atomic_store(&req->plugin_owes, 1);
-  req->holds |= SPOKE__REQ_IN_HANDLER | SPOKE__REQ_PLUGIN;
+  spoke__request_hold(req, SPOKE__HOLD_HANDLER);
+  spoke__request_hold(req, SPOKE__HOLD_PLUGIN);
   if (req->conn != NULL) /* the deadline for its first byte starts */
     spoke__conn_phase(req->conn, SPOKE__PHASE_HANDLER);
   rc = req->handler(req);
   if (rc < 0 && !atomic_load(&req->completed)) {
     /* Returning an error gives the request up: no completion follows. */
     atomic_store(&req->plugin_owes, 0);
-    req->holds &= ~(unsigned)SPOKE__REQ_PLUGIN;
+    spoke__request_release(req, SPOKE__HOLD_PLUGIN);
     handler_failed(req, rc);
   }
-  req->holds &= ~(unsigned)SPOKE__REQ_IN_HANDLER; /* after the 500 */
-  spoke__request_maybe_free(req);
+  spoke__request_release(req, SPOKE__HOLD_HANDLER); /* after the 500 */
 }
 
 void spoke__dispatch(spoke_request_t *req) {

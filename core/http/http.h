@@ -9,13 +9,21 @@
  * plus a uv_async_t doorbell; uv_async_send coalesces, so the callback
  * drains the whole list).
  *
- * Request lifetime. A request is freed on its loop when all of these are
- * over: it is attached to its connection (ON_CONN), its handler is
- * running (IN_HANDLER), the plugin has not completed it (UNCOMPLETED),
- * writes of its bytes are in flight (nwrites), its timers are pending
- * (ntimers). Freeing unpins its plugin instance. If the client goes away
- * first, the connection detaches the request (aborted = 1, abort
- * callback); the plugin's later completion is accepted and discarded.
+ * Request lifetime. What keeps a request alive is a set of holds
+ * (spoke__hold_t below), taken with spoke__request_hold and given back
+ * with spoke__request_release on the request's loop thread; the release
+ * of the last hold frees it, exactly once (request.c asserts both: no
+ * hold is released that was not taken, no request is freed twice).
+ * Freeing unpins its plugin instance. If the client goes away first,
+ * the connection detaches the request (aborted = 1, abort callback); the
+ * plugin's later completion is accepted and discarded.
+ *
+ * Within http/ calls point down too (tools/check_layers.py): head.c,
+ * frame.c, mailbox.c, request.c, conn_life.c, write.c, accesslog.c,
+ * reqstats.c, response.c, timer.c, host.c, pool.c, dispatch.c, parse.c,
+ * conn.c, timeouts.c, loop.c. Where a lower file must reach a higher one
+ * it calls a function pointer the higher one installed: a mailbox
+ * message's run callback, the loop's deliver callback (conn.c).
  */
 #ifndef SPOKE_HTTP_H
 #define SPOKE_HTTP_H
@@ -49,24 +57,39 @@ typedef struct spoke__shared_s {
   uv_async_t *loop_exited;
 } spoke__shared_t;
 
-/* ---- mailbox messages (loop.c) ---- */
+/* ---- head.c: the one writer of response heads ---- */
 
-typedef enum {
-  SPOKE__MSG_OUT = 1,     /* response bytes: spoke__out_t */
-  SPOKE__MSG_PUBLISH = 2, /* new snapshot: spoke__publish_t */
-  SPOKE__MSG_DRAIN = 3,   /* stop accepting, finish, exit */
-  SPOKE__MSG_SYNC_DONE = 4 /* a sync handler returned: req->done_msg */
-} spoke__msg_kind_t;
+typedef struct spoke__head_s {
+  int status;
+  const char *headers;        /* "Name: value\r\n" lines, or NULL */
+  size_t headers_len;
+  long long body_len;         /* < 0: streamed (chunked for HTTP/1.1) */
+  uint8_t http_minor;         /* the client's: 0 or 1 */
+  uint8_t close;              /* the connection ends after this response */
+} spoke__head_t;
 
-typedef struct spoke__msg_s {
-  struct spoke__msg_s *next;
-  spoke__msg_kind_t kind;
-} spoke__msg_t;
+/* Appends H's status line and headers, and the blank line, to OUT. */
+int spoke__head_write(spoke__buf_t *out, const spoke__head_t *h);
+/* 1 unless STATUS is 1xx, 204 or 304. */
+int spoke__status_has_body(int status);
+/* 1 if V[0..n) may be a header value: no control byte but HTAB. */
+int spoke__header_value_ok(const char *v, size_t n);
+/* Thread-local cached Date value for the current second. */
+const char *spoke__http_date(void);
+/* Writes V in decimal (BASE 10) or lowercase hex (16) at P; returns the
+ * end. P needs room for 20 bytes. */
+char *spoke__put_num(char *p, unsigned long long v, unsigned base);
 
-typedef struct spoke__publish_s {
-  spoke__msg_t msg;
-  spoke__snapshot_t *snap; /* a reference the loop takes over */
-} spoke__publish_t;
+/* ---- mailbox.c: what other threads hand a loop ---- */
+
+/* A message runs on the loop's thread: RUN is set by whoever posts it,
+ * so the mailbox knows nothing of what messages mean. */
+typedef struct spoke__msg_s spoke__msg_t;
+typedef void (*spoke__msg_cb)(spoke__msg_t *msg);
+struct spoke__msg_s {
+  spoke__msg_t *next;
+  spoke__msg_cb run;
+};
 
 /* Bytes of one request's response, serialized by the producing thread.
  * Owned by the loop once posted; given back after its write completes:
@@ -82,7 +105,7 @@ enum {
   SPOKE__OUT_EMBEDDED = 16 /* req->out: not malloc'd */
 };
 typedef struct spoke__out_s {
-  spoke__msg_t msg;
+  spoke__msg_t msg;           /* run: the loop's deliver callback */
   spoke_request_t *req;
   unsigned flags;             /* SPOKE__OUT_* */
   unsigned via_mailbox;
@@ -96,7 +119,7 @@ spoke__out_t *spoke__out_new(size_t len);
 /* Gives OUT back (loop thread): frees it unless it is embedded. */
 void spoke__out_release(spoke__out_t *out);
 
-/* ---- loop.c ---- */
+/* ---- the I/O loop (mailbox.c, loop.c) ---- */
 
 struct spoke__loop_s {
   uv_loop_t uv;
@@ -106,6 +129,9 @@ struct spoke__loop_s {
   int listen_fd;
   uv_tcp_t listener;
   uv_async_t doorbell;
+  spoke__msg_cb deliver;      /* runs a response's out on this loop: set
+                                 by loop.c to conn.c's, called by
+                                 response.c (fixed once the loop runs) */
   uv_mutex_t mu;              /* guards head/tail, and drained's waits */
   spoke__msg_t *head, *tail;  /* mailbox, any thread appends */
   uv_cond_t drained;          /* a request's queued bytes went down */
@@ -117,6 +143,7 @@ struct spoke__loop_s {
   size_t live_requests;
   int draining;
   int closed;                 /* our handles are closing: loop ends */
+  int uv_ready;               /* uv loop, mutex and cond initialized */
   /* Loop thread only, shared by its connections one at a time: */
   char *rbuf;                 /* reads land here; conn.c moves leftovers
                                  into the connection's own buffer, so an
@@ -132,17 +159,31 @@ struct spoke__loop_s {
   uv_check_t alog_flush;      /* writes them once per loop iteration */
 };
 
+/* mailbox.c. Post: any thread; MSG->run runs on LOOP's thread, in post
+ * order. The doorbell's callback (loop.c installs it) drains the box. */
+void spoke__loop_post(spoke__loop_t *loop, spoke__msg_t *msg);
+void spoke__mailbox_drain(spoke__loop_t *loop);
+int spoke__loop_is_current(const spoke__loop_t *loop);
+void spoke__loop_set_current(spoke__loop_t *loop); /* NULL: none */
+/* Ends the loop once draining and nothing is left (loop thread): closes
+ * its doorbell and its sweep timer, so uv_run returns. */
+void spoke__loop_maybe_finish(spoke__loop_t *loop);
+
+/* loop.c. Init takes over LISTEN_FD and the reference to SNAP, also
+ * when it fails; a loop whose thread never started (start-up failed) is
+ * undone with spoke__loop_abandon, which closes both. */
 int spoke__loop_init(spoke__loop_t *loop, spoke__shared_t *shared, int id,
                      int listen_fd, spoke__snapshot_t *snap);
+void spoke__loop_abandon(spoke__loop_t *loop);
 int spoke__loop_start(spoke__loop_t *loop);  /* spawns the thread */
 void spoke__loop_join(spoke__loop_t *loop);
+/* Control thread: LOOP switches to SNAP (takes a reference of its own),
+ * or starts draining. 0 or SPOKE_ENOMEM (nothing was sent). */
+int spoke__loop_publish(spoke__loop_t *loop, spoke__snapshot_t *snap);
+int spoke__loop_drain(spoke__loop_t *loop);
 /* The signals the control thread reads from its signalfd (ctl/server.c);
  * every loop thread, and each thread it starts, keeps them blocked. */
 void spoke__control_signals(sigset_t *set);
-void spoke__loop_post(spoke__loop_t *loop, spoke__msg_t *msg); /* any thread */
-int spoke__loop_is_current(const spoke__loop_t *loop);
-/* Ends the loop once draining and nothing is left (loop thread). */
-void spoke__loop_maybe_finish(spoke__loop_t *loop);
 
 /* ---- request.c ---- */
 
@@ -152,14 +193,20 @@ void spoke__loop_maybe_finish(spoke__loop_t *loop);
 #define SPOKE__REQ_ARENA_INLINE 1024
 #define SPOKE__REQ_POOL_MAX 128
 
-enum {
-  SPOKE__REQ_ON_CONN = 1,
-  SPOKE__REQ_IN_HANDLER = 2,
-  SPOKE__REQ_UNCOMPLETED = 4,
-  SPOKE__REQ_IN_CALLBACK = 8, /* abort or timer callback on the stack */
-  SPOKE__REQ_PLUGIN = 16      /* an async plugin still owes a completion,
+/* Why a request is still alive. The first four are taken at most once
+ * at a time; STACK, WRITE and TIMER are counted. */
+typedef enum {
+  SPOKE__HOLD_CONN = 0,       /* attached to its connection */
+  SPOKE__HOLD_HANDLER,        /* its handler is running (or queued) */
+  SPOKE__HOLD_UNCOMPLETED,    /* its response's last bytes not queued yet */
+  SPOKE__HOLD_PLUGIN,         /* an async plugin still owes a completion,
                                  even after the core answered (504) */
-};
+  SPOKE__HOLD_STACK,          /* a function on the loop's stack uses it (an
+                                 abort or timer callback, a delivery) */
+  SPOKE__HOLD_WRITE,          /* a queued write of its bytes */
+  SPOKE__HOLD_TIMER,          /* a pending spoke_timer_start */
+  SPOKE__HOLD_KINDS
+} spoke__hold_t;
 
 typedef struct spoke__header_s {
   const char *name;
@@ -213,9 +260,8 @@ struct spoke_request_s {
   atomic_int aborted;         /* set by the loop, read anywhere */
 
   /* Loop thread only. */
-  unsigned holds;             /* SPOKE__REQ_* */
-  unsigned nwrites;
-  unsigned ntimers;
+  uint16_t holds[SPOKE__HOLD_KINDS]; /* request.c's hold/release only */
+  unsigned nholds;            /* their sum: freed when it drops to 0 */
   spoke_request_t *next_free; /* loop->free_reqs */
   uint64_t t_start;           /* uv_hrtime() at its first byte */
   uint32_t route_index;       /* in inst's routes, once routed */
@@ -242,10 +288,19 @@ struct spoke_request_s {
   _Alignas(16) char arena_storage[SPOKE__REQ_ARENA_INLINE];
 };
 
+/* A new request, held by its connection (CONN) and for its response
+ * (UNCOMPLETED). Loop thread. */
 spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn);
-/* Frees the request if nothing holds it any more (loop thread): back to
- * the loop's pool, or to malloc when the pool is full. */
-void spoke__request_maybe_free(spoke_request_t *req);
+/* Takes or gives back one hold (loop thread). Releasing the last frees
+ * the request: back to the loop's pool, or to malloc when the pool is
+ * full. Releasing a hold not held, or holding an exclusive one twice,
+ * is a bug and asserts. */
+void spoke__request_hold(spoke_request_t *req, spoke__hold_t why);
+void spoke__request_release(spoke_request_t *req, spoke__hold_t why);
+int spoke__request_held(const spoke_request_t *req, spoke__hold_t why);
+/* Requests created and not yet freed, in the whole process (any thread):
+ * 0 once every loop has ended, or a hold was never released. */
+long spoke__request_live_count(void);
 /* Frees the loop's pooled requests (loop thread, at its end). */
 void spoke__request_pool_free(spoke__loop_t *loop);
 /* The connection is gone: mark aborted, tell the plugin (loop thread). */
@@ -253,6 +308,14 @@ void spoke__request_detach(spoke_request_t *req);
 /* Nobody waits for this response any more (client gone, or answered 504
  * for the plugin): aborted = 1 and the plugin's abort callback, once. */
 void spoke__request_abort(spoke_request_t *req);
+/* Wakes writers waiting for room in REQ's queue (any thread). */
+void spoke__request_wake_writers(spoke_request_t *req);
+/* LEN of REQ's queued bytes left the queue: written, copied or dropped
+ * (loop thread); wakes a waiting writer below the low-water mark. */
+void spoke__request_dequeued(spoke_request_t *req, size_t len);
+/* Response bytes a writer off the loop may have queued before it waits
+ * (back-pressure, response.c); it is woken at half of it. */
+#define SPOKE__STREAM_HIGH_WATER (1024 * 1024)
 int spoke__request_add_header(spoke_request_t *req, const char *name,
                               size_t nlen, const char *value, size_t vlen);
 
@@ -276,10 +339,8 @@ int spoke__request_on_abort(spoke_request_t *req, spoke_abort_cb cb);
 
 /* ---- response.c ---- */
 
-/* Thread-local cached "Date: ...\r\n" value for the current second. */
-const char *spoke__http_date(void);
-
-/* Serializes the status line and headers. BODY_LEN < 0: streamed. */
+/* REQ's status line and headers (head.c's writer over the request's
+ * status, headers and framing). BODY_LEN < 0: streamed. */
 int spoke__response_head(spoke_request_t *req, spoke__buf_t *out,
                          long long body_len);
 
@@ -297,16 +358,11 @@ int spoke__response_send(spoke_request_t *req, const void *body, size_t len);
 int spoke__response_write(spoke_request_t *req, const void *data, size_t len);
 int spoke__response_end(spoke_request_t *req);
 
-/* Called on the loop with bytes produced for REQ (loop.c mailbox or a
- * direct call from the loop thread). */
-void spoke__response_deliver(spoke__out_t *out);
-/* Wakes writers waiting for room in REQ's queue (any thread). */
-void spoke__response_wake(spoke_request_t *req);
-/* LEN of REQ's queued bytes left the queue: written, copied or dropped
- * (loop thread); wakes a waiting writer below the low-water mark. */
-void spoke__response_dequeued(spoke_request_t *req, size_t len);
+/* 1 when REQ's connection closes after its response (STREAMED: sent
+ * without a length). */
+int spoke__response_closes(const spoke_request_t *req, int streamed);
 
-/* ---- conn.c ---- */
+/* ---- connections ---- */
 
 /* frame.c: the line rules of a request (CRLF only, no obs-fold) checked
  * on the raw bytes llhttp consumed, across reads, through the body's
@@ -376,19 +432,35 @@ struct spoke__conn_s {
 
 };
 
+/* conn_life.c: a connection's phase and deadlines, and its end. */
+
+/* Enters PHASE and sets the deadline it implies (loop thread). */
+void spoke__conn_phase(spoke__conn_t *conn, spoke__phase_t phase);
+/* Write progress: re-arms or clears the send deadline. */
+void spoke__conn_send_progress(spoke__conn_t *conn);
+/* Closes now: a request not yet dispatched is completed and dropped, one
+ * in flight is detached (its plugin is told). Freed in the close
+ * callback, after every write callback. */
+void spoke__conn_close(spoke__conn_t *conn);
+/* Closes with a reset (SO_LINGER 0): nothing queued is sent. */
+void spoke__conn_reset(spoke__conn_t *conn);
+
+/* conn.c: reading, parsing, answering in order, accepting. */
 void spoke__conn_accept(spoke__loop_t *loop);
 /* Parses buffered bytes and dispatches the next request if the current
  * one is finished (loop thread). */
 void spoke__conn_advance(spoke__conn_t *conn);
-/* The in-flight response ended (its last bytes are queued). */
-void spoke__conn_response_done(spoke__conn_t *conn, int close);
-void spoke__conn_close(spoke__conn_t *conn);
-/* Closes with a reset (SO_LINGER 0): nothing queued is sent. */
-void spoke__conn_reset(spoke__conn_t *conn);
 /* Answers STATUS (408 ...) to the request being read, then closes. */
 void spoke__conn_fail(spoke__conn_t *conn, int status);
 /* Closes the connection if it has no request under way (drain). */
 void spoke__conn_close_if_idle(spoke__conn_t *conn);
+/* The loop's deliver callback: bytes produced for a request (an
+ * spoke__out_t's msg) go out on its connection, in order; the last of
+ * a response lets the connection go on to the next request. */
+void spoke__conn_deliver(spoke__msg_t *msg);
+
+/* parse.c: the llhttp callbacks that fill a connection's request. */
+const llhttp_settings_t *spoke__parse_settings(void);
 
 /* ---- write.c ---- */
 
@@ -402,33 +474,30 @@ void spoke__conn_uncork(spoke__conn_t *conn);
 
 /* ---- dispatch.c ---- */
 
-/* Routes a fully parsed request and runs its handler (loop thread). */
+/* Routes a fully parsed request and runs its handler (loop thread). A
+ * sync handler's return comes back through the loop's mailbox. */
 void spoke__dispatch(spoke_request_t *req);
-/* A sync handler returned (its SPOKE__MSG_SYNC_DONE, loop thread). */
-void spoke__dispatch_sync_done(spoke_request_t *req);
 
 /* ---- pool.c ---- */
 
-/* Runs REQ's handler on a worker, then posts SPOKE__MSG_SYNC_DONE to
- * REQ's loop (submit: loop thread). Start and stop: control thread,
- * before the first and after the last submission. */
+/* Runs REQ's handler on a worker, then posts REQ->done_msg (its run set
+ * by the submitter) to REQ's loop (submit: loop thread). Start and stop:
+ * control thread, before the first and after the last submission. */
 int spoke__pool_start(int nthreads);
 void spoke__pool_submit(spoke_request_t *req);
 void spoke__pool_stop(void);
 
 /* ---- timeouts.c ---- */
 
-/* Enters PHASE and sets the deadline it implies (loop thread). */
-void spoke__conn_phase(spoke__conn_t *conn, spoke__phase_t phase);
-/* Write progress: re-arms or clears the send deadline. */
-void spoke__conn_send_progress(spoke__conn_t *conn);
+/* The loop's sweep of every connection's deadlines (loop thread). */
 void spoke__timeouts_start(spoke__loop_t *loop);
-void spoke__timeouts_stop(spoke__loop_t *loop);
 
-/* ---- stats.c ---- */
+/* ---- reqstats.c ---- */
 
 /* REQ's response is queued whole: count it (REQ's loop thread). */
 void spoke__stats_request_done(spoke_request_t *req);
+/* Upper bounds of the latency buckets, in microseconds. */
+extern const uint64_t spoke__lat_bound_us[SPOKE__LAT_BUCKETS];
 
 /* ---- accesslog.c ---- */
 
@@ -440,6 +509,11 @@ int spoke__accesslog_enabled(void);
 /* The loop's writer (loop.c, at start and end). */
 void spoke__accesslog_loop_init(spoke__loop_t *loop);
 void spoke__accesslog_loop_close(spoke__loop_t *loop);
+/* Control thread: open before the loops start; SIGUSR1 reopens the same
+ * path; close at exit. */
+int spoke__accesslog_open(const char *path);
+void spoke__accesslog_reopen(void);
+void spoke__accesslog_close(void);
 
 /* ---- host.c ---- */
 

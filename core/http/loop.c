@@ -2,9 +2,7 @@
  *
  * Each loop owns a uv_loop_t on its own thread and its own listening
  * socket on the shared port (SO_REUSEPORT spreads connections). Other
- * threads reach a loop only through its mailbox: spoke__loop_post
- * appends under the mutex and rings the doorbell (uv_async_send, which
- * coalesces, so the callback drains the whole list each time).
+ * threads reach a loop only through its mailbox (mailbox.c).
  *
  * A PUBLISH message swaps the loop's snapshot pointer on the loop's own
  * thread; the old snapshot's reference is dropped there, so the loop
@@ -19,28 +17,9 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http/http.h"
-
-static _Thread_local spoke__loop_t *current_loop;
-
-int spoke__loop_is_current(const spoke__loop_t *loop) {
-  return current_loop == loop;
-}
-
-void spoke__loop_post(spoke__loop_t *loop, spoke__msg_t *msg) {
-  msg->next = NULL;
-  uv_mutex_lock(&loop->mu);
-  if (loop->tail)
-    loop->tail->next = msg;
-  else
-    loop->head = msg;
-  loop->tail = msg;
-  /* Rung under the lock: spoke__loop_maybe_finish closes the doorbell
-   * under it too, so no send can reach a closed handle. */
-  uv_async_send(&loop->doorbell);
-  uv_mutex_unlock(&loop->mu);
-}
 
 static void begin_drain(spoke__loop_t *loop) {
   spoke__conn_t *conn, *next;
@@ -55,51 +34,60 @@ static void begin_drain(spoke__loop_t *loop) {
   spoke__loop_maybe_finish(loop);
 }
 
-static void doorbell_cb(uv_async_t *a) {
-  spoke__loop_t *loop = a->data;
-  spoke__msg_t *msg, *next;
+static void doorbell_cb(uv_async_t *a) { spoke__mailbox_drain(a->data); }
 
-  uv_mutex_lock(&loop->mu);
-  msg = loop->head;
-  loop->head = loop->tail = NULL;
-  uv_mutex_unlock(&loop->mu);
-  for (; msg != NULL; msg = next) {
-    next = msg->next;
-    switch (msg->kind) {
-      case SPOKE__MSG_OUT:
-        spoke__response_deliver((spoke__out_t *)msg);
-        break;
-      case SPOKE__MSG_PUBLISH: {
-        spoke__publish_t *pub = (spoke__publish_t *)msg;
-        spoke__snapshot_t *old = loop->snap;
-        loop->snap = pub->snap;
-        spoke__debug("loop %d: now generation %llu", loop->id, (unsigned long long)pub->snap->generation);
-        spoke__snapshot_unref(old);
-        free(pub);
-        break;
-      }
-      case SPOKE__MSG_DRAIN:
-        free(msg);
-        begin_drain(loop);
-        break;
-      case SPOKE__MSG_SYNC_DONE:
-        spoke__dispatch_sync_done(
-            (spoke_request_t *)((char *)msg -
-                                offsetof(spoke_request_t, done_msg)));
-        break;
-    }
-  }
+/* A PUBLISH: the loop's snapshot pointer swaps on the loop's own thread,
+ * and the old table's reference is dropped here, so the loop never sees
+ * a half-built table. */
+typedef struct publish_s {
+  spoke__msg_t msg;
+  spoke__loop_t *loop;
+  spoke__snapshot_t *snap; /* a reference the loop takes over */
+} publish_t;
+
+static void publish_run(spoke__msg_t *msg) {
+  publish_t *pub = (publish_t *)msg;
+  spoke__loop_t *loop = pub->loop;
+  spoke__snapshot_t *old = loop->snap;
+  loop->snap = pub->snap;
+  spoke__debug("loop %d: now generation %llu", loop->id,
+               (unsigned long long)pub->snap->generation);
+  spoke__snapshot_unref(old);
+  free(pub);
 }
 
-void spoke__loop_maybe_finish(spoke__loop_t *loop) {
-  if (!loop->draining || loop->closed || loop->nconns > 0 ||
-      loop->live_requests > 0)
-    return;
-  uv_mutex_lock(&loop->mu);
-  loop->closed = 1;
-  uv_close((uv_handle_t *)&loop->doorbell, NULL);
-  uv_mutex_unlock(&loop->mu);
-  spoke__timeouts_stop(loop);
+int spoke__loop_publish(spoke__loop_t *loop, spoke__snapshot_t *snap) {
+  publish_t *pub = malloc(sizeof(*pub));
+  if (pub == NULL)
+    return SPOKE_ENOMEM;
+  spoke__snapshot_ref(snap);
+  pub->msg.run = publish_run;
+  pub->loop = loop;
+  pub->snap = snap;
+  spoke__loop_post(loop, &pub->msg);
+  return 0;
+}
+
+typedef struct drain_s {
+  spoke__msg_t msg;
+  spoke__loop_t *loop;
+} drain_t;
+
+static void drain_run(spoke__msg_t *msg) {
+  drain_t *d = (drain_t *)msg;
+  spoke__loop_t *loop = d->loop;
+  free(d);
+  begin_drain(loop);
+}
+
+int spoke__loop_drain(spoke__loop_t *loop) {
+  drain_t *d = malloc(sizeof(*d));
+  if (d == NULL)
+    return SPOKE_ENOMEM;
+  d->msg.run = drain_run;
+  d->loop = loop;
+  spoke__loop_post(loop, &d->msg);
+  return 0;
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -119,17 +107,25 @@ int spoke__loop_init(spoke__loop_t *loop, spoke__shared_t *shared, int id,
   loop->id = id;
   loop->listen_fd = listen_fd;
   loop->snap = snap;
-  if ((rc = uv_loop_init(&loop->uv)) != 0)
+  if ((rc = uv_loop_init(&loop->uv)) != 0) {
+    close(listen_fd);
+    spoke__snapshot_unref(snap);
+    loop->snap = NULL;
     return rc;
+  }
+  loop->uv_ready = 1;
   uv_mutex_init(&loop->mu);
   uv_cond_init(&loop->drained);
   uv_async_init(&loop->uv, &loop->doorbell, doorbell_cb);
   loop->doorbell.data = loop;
+  loop->deliver = spoke__conn_deliver;
+  spoke__timeouts_start(loop);
   uv_tcp_init(&loop->uv, &loop->listener);
   loop->listener.data = loop;
-  if ((rc = uv_tcp_open(&loop->listener, listen_fd)) != 0)
+  if ((rc = uv_tcp_open(&loop->listener, listen_fd)) != 0) {
+    close(listen_fd); /* not the listener's: it closes nothing */
     return rc;
-  spoke__timeouts_start(loop);
+  }
   return uv_listen((uv_stream_t *)&loop->listener, 4096, on_connection);
 }
 
@@ -141,7 +137,7 @@ static void close_leftover(uv_handle_t *h, void *arg) {
 
 static void loop_main(void *arg) {
   spoke__loop_t *loop = arg;
-  current_loop = loop;
+  spoke__loop_set_current(loop);
   {
     char name[16]; /* gdb's `info threads`, top, perf */
     snprintf(name, sizeof(name), "spoke-loop-%d", loop->id);
@@ -165,7 +161,7 @@ static void loop_main(void *arg) {
   spoke__buf_free(&loop->alog);
   uv_cond_destroy(&loop->drained);
   uv_mutex_destroy(&loop->mu);
-  current_loop = NULL;
+  spoke__loop_set_current(NULL);
   atomic_fetch_sub(&loop->shared->loops_running, 1);
   uv_async_send(loop->shared->loop_exited);
 }
@@ -176,6 +172,19 @@ void spoke__control_signals(sigset_t *set) {
   sigaddset(set, SIGINT);  /* drain */
   sigaddset(set, SIGHUP);  /* rescan the plugins directory */
   sigaddset(set, SIGUSR1); /* reopen the access log */
+}
+
+void spoke__loop_abandon(spoke__loop_t *loop) {
+  if (loop->uv_ready) {
+    uv_walk(&loop->uv, close_leftover, NULL);
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&loop->uv);
+    uv_cond_destroy(&loop->drained);
+    uv_mutex_destroy(&loop->mu);
+    loop->uv_ready = 0;
+  }
+  spoke__snapshot_unref(loop->snap);
+  loop->snap = NULL;
 }
 
 /* Signals are the control thread's (server.c reads them from a
@@ -190,6 +199,8 @@ int spoke__loop_start(spoke__loop_t *loop) {
   atomic_fetch_add(&loop->shared->loops_running, 1);
   rc = uv_thread_create(&loop->thread, loop_main, loop);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0)
+    atomic_fetch_sub(&loop->shared->loops_running, 1);
   return rc;
 }
 

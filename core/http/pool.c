@@ -14,7 +14,8 @@
  *
  * Threads: submit runs on loop threads, jobs on the workers; the queue,
  * idle and waking are guarded by mu. A finished job goes back to its
- * loop through the loop's mailbox (SPOKE__MSG_SYNC_DONE), after the
+ * loop through the loop's mailbox (req->done_msg, whose run the
+ * submitter set), after the
  * bytes the handler sent, so the loop sees them in order.
  */
 #include <sched.h>
@@ -48,7 +49,6 @@ static void run(spoke_request_t *req) {
   atomic_fetch_sub(&loop->shared->sync_waiting, 1);
   req->handler_rc = req->handler(req);
   atomic_fetch_sub(&loop->shared->sync_admitted, 1);
-  req->done_msg.kind = SPOKE__MSG_SYNC_DONE;
   req->done_msg.next = NULL;
   spoke__loop_post(loop, &req->done_msg);
 }

@@ -1,8 +1,14 @@
 /* request.c: the request object's lifetime and the SDK's accessors.
  *
  * Created by the connection when a request starts, on the loop thread.
- * Freed there too, by spoke__request_maybe_free, once nothing holds it
- * (see the lifetime rule in http.h). Freeing unpins the plugin instance
+ * Freed there too, when the last of its holds is released (http.h's
+ * spoke__hold_t: the connection, the handler, the response still owed,
+ * the plugin's completion, a callback on the stack, a queued write, a
+ * timer). Every hold goes through spoke__request_hold/release, which
+ * assert the rule: an exclusive hold is not taken twice, no hold is
+ * released that was not taken, a request is freed exactly once; a
+ * process-wide count of live requests lets shutdown check that none
+ * leaked (ctl/server.c). Freeing unpins the plugin instance
  * the request was dispatched into, which may let a retired version go,
  * and puts the request in its loop's pool: the next request on that
  * loop reuses it, buffers and all, so the steady state allocates
@@ -19,6 +25,9 @@
 #include <string.h>
 
 #include "http/http.h"
+
+/* Requests created and not yet freed, every loop together. */
+static atomic_long live_count;
 
 /* Buffers a pooled request keeps; a larger one is freed, so one big
  * response does not pin its memory in the pool. */
@@ -62,7 +71,9 @@ spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn) {
                          sizeof(req->arena_storage));
   req->status = 200;
   req->query = "";
-  req->holds = SPOKE__REQ_ON_CONN | SPOKE__REQ_UNCOMPLETED;
+  req->holds[SPOKE__HOLD_CONN] = 1;
+  req->holds[SPOKE__HOLD_UNCOMPLETED] = 1;
+  req->nholds = 2;
   atomic_init(&req->completed, 0);
   atomic_init(&req->aborted, 0);
   atomic_init(&req->in_mailbox, 0);
@@ -72,6 +83,7 @@ spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn) {
   atomic_init(&req->waiting, 0);
   atomic_init(&req->abort_cb, NULL);
   loop->live_requests++;
+  atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
   return req;
 }
 
@@ -82,11 +94,9 @@ static void request_destroy(spoke_request_t *req) {
   free(req);
 }
 
-void spoke__request_maybe_free(spoke_request_t *req) {
+static void request_free(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
   assert(!req->pooled); /* freed twice: a hold was dropped too early */
-  if (req->holds != 0 || req->nwrites != 0 || req->ntimers != 0)
-    return;
   if (req->inst != NULL)
     spoke__instance_unref(req->inst);
   spoke__arena_free(&req->arena);
@@ -102,7 +112,33 @@ void spoke__request_maybe_free(spoke_request_t *req) {
     request_destroy(req);
   }
   loop->live_requests--;
+  atomic_fetch_sub_explicit(&live_count, 1, memory_order_relaxed);
   spoke__loop_maybe_finish(loop);
+}
+
+/* Exclusive holds: at most one of each at a time. */
+static inline int exclusive(spoke__hold_t why) { return why < SPOKE__HOLD_STACK; }
+
+void spoke__request_hold(spoke_request_t *req, spoke__hold_t why) {
+  assert(!req->pooled && req->nholds > 0); /* a freed request */
+  assert(!exclusive(why) || req->holds[why] == 0);
+  req->holds[why]++;
+  req->nholds++;
+}
+
+void spoke__request_release(spoke_request_t *req, spoke__hold_t why) {
+  assert(!req->pooled && req->holds[why] > 0); /* released twice */
+  req->holds[why]--;
+  if (--req->nholds == 0)
+    request_free(req);
+}
+
+int spoke__request_held(const spoke_request_t *req, spoke__hold_t why) {
+  return req->holds[why] > 0;
+}
+
+long spoke__request_live_count(void) {
+  return atomic_load_explicit(&live_count, memory_order_relaxed);
 }
 
 void spoke__request_pool_free(spoke__loop_t *loop) {
@@ -118,21 +154,39 @@ void spoke__request_abort(spoke_request_t *req) {
   spoke_abort_cb cb;
   if (atomic_exchange(&req->aborted, 1))
     return; /* told once */
-  spoke__response_wake(req); /* a writer waiting for room gives up */
+  spoke__request_wake_writers(req); /* a writer waiting for room gives up */
   cb = atomic_load(&req->abort_cb);
   if (cb != NULL) {
-    req->holds |= SPOKE__REQ_IN_CALLBACK;
+    spoke__request_hold(req, SPOKE__HOLD_STACK);
     cb(req);
-    req->holds &= ~(unsigned)SPOKE__REQ_IN_CALLBACK;
+    spoke__request_release(req, SPOKE__HOLD_STACK);
   }
 }
 
 void spoke__request_detach(spoke_request_t *req) {
+  spoke__request_hold(req, SPOKE__HOLD_STACK);
   req->conn = NULL;
-  req->holds &= ~(unsigned)SPOKE__REQ_ON_CONN;
+  spoke__request_release(req, SPOKE__HOLD_CONN);
   if (!atomic_load(&req->completed))
     spoke__request_abort(req);
-  spoke__request_maybe_free(req);
+  spoke__request_release(req, SPOKE__HOLD_STACK);
+}
+
+/* ---- the response's queued bytes (back-pressure, response.c) ---- */
+
+void spoke__request_wake_writers(spoke_request_t *req) {
+  if (atomic_load(&req->waiting) == 0)
+    return;
+  uv_mutex_lock(&req->loop->mu);
+  uv_cond_broadcast(&req->loop->drained);
+  uv_mutex_unlock(&req->loop->mu);
+}
+
+void spoke__request_dequeued(spoke_request_t *req, size_t len) {
+  size_t before = atomic_fetch_sub(&req->queued, len);
+  if (before > SPOKE__STREAM_HIGH_WATER / 2 &&
+      before - len <= SPOKE__STREAM_HIGH_WATER / 2)
+    spoke__request_wake_writers(req);
 }
 
 int spoke__request_add_header(spoke_request_t *req, const char *name,

@@ -24,7 +24,7 @@
  *
  * Back-pressure: a streamed response to a client that reads slowly (or
  * not at all) would queue every chunk in memory. A writer on any thread
- * but the loop's waits while more than STREAM_HIGH_WATER bytes of its
+ * but the loop's waits while more than SPOKE__STREAM_HIGH_WATER bytes of its
  * request are queued, until the loop has written them down to half that,
  * or the client is gone (SPOKE_ECANCELED; --send-timeout cuts off a
  * client that reads nothing). The loop thread cannot wait: an async
@@ -37,119 +37,35 @@
 
 #include "http/http.h"
 
-#define STREAM_HIGH_WATER (1024 * 1024)
-
-const char *spoke__http_date(void) {
-  static _Thread_local spoke__timebuf_t tb = {-1, ""};
-  return spoke__time_now(&tb, "%a, %d %b %Y %H:%M:%S GMT");
-}
-
-static int status_has_body(int status) {
-  return !(status < 200 || status == 204 || status == 304);
-}
-
-/* The connection closes after this response. */
-static int response_closes(const spoke_request_t *req, int streamed) {
+int spoke__response_closes(const spoke_request_t *req, int streamed) {
   return !req->keep_alive || req->resp_close ||
          (streamed && req->http_minor == 0 && !req->is_head);
 }
 
-static char *put(char *p, const char *s, size_t n) {
-  memcpy(p, s, n);
-  return p + n;
-}
-
-#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
-
-/* V in decimal (BASE 10) or lowercase hex (BASE 16). */
-static char *put_num(char *p, unsigned long long v, unsigned base) {
-  char tmp[24];
-  size_t n = 0;
-  do {
-    tmp[n++] = "0123456789abcdef"[v % base];
-    v /= base;
-  } while (v != 0);
-  while (n > 0)
-    *p++ = tmp[--n];
-  return p;
-}
-
-/* Bytes of a head beyond the reason and the plugin's headers, at most:
- * "HTTP/1.1 NNN \r\n" 15, "Date: ...\r\n" 37, "Content-Length: "
- * with 20 digits 38, "Transfer-Encoding: chunked\r\n" 28, "Connection:
- * keep-alive\r\n" 24, the blank line 2. */
-#define HEAD_FIXED_MAX 160
-
 int spoke__response_head(spoke_request_t *req, spoke__buf_t *out,
                          long long body_len) {
-  int streamed = body_len < 0;
-  int close = response_closes(req, streamed);
-  const char *reason = spoke__status_reason(req->status);
-  const char *date = spoke__http_date();
-  size_t rlen = strlen(reason), dlen = strlen(date);
-  char *p;
-  int rc;
-
-  if (req->status < 100 || req->status > 999)
-    return SPOKE_EINVAL;
-  rc = spoke__buf_reserve(out, HEAD_FIXED_MAX + rlen + dlen +
-                                   req->resp_headers.len);
-  if (rc != 0)
-    return rc;
-  p = out->data + out->len;
-  p = PUT_LIT(p, "HTTP/1.1 ");
-  p = put_num(p, (unsigned)req->status, 10);
-  *p++ = ' ';
-  p = put(p, reason, rlen);
-  p = PUT_LIT(p, "\r\nDate: ");
-  p = put(p, date, dlen);
-  p = PUT_LIT(p, "\r\n");
-  if (req->resp_headers.len)
-    p = put(p, req->resp_headers.data, req->resp_headers.len);
-  if (status_has_body(req->status)) {
-    if (!streamed) {
-      p = PUT_LIT(p, "Content-Length: ");
-      p = put_num(p, (unsigned long long)body_len, 10);
-      p = PUT_LIT(p, "\r\n");
-    } else if (req->http_minor >= 1) {
-      p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
-    }
-  }
-  if (close)
-    p = PUT_LIT(p, "Connection: close\r\n");
-  else if (req->http_minor == 0)
-    p = PUT_LIT(p, "Connection: keep-alive\r\n");
-  p = PUT_LIT(p, "\r\n");
-  out->len = (size_t)(p - out->data);
-  out->data[out->len] = '\0';
-  return 0;
+  spoke__head_t h = {
+      .status = req->status,
+      .headers = req->resp_headers.data,
+      .headers_len = req->resp_headers.len,
+      .body_len = body_len,
+      .http_minor = req->http_minor,
+      .close = (uint8_t)spoke__response_closes(req, body_len < 0),
+  };
+  return spoke__head_write(out, &h);
 }
 
 /* ---- handing bytes to the loop ---- */
 
-void spoke__response_wake(spoke_request_t *req) {
-  if (atomic_load(&req->waiting) == 0)
-    return;
-  uv_mutex_lock(&req->loop->mu);
-  uv_cond_broadcast(&req->loop->drained);
-  uv_mutex_unlock(&req->loop->mu);
-}
-
-void spoke__response_dequeued(spoke_request_t *req, size_t len) {
-  size_t before = atomic_fetch_sub(&req->queued, len);
-  if (before > STREAM_HIGH_WATER / 2 && before - len <= STREAM_HIGH_WATER / 2)
-    spoke__response_wake(req);
-}
-
 /* A writer off the loop waits for room. 0, or SPOKE_ECANCELED. */
 static int wait_for_room(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
-  if (atomic_load(&req->queued) <= STREAM_HIGH_WATER ||
+  if (atomic_load(&req->queued) <= SPOKE__STREAM_HIGH_WATER ||
       spoke__loop_is_current(loop))
     return 0;
   atomic_fetch_add(&req->waiting, 1);
   uv_mutex_lock(&loop->mu);
-  while (atomic_load(&req->queued) > STREAM_HIGH_WATER / 2 &&
+  while (atomic_load(&req->queued) > SPOKE__STREAM_HIGH_WATER / 2 &&
          !atomic_load(&req->aborted))
     uv_cond_timedwait(&loop->drained, &loop->mu, 1000000000ULL);
   uv_mutex_unlock(&loop->mu);
@@ -161,14 +77,14 @@ static int wait_for_room(spoke_request_t *req) {
  * loop thread unless earlier outs of REQ still sit in the mailbox. */
 static void post(spoke_request_t *req, spoke__out_t *out, unsigned flags) {
   atomic_fetch_add(&req->queued, out->len);
-  out->msg.kind = SPOKE__MSG_OUT;
+  out->msg.run = req->loop->deliver;
   out->msg.next = NULL;
   out->req = req;
   out->flags = flags;
   out->via_mailbox = 0;
   if (spoke__loop_is_current(req->loop) &&
       atomic_load(&req->in_mailbox) == 0) {
-    spoke__response_deliver(out);
+    req->loop->deliver(&out->msg);
     return;
   }
   out->via_mailbox = 1;
@@ -199,44 +115,6 @@ static void post_wire(spoke_request_t *req, unsigned flags) {
   out->data = req->wire.data;
   out->len = req->wire.len;
   post(req, out, flags | SPOKE__OUT_EMBEDDED);
-}
-
-void spoke__response_deliver(spoke__out_t *out) {
-  spoke_request_t *req = out->req;
-  spoke__conn_t *conn = req->conn;
-  unsigned flags = out->flags;
-
-  if (out->via_mailbox)
-    atomic_fetch_sub(&req->in_mailbox, 1);
-  if (flags & SPOKE__OUT_RELEASE) {
-    /* The plugin completed after the core had answered for it. */
-    spoke__out_release(out);
-    req->holds &= ~(unsigned)SPOKE__REQ_PLUGIN;
-    spoke__request_maybe_free(req);
-    return;
-  }
-  if (conn != NULL && out->len > 0) {
-    if (spoke__conn_send(conn, out) == 0 &&
-        conn->phase == SPOKE__PHASE_HANDLER)
-      spoke__conn_phase(conn, SPOKE__PHASE_BUSY); /* response started */
-  } else {
-    /* The client left (or nothing to send): accepted and discarded. */
-    spoke__response_dequeued(req, out->len);
-    spoke__out_release(out);
-  }
-  if ((flags & (SPOKE__OUT_CLOSE | SPOKE__OUT_LAST)) == SPOKE__OUT_CLOSE &&
-      req->conn != NULL) /* a piece was lost (out of memory): cut it off */
-    spoke__conn_close(req->conn);
-  if (flags & SPOKE__OUT_LAST) {
-    spoke__stats_request_done(req);
-    spoke__accesslog_request(req);
-    req->holds &= ~(unsigned)SPOKE__REQ_UNCOMPLETED;
-    if (flags & SPOKE__OUT_PLUGIN)
-      req->holds &= ~(unsigned)SPOKE__REQ_PLUGIN;
-    if (req->conn != NULL)
-      spoke__conn_response_done(req->conn, (flags & SPOKE__OUT_CLOSE) != 0);
-    spoke__request_maybe_free(req);
-  }
 }
 
 /* ---- completion ---- */
@@ -280,7 +158,7 @@ static int plugin_claim(spoke_request_t *req, const char *what) {
 static int send_whole(spoke_request_t *req, const void *body, size_t len,
                       unsigned flags) {
   spoke__buf_t *b = &req->wire;
-  int with_body = status_has_body(req->status);
+  int with_body = spoke__status_has_body(req->status);
   int rc;
   spoke__buf_reset(b);
   rc = spoke__response_head(req, b, with_body ? (long long)len : 0);
@@ -291,7 +169,7 @@ static int send_whole(spoke_request_t *req, const void *body, size_t len,
   if (rc != 0)
     spoke__buf_reset(b); /* no half response: close instead */
   post_wire(req, flags | SPOKE__OUT_LAST |
-                     (response_closes(req, 0) || rc != 0 ? SPOKE__OUT_CLOSE
+                     (spoke__response_closes(req, 0) || rc != 0 ? SPOKE__OUT_CLOSE
                                                          : 0));
   return rc;
 }
@@ -316,11 +194,8 @@ int spoke__response_header(spoke_request_t *req, const char *name,
   vlen = strlen(value);
   if (!spoke__is_token(name, nlen))
     return SPOKE_EINVAL;
-  for (size_t i = 0; i < vlen; i++) {
-    unsigned char c = (unsigned char)value[i];
-    if ((c < 0x20 && c != '\t') || c == 0x7f)
-      return SPOKE_EINVAL; /* no CR/LF: no header injection */
-  }
+  if (!spoke__header_value_ok(value, vlen))
+    return SPOKE_EINVAL; /* no CR/LF: no header injection */
   if (spoke__strcaseeq(name, "Content-Length") ||
       spoke__strcaseeq(name, "Transfer-Encoding") ||
       spoke__strcaseeq(name, "Date"))
@@ -370,10 +245,11 @@ int spoke__response_write(spoke_request_t *req, const void *data,
     atomic_store(&req->resp_started, 1);
     rc = spoke__response_head(req, &b, -1);
   }
-  if (rc == 0 && len > 0 && !req->is_head && status_has_body(req->status)) {
+  if (rc == 0 && len > 0 && !req->is_head && spoke__status_has_body(req->status)) {
     if (chunked) {
-      char size[24], *end = put_num(size, len, 16);
-      end = PUT_LIT(end, "\r\n");
+      char size[24], *end = spoke__put_num(size, len, 16);
+      *end++ = '\r';
+      *end++ = '\n';
       rc = spoke__buf_append(&b, size, (size_t)(end - size));
     }
     if (rc == 0)
@@ -398,11 +274,11 @@ int spoke__response_end(spoke_request_t *req) {
   rc = plugin_claim(req, "end");
   if (rc != 0)
     return rc;
-  if (req->http_minor >= 1 && !req->is_head && status_has_body(req->status))
+  if (req->http_minor >= 1 && !req->is_head && spoke__status_has_body(req->status))
     rc = spoke__buf_append(&b, "0\r\n\r\n", 5);
   post_out(req, &b,
            SPOKE__OUT_PLUGIN | SPOKE__OUT_LAST |
-               (response_closes(req, 1) ? SPOKE__OUT_CLOSE : 0));
+               (spoke__response_closes(req, 1) ? SPOKE__OUT_CLOSE : 0));
   spoke__buf_free(&b);
   return rc;
 }

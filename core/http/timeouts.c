@@ -14,39 +14,12 @@
  *
  * Deadlines are plain numbers on the connection; one uv_timer per loop
  * sweeps them, at a quarter of the shortest timeout (10 ms to 1 s), so
- * the request path never touches a timer heap. Loop thread only.
+ * the request path never touches a timer heap. Setting a phase and its
+ * deadline is conn_life.c's; the sweep here acts on what expired, so it
+ * sits above the connection (it may answer 408 or 504). The sweep timer
+ * is closed with the loop's last handles (mailbox.c). Loop thread only.
  */
 #include "http/http.h"
-
-/* How long a closing connection reads and discards (nginx: 5 s). */
-#define LINGER_MS 5000
-
-static uint64_t phase_timeout(const spoke__config_t *cfg,
-                              spoke__phase_t phase) {
-  switch (phase) {
-    case SPOKE__PHASE_NEW:
-    case SPOKE__PHASE_HEAD: return cfg->header_timeout_ms;
-    case SPOKE__PHASE_IDLE: return cfg->keepalive_timeout_ms;
-    case SPOKE__PHASE_BODY: return cfg->body_timeout_ms;
-    case SPOKE__PHASE_HANDLER: return cfg->handler_timeout_ms;
-    case SPOKE__PHASE_LINGER: return LINGER_MS;
-    default: return 0;
-  }
-}
-
-void spoke__conn_phase(spoke__conn_t *conn, spoke__phase_t phase) {
-  uint64_t t = phase_timeout(conn->loop->shared->cfg, phase);
-  conn->phase = phase;
-  conn->deadline = t ? uv_now(&conn->loop->uv) + t : 0;
-}
-
-void spoke__conn_send_progress(spoke__conn_t *conn) {
-  uint64_t t = conn->loop->shared->cfg->send_timeout_ms;
-  if (t == 0 || conn->tcp.write_queue_size == 0)
-    conn->send_deadline = 0;
-  else
-    conn->send_deadline = uv_now(&conn->loop->uv) + t;
-}
 
 /* The async handler has had its time: 504, and the plugin is told as if
  * the client had left (abort callback), so it can stop and complete; the
@@ -62,11 +35,10 @@ static void handler_late(spoke__conn_t *conn) {
   spoke__warn("plugin %s: %s %s: no response within %llu ms; answering 504",
               req->inst ? req->inst->name : "?", req->method, req->path,
               (unsigned long long)conn->loop->shared->cfg->handler_timeout_ms);
-  req->holds |= SPOKE__REQ_IN_CALLBACK; /* the 504 may free it otherwise */
+  spoke__request_hold(req, SPOKE__HOLD_STACK); /* the 504 may free it */
   spoke__response_simple(req, 504, NULL);
   spoke__request_abort(req);
-  req->holds &= ~(unsigned)SPOKE__REQ_IN_CALLBACK;
-  spoke__request_maybe_free(req);
+  spoke__request_release(req, SPOKE__HOLD_STACK);
 }
 
 static void expire(spoke__conn_t *conn) {
@@ -127,8 +99,4 @@ void spoke__timeouts_start(spoke__loop_t *loop) {
   loop->sweep.data = loop;
   uv_timer_start(&loop->sweep, sweep, tick, tick);
   uv_unref((uv_handle_t *)&loop->sweep); /* never keeps a drained loop up */
-}
-
-void spoke__timeouts_stop(spoke__loop_t *loop) {
-  uv_close((uv_handle_t *)&loop->sweep, NULL);
 }

@@ -1,7 +1,7 @@
 /* timer.c: spoke_timer_start, "resume this request in MS milliseconds".
  *
  * Loop thread only: the timer is a uv_timer_t on the request's loop. Each
- * pending timer counts in req->ntimers, so the request (and the plugin
+ * pending timer is a TIMER hold on the request, so it (and the plugin
  * version it is pinned to) outlives the timer even if the client left;
  * the callback then runs and its completion is discarded.
  */
@@ -19,16 +19,15 @@ static void timer_closed(uv_handle_t *h) {
   timer_t_ *t = h->data;
   spoke_request_t *req = t->req;
   free(t);
-  req->ntimers--;
-  spoke__request_maybe_free(req);
+  spoke__request_release(req, SPOKE__HOLD_TIMER);
 }
 
 static void timer_fired(uv_timer_t *h) {
   timer_t_ *t = h->data;
   spoke_request_t *req = t->req;
-  req->holds |= SPOKE__REQ_IN_CALLBACK;
+  spoke__request_hold(req, SPOKE__HOLD_STACK);
   t->cb(req);
-  req->holds &= ~(unsigned)SPOKE__REQ_IN_CALLBACK;
+  spoke__request_release(req, SPOKE__HOLD_STACK);
   uv_close((uv_handle_t *)&t->handle, timer_closed);
 }
 
@@ -46,6 +45,6 @@ int spoke__timer_start(spoke_request_t *req, uint64_t ms, spoke_timer_cb cb) {
   t->handle.data = t;
   uv_timer_init(&req->loop->uv, &t->handle);
   uv_timer_start(&t->handle, timer_fired, ms, 0);
-  req->ntimers++;
+  spoke__request_hold(req, SPOKE__HOLD_TIMER);
   return 0;
 }

@@ -16,7 +16,7 @@
  *   callback, so the connection outlives it.
  *
  * An out with a request accounts its bytes in the request's `queued`
- * (back-pressure, response.c) and holds the request (nwrites) while its
+ * (back-pressure, response.c) and holds the request (a WRITE hold) while its
  * write is queued. Corked bytes and the remainder written at uncork
  * belong to no request any more: they are the connection's.
  */
@@ -50,7 +50,7 @@ void spoke__out_release(spoke__out_t *out) {
 /* OUT's bytes are no longer queued: sent, copied or dropped. */
 static void out_done(spoke__out_t *out, size_t len) {
   if (out->req != NULL)
-    spoke__response_dequeued(out->req, len);
+    spoke__request_dequeued(out->req, len);
   spoke__out_release(out);
 }
 
@@ -64,8 +64,7 @@ static void write_cb(uv_write_t *wr, int status) {
   else if (!conn->closing)
     spoke__conn_send_progress(conn);
   if (req != NULL) {
-    req->nwrites--;
-    spoke__request_maybe_free(req);
+    spoke__request_release(req, SPOKE__HOLD_WRITE);
   }
 }
 
@@ -82,7 +81,7 @@ static int write_now(spoke__conn_t *conn, spoke__out_t *out) {
   }
   if (n > 0) {
     if (out->req != NULL)
-      spoke__response_dequeued(out->req, (size_t)n);
+      spoke__request_dequeued(out->req, (size_t)n);
     out->data += n;
     out->len -= (size_t)n;
   }
@@ -99,7 +98,7 @@ static int write_now(spoke__conn_t *conn, spoke__out_t *out) {
     return n;
   }
   if (out->req != NULL)
-    out->req->nwrites++;
+    spoke__request_hold(out->req, SPOKE__HOLD_WRITE);
   if (conn->send_deadline == 0)
     spoke__conn_send_progress(conn);
   return 0;

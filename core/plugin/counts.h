@@ -1,4 +1,4 @@
-/* stats.h: the counters behind GET /metrics.
+/* counts.h: the counters behind GET /metrics.
  *
  * Counting must not slow the path it counts, so every counter has one
  * writer: a loop thread bumps only its own row (relaxed load + store, no

@@ -44,7 +44,7 @@ typedef struct spoke__instance_s {
   int handed_over;            /* state came from the previous version */
   struct spoke__instance_s *live_next, *live_prev; /* control thread */
   /* Requests answered per route and status class: [loop][route], each
-   * row written by its loop only (stats.h). NULL outside a server. */
+   * row written by its loop only (counts.h). NULL outside a server. */
   spoke__route_counts_t *counts;
   size_t counts_nroutes;
 } spoke__instance_t;

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -47,9 +50,15 @@ static spoke_request_t *req_new(const char *path, const char *query) {
   return req;
 }
 
+/* Releases every hold REQ has, which frees it. */
 static void req_done(spoke_request_t *req) {
-  req->holds = 0;
-  spoke__request_maybe_free(req);
+  spoke__hold_t order[64];
+  size_t n = 0;
+  for (int k = 0; k < SPOKE__HOLD_KINDS; k++)
+    for (unsigned i = 0; i < req->holds[k] && n < 64; i++)
+      order[n++] = (spoke__hold_t)k;
+  for (size_t i = 0; i < n; i++)
+    spoke__request_release(req, order[i]);
 }
 
 static void add_header(spoke_request_t *req, const char *name,
@@ -63,6 +72,7 @@ static void add_header(spoke_request_t *req, const char *name,
 
 static void new_and_free(void **state) {
   spoke_request_t *a, *b;
+  long live_before = spoke__request_live_count();
   (void)state;
 
   a = spoke__request_new(loop, NULL);
@@ -71,33 +81,36 @@ static void new_and_free(void **state) {
   assert_ptr_equal(a->loop, loop);
   assert_int_equal(a->status, 200);
   assert_string_equal(a->query, "");
-  assert_int_equal(a->holds, SPOKE__REQ_ON_CONN | SPOKE__REQ_UNCOMPLETED);
+  assert_true(spoke__request_held(a, SPOKE__HOLD_CONN));
+  assert_true(spoke__request_held(a, SPOKE__HOLD_UNCOMPLETED));
+  assert_int_equal(a->nholds, 2);
   assert_int_equal(atomic_load(&a->completed), 0);
   assert_int_equal(atomic_load(&a->aborted), 0);
   b = spoke__request_new(loop, NULL);
   assert_int_equal(loop->live_requests, 2);
+  assert_int_equal(spoke__request_live_count(), live_before + 2);
 
-  /* Not freed while anything holds it. */
-  a->holds = SPOKE__REQ_UNCOMPLETED;
-  spoke__request_maybe_free(a);
+  /* Not freed while anything holds it, whichever hold goes last. */
+  spoke__request_release(a, SPOKE__HOLD_CONN);
   assert_int_equal(loop->live_requests, 2);
-  a->holds = 0;
-  a->nwrites = 1;
-  spoke__request_maybe_free(a);
+  spoke__request_hold(a, SPOKE__HOLD_WRITE);
+  spoke__request_hold(a, SPOKE__HOLD_WRITE); /* counted: two writes */
+  spoke__request_release(a, SPOKE__HOLD_UNCOMPLETED);
+  spoke__request_release(a, SPOKE__HOLD_WRITE);
   assert_int_equal(loop->live_requests, 2);
-  a->nwrites = 0;
-  a->ntimers = 1;
-  spoke__request_maybe_free(a);
+  spoke__request_hold(a, SPOKE__HOLD_TIMER);
+  spoke__request_release(a, SPOKE__HOLD_WRITE);
   assert_int_equal(loop->live_requests, 2);
-  a->ntimers = 0;
-  /* Freed, with what it allocated. */
+  assert_false(spoke__request_held(a, SPOKE__HOLD_WRITE));
+  /* Freed by the last release, with what it allocated. */
   assert_non_null(spoke__request_alloc(a, 100));
   assert_int_equal(spoke__buf_append(&a->body, "body", 4), 0);
   assert_int_equal(spoke__buf_append(&a->resp_headers, "X: y\r\n", 6), 0);
-  spoke__request_maybe_free(a);
+  spoke__request_release(a, SPOKE__HOLD_TIMER);
   assert_int_equal(loop->live_requests, 1);
   req_done(b);
   assert_int_equal(loop->live_requests, 0);
+  assert_int_equal(spoke__request_live_count(), live_before);
 }
 
 /* A finished request goes back to its loop's pool and comes out of it
@@ -132,7 +145,9 @@ static void pool_reuses_cleared_requests(void **state) {
   assert_int_equal(atomic_load(&b->completed), 0);
   assert_int_equal(b->body.len, 0);
   assert_int_equal(b->wire.len, 0);
-  assert_int_equal(b->holds, SPOKE__REQ_ON_CONN | SPOKE__REQ_UNCOMPLETED);
+  assert_int_equal(b->nholds, 2);
+  assert_true(spoke__request_held(b, SPOKE__HOLD_CONN));
+  assert_true(spoke__request_held(b, SPOKE__HOLD_UNCOMPLETED));
   /* The arena is rewound to the request's own block. */
   assert_null(b->arena.chunks);
   p = spoke__request_alloc(b, 64);
@@ -154,7 +169,7 @@ static void on_abort(spoke_request_t *req) {
   aborted_req = req;
   /* The request is still alive and marked in the callback. */
   assert_int_equal(spoke__request_aborted(req), 1);
-  assert_true(req->holds & SPOKE__REQ_IN_CALLBACK);
+  assert_true(spoke__request_held(req, SPOKE__HOLD_STACK));
 }
 
 static void detach_aborts(void **state) {
@@ -168,7 +183,8 @@ static void detach_aborts(void **state) {
   assert_int_equal(aborts_seen, 1);
   assert_ptr_equal(aborted_req, req);
   assert_null(req->conn);
-  assert_int_equal(req->holds, SPOKE__REQ_UNCOMPLETED);
+  assert_int_equal(req->nholds, 1);
+  assert_true(spoke__request_held(req, SPOKE__HOLD_UNCOMPLETED));
   assert_int_equal(spoke__request_aborted(req), 1);
   /* Asking after the fact says the client already left. */
   assert_int_equal(spoke__request_on_abort(req, on_abort), SPOKE_ECANCELED);
@@ -182,10 +198,59 @@ static void detach_aborts(void **state) {
   aborts_seen = 0;
   assert_int_equal(spoke__request_on_abort(req, on_abort), 0);
   atomic_store(&req->completed, 1);
-  req->holds = SPOKE__REQ_ON_CONN;
+  spoke__request_release(req, SPOKE__HOLD_UNCOMPLETED); /* only CONN left */
   spoke__request_detach(req);
   assert_int_equal(aborts_seen, 0);
   assert_int_equal(loop->live_requests, 0);
+}
+
+/* A hold released twice, or an exclusive hold taken twice, is a bug in
+ * the core: it must stop the process at once (assert) rather than free a
+ * request under someone. Checked in a child process; assert is compiled
+ * in the Debug builds (ASan, TSan), not in the release build. */
+#ifndef NDEBUG
+static int dies_of_assert(void (*what)(void)) {
+  pid_t pid = fork();
+  int st = 0;
+  if (pid == 0) {
+    (void)!freopen("/dev/null", "w", stderr); /* the assert's message */
+    what();
+    _exit(0);
+  }
+  waitpid(pid, &st, 0);
+  return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
+static void release_twice(void) {
+  spoke_request_t *req = spoke__request_new(loop, NULL);
+  spoke__request_hold(req, SPOKE__HOLD_STACK);
+  spoke__request_release(req, SPOKE__HOLD_CONN);
+  spoke__request_release(req, SPOKE__HOLD_CONN);
+}
+
+static void hold_conn_twice(void) {
+  spoke_request_t *req = spoke__request_new(loop, NULL);
+  spoke__request_hold(req, SPOKE__HOLD_CONN);
+}
+
+static void release_after_free(void) {
+  spoke_request_t *req = spoke__request_new(loop, NULL);
+  spoke__request_release(req, SPOKE__HOLD_CONN);
+  spoke__request_release(req, SPOKE__HOLD_UNCOMPLETED); /* freed: pooled */
+  spoke__request_release(req, SPOKE__HOLD_UNCOMPLETED);
+}
+
+#endif
+
+static void hold_misuse_asserts(void **state) {
+  (void)state;
+#ifdef NDEBUG
+  skip();
+#else
+  assert_true(dies_of_assert(release_twice));
+  assert_true(dies_of_assert(hold_conn_twice));
+  assert_true(dies_of_assert(release_after_free));
+#endif
 }
 
 /* ---- simple accessors ---- */
@@ -442,6 +507,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(pool_reuses_cleared_requests, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(detach_aborts, setup, teardown),
+    cmocka_unit_test_setup_teardown(hold_misuse_asserts, setup, teardown),
     cmocka_unit_test_setup_teardown(basic_accessors, setup, teardown),
     cmocka_unit_test_setup_teardown(body, setup, teardown),
     cmocka_unit_test_setup_teardown(query_param, setup, teardown),

@@ -1,0 +1,238 @@
+/* parse.c: llhttp's callbacks, filling the request a connection reads.
+ *
+ * Loop thread only. llhttp's data callbacks may fire several times per
+ * token (a token can straddle two reads), so the URL, header names and
+ * values accumulate in the connection's buffers and are copied into the
+ * request's arena when complete. Each callback enforces its limit with
+ * the status users expect (414 request line, 431 header block or count,
+ * 413 body) by setting conn->err_status and failing; conn.c answers it.
+ * Header names must be tokens and values free of control bytes whatever
+ * llhttp accepts (head.c's validator); the request target is split into
+ * path and query and the path normalized (base/path.c) before routing.
+ * on_message_complete pauses the parser after each request, so pipelined
+ * requests wait their turn (conn.c resumes it).
+ */
+#include <string.h>
+
+#include "http/http.h"
+
+static llhttp_settings_t settings;
+static uv_once_t settings_once = UV_ONCE_INIT;
+
+static spoke__conn_t *conn_of(llhttp_t *p) { return p->data; }
+
+static const spoke__config_t *cfg_of(const spoke__conn_t *conn) {
+  return conn->loop->shared->cfg;
+}
+
+/* Counts header-block bytes; past --max-header fails with 431. */
+static int head_grow(spoke__conn_t *conn, size_t len) {
+  conn->head_bytes += len;
+  if (conn->head_bytes > cfg_of(conn)->max_header) {
+    conn->err_status = 431;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  spoke__conn_t *conn = conn_of(p);
+  if (conn->req == NULL) {
+    conn->req = spoke__request_new(conn->loop, conn);
+    if (conn->req == NULL) {
+      conn->err_status = 503;
+      return -1;
+    }
+  }
+  spoke__buf_reset(&conn->url);
+  spoke__buf_reset(&conn->field);
+  spoke__buf_reset(&conn->value);
+  conn->head_bytes = 0;
+  spoke__conn_phase(conn, SPOKE__PHASE_HEAD);
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  spoke__conn_t *conn = conn_of(p);
+  if (conn->url.len + len > cfg_of(conn)->max_request_line) {
+    conn->err_status = 414;
+    return -1;
+  }
+  return spoke__buf_append(&conn->url, at, len) == 0 ? 0 : -1;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  spoke__conn_t *conn = conn_of(p);
+  if (head_grow(conn, len) != 0)
+    return -1;
+  return spoke__buf_append(&conn->field, at, len) == 0 ? 0 : -1;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  spoke__conn_t *conn = conn_of(p);
+  if (head_grow(conn, len) != 0)
+    return -1;
+  return spoke__buf_append(&conn->value, at, len) == 0 ? 0 : -1;
+}
+
+/* Every header name must be a token (no whitespace before the colon) and
+ * every value free of control bytes but HTAB, whatever llhttp says. */
+static int on_header_field_complete(llhttp_t *p) {
+  spoke__conn_t *conn = conn_of(p);
+  if (!spoke__is_token(conn->field.data ? conn->field.data : "",
+                       conn->field.len)) {
+    conn->err_status = 400;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  spoke__conn_t *conn = conn_of(p);
+  int rc;
+  if (!spoke__header_value_ok(conn->value.data, conn->value.len)) {
+    conn->err_status = 400;
+    return -1;
+  }
+  if (conn->req->nheaders >= cfg_of(conn)->max_headers) {
+    conn->err_status = 431;
+    return -1;
+  }
+  rc = spoke__request_add_header(conn->req, conn->field.data ? conn->field.data : "",
+                                     conn->field.len,
+                                     conn->value.data ? conn->value.data : "",
+                                     conn->value.len);
+  spoke__buf_reset(&conn->field);
+  spoke__buf_reset(&conn->value);
+  return rc == 0 ? 0 : -1;
+}
+
+/* Splits the request target into path and query and normalizes the path
+ * (path.c). Absolute-form targets ("http://host/p?q") are reduced to their
+ * path; any other target that is not a path ("*", "host:443") fails. */
+static int set_target(spoke_request_t *req, const char *url, size_t len) {
+  const char *q, *start = url;
+  char *path;
+  size_t plen;
+
+  if (len > 7 && (strncmp(url, "http://", 7) == 0 ||
+                  strncmp(url, "https://", 8) == 0)) {
+    const char *slash = memchr(url + 8, '/', len - 8);
+    const char *quest = memchr(url + 8, '?', len - 8);
+    if (slash == NULL || (quest != NULL && quest < slash))
+      start = NULL; /* no path: "/" */
+    else
+      start = slash;
+  }
+  req->url = spoke__arena_strndup(&req->arena, url, len);
+  if (req->url == NULL)
+    return -1;
+  if (start == NULL) {
+    const char *quest = memchr(url, '?', len);
+    req->path = "/";
+    req->path_len = 1;
+    req->query = quest ? spoke__arena_strndup(&req->arena, quest + 1,
+                                              (size_t)(url + len - quest - 1))
+                       : "";
+    return req->query ? 0 : -1;
+  }
+  len -= (size_t)(start - url);
+  q = memchr(start, '?', len);
+  plen = q ? (size_t)(q - start) : len;
+  if (q != NULL) {
+    req->query = spoke__arena_strndup(&req->arena, q + 1, len - plen - 1);
+    if (req->query == NULL)
+      return -1;
+  }
+  path = spoke__arena_strndup(&req->arena, start, plen);
+  if (path == NULL || spoke__path_normalize(path, plen, &req->path_len) != 0)
+    return -1;
+  req->path = path;
+  return 0;
+}
+
+static void send_100_continue(spoke__conn_t *conn) {
+  static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  spoke__out_t *out = spoke__out_new(sizeof(line) - 1);
+  if (out == NULL)
+    return;
+  memcpy(out->data, line, out->len);
+  spoke__conn_send(conn, out); /* behind any response already corked */
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  spoke__conn_t *conn = conn_of(p);
+  spoke_request_t *req = conn->req;
+  size_t max_body = conn->loop->shared->cfg->max_body;
+  const char *expect;
+
+  req->method = llhttp_method_name((llhttp_method_t)p->method);
+  req->http_major = p->http_major;
+  req->http_minor = p->http_minor;
+  req->is_head = p->method == HTTP_HEAD;
+  if (p->http_major != 1) { /* HTTP/0.9 (no version), HTTP/2.0, ... */
+    conn->err_status = 505;
+    return -1;
+  }
+  if (set_target(req, conn->url.data ? conn->url.data : "", conn->url.len) != 0) {
+    conn->err_status = 400;
+    return -1;
+  }
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max_body) {
+    conn->err_status = 413;
+    return -1;
+  }
+  expect = (p->flags & F_CHUNKED) || p->content_length > 0
+               ? spoke__request_header(req, "Expect")
+               : NULL; /* no body, nothing to continue with */
+  if (expect != NULL && req->http_minor >= 1 &&
+      spoke__strcaseeq(expect, "100-continue"))
+    send_100_continue(conn);
+  conn->body_kind = (p->flags & F_CHUNKED) ? SPOKE__BODY_CHUNKED
+                    : p->content_length > 0 ? SPOKE__BODY_LENGTH
+                                            : SPOKE__BODY_NONE;
+  conn->body_length = p->content_length;
+  if (conn->body_kind != SPOKE__BODY_NONE)
+    spoke__conn_phase(conn, SPOKE__PHASE_BODY);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  spoke__conn_t *conn = conn_of(p);
+  spoke_request_t *req = conn->req;
+  if (req->body.len + len > conn->loop->shared->cfg->max_body) {
+    conn->err_status = 413;
+    return -1;
+  }
+  spoke__conn_phase(conn, SPOKE__PHASE_BODY); /* progress: clock restarts */
+  return spoke__buf_append(&req->body, at, len) == 0 ? 0 : -1;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  spoke__conn_t *conn = conn_of(p);
+  /* No protocol upgrades (WebSocket, h2c, CONNECT tunnels): the request
+   * is answered as plain HTTP and is the connection's last; nothing after
+   * it on this connection is HTTP any more. */
+  if (p->upgrade)
+    conn->close_after = 1;
+  conn->req->keep_alive = llhttp_should_keep_alive(p) && !conn->close_after;
+  return HPE_PAUSED;
+}
+
+static void settings_init(void) {
+  llhttp_settings_init(&settings);
+  settings.on_message_begin = on_message_begin;
+  settings.on_url = on_url;
+  settings.on_header_field = on_header_field;
+  settings.on_header_value = on_header_value;
+  settings.on_header_field_complete = on_header_field_complete;
+  settings.on_header_value_complete = on_header_value_complete;
+  settings.on_headers_complete = on_headers_complete;
+  settings.on_body = on_body;
+  settings.on_message_complete = on_message_complete;
+}
+
+const llhttp_settings_t *spoke__parse_settings(void) {
+  uv_once(&settings_once, settings_init);
+  return &settings;
+}
