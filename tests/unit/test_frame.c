@@ -45,8 +45,10 @@ typedef struct {
 
 #define GET "GET /hello HTTP/1.1\r\nHost: a\r\n"
 #define HDRS "GET /echo/headers HTTP/1.1\r\nHost: a\r\n"
-#define POST(n) "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: " #n "\r\n\r\n"
-#define TE "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+#define POST(n)                                                             \
+  "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: " #n "\r\n\r\n"
+#define TE                                                                  \
+  "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 static const frame_case_t cases[] = {
   /* ---- heads: CRLF only ---- */
