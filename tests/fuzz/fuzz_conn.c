@@ -32,7 +32,7 @@
  *     canonical %XX; the query is the target's bytes after its first '?'
  *     (see target_check);
  *   - with SPOKE_FUZZ_STRICT=1, also: a request whose head breaks the
- *     rules DESIGN.md says spoke enforces whatever llhttp accepts (CRLF
+ *     rules docs/DESIGN.md says spoke enforces whatever llhttp accepts (CRLF
  *     only, no obs-fold, token names, no whitespace before the colon, no
  *     control bytes in values), or whose chunked body is not RFC 9112
  *     chunked (CRLF after each size line and each chunk's data), gets no
@@ -282,7 +282,7 @@ static int rq_message_complete(llhttp_t *p) {
 
 /* ---- the design's head rules (SPOKE_FUZZ_STRICT) ---------------------- */
 
-/* DESIGN.md: spoke refuses, whatever its llhttp accepts, a head with
+/* docs/DESIGN.md: spoke refuses, whatever its llhttp accepts, a head with
  * anything but CRLF line ends (no bare CR or LF), obs-fold, a header name
  * that is not a token, whitespace before the colon, control bytes in a
  * value. This is that grammar, kept independent of llhttp and the core;

@@ -254,7 +254,7 @@ def malformed_request_line_400_then_still_serving():
             check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
 
 
-# Request heads the server must refuse with 400 (DESIGN.md: CRLF only, no
+# Request heads the server must refuse with 400 (docs/DESIGN.md: CRLF only, no
 # bare CR or LF, no obs-fold, header names are tokens, no whitespace before
 # the colon, values free of control bytes; strict llhttp otherwise).
 BAD_HEADS = [
