@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""plugins/static.c: files under a prefix with the right types and sizes,
+"""plugins/static/: files under a prefix with the right types and sizes,
 HEAD, ETag/Last-Modified and 304s, Range (206/416), directories (404
 with index off, index.html with it on), and no way out of the root: `..`,
 encoded dots and slashes, NUL, symbolic links pointing out (or in), and

@@ -1,0 +1,210 @@
+/* static.c: serves the files of one directory under a URL prefix.
+ *
+ *   GET|HEAD PREFIX/REL  ->  the regular file ROOT/REL
+ *
+ * This file is the plugin's front: its descriptor, configuration, init
+ * and fini, and the handler that ties the other files together
+ * (static.h lists them): resolve.c finds the file below ROOT and holds
+ * the path invariants (nothing outside ROOT is opened, no symbolic link
+ * below it is followed, only regular files are served); conditional.c
+ * does ETag, Last-Modified, 304s and Range; mime.c the Content-Type;
+ * send.c writes the response, the body whole or streamed.
+ *
+ * Configuration, from the [plugin static] section of the server's config
+ * file (spoke_config; every key optional, unknown keys ignored):
+ *   root   = DIR     the directory served; default "static", relative to
+ *                    the server's working directory. Resolved once at init
+ *                    (realpath) and logged; init fails, with one log line,
+ *                    when it is not a directory.
+ *   prefix = /PATH   the URL prefix; default /static. Letters, digits,
+ *                    "-._~" and '/' only; "/" serves the whole site.
+ *   index  = on|off  default off. On: a directory serves its index.html
+ *                    ("/dir" is first redirected to "/dir/" so relative
+ *                    links work). Never a generated listing. Off, or
+ *                    without index.html, a directory is 404.
+ *
+ * GET and HEAD only: the router answers other methods 405 (HEAD is
+ * routed to GET's handler by the server).
+ *
+ * Threading: the route is SPOKE_SYNC, since file I/O blocks; it runs on
+ * the worker pool. The state is written by init and only read afterwards,
+ * so every worker shares it, root fd included, without a lock.
+ */
+#define _GNU_SOURCE /* O_PATH, GNU strerror_r */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "static.h"
+
+#define PREFIX_MAX 512
+
+static int serve(spoke_request_t *req);
+
+/* The route's pattern, the configured prefix then "/" "*", written by init
+ * on the control thread before the server reads the table (it does so
+ * again after init). Static rather than allocated: it then lives exactly
+ * as long as the descriptor pointing at it, as a string literal would,
+ * whatever the server reads during unload. Every loaded version is its
+ * own copy of the .so, so a reload starts again from the default. */
+static char route_path[PREFIX_MAX + 3];
+
+/* Not const: init points routes[0].path at route_path. */
+static spoke_route_t routes[] = {
+  { "GET", "/static/*", SPOKE_SYNC, serve },
+};
+
+const char *static_errstr(int err, char *buf, size_t n) {
+  return strerror_r(err, buf, n); /* the GNU one: returns the message */
+}
+
+/* GET|HEAD PREFIX/...: the handler. */
+static int serve(spoke_request_t *req) {
+  const static_state_t *st = spoke_plugin_state(req);
+  const char *path = spoke_request_path(req);
+  static_file_t f;
+  int status, rc;
+
+  /* The router matched the prefix and its wildcard, so the path starts
+   * with the prefix; check anyway rather than trust an offset. */
+  if (strncmp(path, st->prefix, st->prefix_len) != 0 ||
+      (path[st->prefix_len] != '\0' && path[st->prefix_len] != '/'))
+    return static_reply_status(req, 404);
+  memset(&f, 0, sizeof(f));
+  f.fd = -1;
+  status = static_open_beneath(st, path + st->prefix_len, &f);
+  if (status == 301)
+    return static_redirect_dir(req, path);
+  if (status != 200) {
+    if (status == 500) {
+      char buf[128];
+      spoke_log(SPOKE_LOG_ERROR, "%s %s: open below %s: %s",
+                spoke_request_method(req), path, st->root,
+                static_errstr(f.err, buf, sizeof(buf)));
+    }
+    return static_reply_status(req, status);
+  }
+  rc = static_respond_file(req, &f);
+  close(f.fd);
+  return rc;
+}
+
+/* ---- configuration ---- */
+
+static int unreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+         c == '~';
+}
+
+/* PREFIX in the form the server's normalized paths use ("/a/b": repeated
+ * and trailing slashes dropped, "/" becomes "") then "/" "*" into OUT
+ * (PREFIX_MAX + 3 bytes); *LEN gets the prefix's length. 0, or -1 if it
+ * is not a plain path. */
+static int make_pattern(const char *prefix, char *out, size_t *len) {
+  const char *p = prefix;
+  size_t w = 0;
+
+  if (p[0] != '/')
+    return -1;
+  for (;;) {
+    const char *seg;
+    size_t n;
+    while (*p == '/')
+      p++;
+    if (*p == '\0')
+      break;
+    for (seg = p; *p != '\0' && *p != '/'; p++)
+      if (!unreserved((unsigned char)*p))
+        return -1;
+    n = (size_t)(p - seg);
+    if ((n == 1 && seg[0] == '.') ||
+        (n == 2 && seg[0] == '.' && seg[1] == '.') || w + 1 + n > PREFIX_MAX)
+      return -1;
+    out[w++] = '/';
+    memcpy(out + w, seg, n);
+    w += n;
+  }
+  *len = w;
+  memcpy(out + w, "/*", 3);
+  return 0;
+}
+
+static int parse_switch(const char *v, int *out) {
+  if (strcasecmp(v, "on") == 0 || strcasecmp(v, "yes") == 0 ||
+      strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0)
+    *out = 1;
+  else if (strcasecmp(v, "off") == 0 || strcasecmp(v, "no") == 0 ||
+           strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0)
+    *out = 0;
+  else
+    return -1;
+  return 0;
+}
+
+static int static_init(const spoke_host_t *host, void **state) {
+  const char *root = spoke_config("root");
+  const char *prefix = spoke_config("prefix");
+  const char *index = spoke_config("index");
+  static_state_t *st = calloc(1, sizeof(*st));
+  char pattern[PREFIX_MAX + 3], buf[128];
+
+  (void)host;
+  if (st == NULL)
+    return SPOKE_ENOMEM;
+  if (root == NULL || *root == '\0')
+    root = "static";
+  if (prefix == NULL)
+    prefix = "/static";
+  if (index != NULL && parse_switch(index, &st->index) != 0) {
+    spoke_log(SPOKE_LOG_ERROR, "index = %s: want on or off", index);
+    goto fail;
+  }
+  if (make_pattern(prefix, pattern, &st->prefix_len) != 0) {
+    spoke_log(SPOKE_LOG_ERROR,
+              "prefix = %s: want a path of letters, digits, \"-._~\" and "
+              "'/' (at most %d bytes), starting with '/'",
+              prefix, PREFIX_MAX);
+    goto fail;
+  }
+  if (realpath(root, st->root) == NULL) {
+    int err = errno;
+    char cwd[PATH_MAX];
+    spoke_log(SPOKE_LOG_ERROR, "root %s%s%s: %s; not serving", root,
+              root[0] == '/' ? "" : " in ",
+              root[0] == '/' ? ""
+                             : getcwd(cwd, sizeof(cwd)) ? cwd : "(unknown)",
+              static_errstr(err, buf, sizeof(buf)));
+    goto fail;
+  }
+  st->root_fd = open(st->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (st->root_fd < 0) {
+    spoke_log(SPOKE_LOG_ERROR, "root %s: %s; not serving", st->root,
+              static_errstr(errno, buf, sizeof(buf)));
+    goto fail;
+  }
+  memcpy(route_path, pattern, sizeof(pattern));
+  routes[0].path = route_path;
+  st->prefix = route_path;
+  spoke_log(SPOKE_LOG_INFO, "serving %s at %.*s/ (index %s)", st->root,
+            (int)st->prefix_len, route_path, st->index ? "on" : "off");
+  *state = st;
+  return 0;
+
+fail:
+  free(st);
+  return SPOKE_EINIT;
+}
+
+static void static_fini(void *state) {
+  static_state_t *st = state;
+  close(st->root_fd);
+  free(st);
+}
+
+SPOKE_PLUGIN(.name = "static", .version = "1.0.0", SPOKE_ROUTES(routes),
+             .init = static_init, .fini = static_fini);

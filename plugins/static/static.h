@@ -1,0 +1,92 @@
+/* static.h: what the files of the static plugin share, and nothing more.
+ *
+ *   static.c       descriptor, configuration, init/fini, the handler
+ *   resolve.c      finding the file: the walk below ROOT
+ *   conditional.c  ETag, Last-Modified, If-None-Match, If-Modified-Since,
+ *                  If-Range and Range; HTTP dates
+ *   mime.c         Content-Type from the extension
+ *   send.c         the response: status pages, redirects, the body whole
+ *                  or streamed
+ *
+ * Private to the plugin: every name declared here starts with static_ (or
+ * is a type or constant of this header) and none is exported. The plugin
+ * is built with -fvisibility=hidden (sdk/cmake/SpokePlugin.cmake), so the
+ * .so exports its descriptor, spoke_plugin, and nothing else; anything a
+ * single file needs alone stays `static` in that file.
+ */
+#ifndef SPOKE_PLUGIN_STATIC_H
+#define SPOKE_PLUGIN_STATIC_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <spoke.h>
+
+/* The plugin's state: written by init, only read afterwards, so every
+ * worker shares it, root fd included, without a lock. */
+typedef struct {
+  int root_fd;        /* O_PATH directory fd of ROOT, shared by all threads */
+  int index;          /* serve DIR/index.html for a directory */
+  const char *prefix; /* route_path: its first prefix_len bytes */
+  size_t prefix_len;  /* length of the prefix in a request path; 0 for "/" */
+  char root[PATH_MAX]; /* resolved, for the logs */
+} static_state_t;
+
+/* A file found for a request. */
+typedef struct {
+  int fd;                  /* open for reading */
+  struct stat sb;          /* of fd */
+  char name[NAME_MAX + 1]; /* its last component, for the Content-Type */
+  int err;                 /* errno behind a 500 */
+} static_file_t;
+
+/* static.c */
+/* strerror_r's message for ERR (BUF, N bytes, may hold it). */
+const char *static_errstr(int err, char *buf, size_t n);
+
+/* resolve.c */
+/* Finds REL (the request path after the prefix: "" or "/...", still
+ * percent-encoded) below ROOT. 200 with F->fd open, 301 for a directory
+ * that needs its slash, or an error status (F->err set for a 500). F is
+ * zeroed with fd -1 by the caller. */
+int static_open_beneath(const static_state_t *st, const char *rel,
+                        static_file_t *f);
+
+/* conditional.c */
+enum { STATIC_RANGE_NONE, STATIC_RANGE_ONE, STATIC_RANGE_UNSATISFIABLE };
+
+/* T as an IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (no locale). */
+void static_http_date(time_t t, char *out, size_t n);
+/* The strong, quoted ETag of the file SB describes. */
+void static_make_etag(const struct stat *sb, char *out, size_t n);
+/* Whether If-None-Match, else If-Modified-Since, says the client's copy
+ * (ETAG, MTIME) is current: a 304. */
+int static_not_modified(spoke_request_t *req, const char *etag,
+                        time_t mtime);
+/* Whether If-Range, if any, lets a Range be honoured. */
+int static_if_range_holds(spoke_request_t *req, const char *etag,
+                          time_t mtime);
+/* The Range value H against SIZE bytes: STATIC_RANGE_ONE with [*FIRST,
+ * *LAST], STATIC_RANGE_NONE for the whole body, or
+ * STATIC_RANGE_UNSATISFIABLE for a 416. */
+int static_parse_range(const char *h, uint64_t size, uint64_t *first,
+                       uint64_t *last);
+
+/* mime.c */
+/* Content-Type by the extension of NAME; application/octet-stream when
+ * it has none or an unknown one. */
+const char *static_content_type(const char *name);
+
+/* send.c */
+/* A short text response, "404 Not Found\n", for 301, 403, 404, 416, 500. */
+int static_reply_status(spoke_request_t *req, int status);
+/* "/dir" -> 301 to "/dir/", the query kept. */
+int static_redirect_dir(spoke_request_t *req, const char *path);
+/* The response for the open file F: 304, 206, 416 or 200, whole or
+ * streamed; HEAD reads nothing. F stays open (the caller closes it). */
+int static_respond_file(spoke_request_t *req, const static_file_t *f);
+
+#endif
