@@ -1,10 +1,23 @@
-/* config.c: the command line and the settings it shares with the file.
+/* config.c: the server's settings, from one table of options.
  *
- * Every setting has a default here and a flag; "--flag value" and
- * "--flag=value" both work, and "flag = value" in the --config file
- * (conffile.c) goes through the same spoke__config_set. Sizes take k/m/g
- * suffixes (powers of 1024). Filled once on the main thread before
- * anything starts; read-only after.
+ * Every option is one entry of `options` below: its flag, the kind of
+ * value it takes, the field of spoke__config_t it sets, its default, its
+ * bounds and its help text. Everything else is driven from that table:
+ * spoke__config_defaults applies each default through the same parser a
+ * user's value goes through, spoke__config_set looks the flag up and
+ * parses and bounds-checks its value in one place (one message shape:
+ * the flag, the allowed range, the value given), spoke__config_parse
+ * reads "--flag value" and "--flag=value" from the command line,
+ * spoke__config_load_file feeds "flag = value" lines of the --config
+ * file (base/conffile.c) through spoke__config_set, and
+ * spoke__config_usage prints --help from the same entries. Adding an
+ * option is adding an entry.
+ *
+ * Invariants: a refused value leaves its field as it was; numeric fields
+ * only ever hold values inside their entry's [lo, hi]; string fields
+ * point into argv or into the config file's text (kept for the life of
+ * the process), never into a temporary buffer. Filled once on the main
+ * thread before anything starts; read-only after.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -14,79 +27,9 @@
 #include <uv.h>
 
 #include "ctl/ctl.h"
+#include "ctl/options.h"
 
-void spoke__config_defaults(spoke__config_t *cfg) {
-  unsigned cpus = uv_available_parallelism();
-  memset(cfg, 0, sizeof(*cfg));
-  snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
-  cfg->listen_port = 8080;
-  cfg->plugins_dir = "plugins";
-  cfg->loops = cpus > 0 ? (int)cpus : 1;
-  cfg->workers = 16;
-  cfg->max_queue = 1024;
-  cfg->max_body = 1024 * 1024;
-  cfg->max_request_line = 8 * 1024;
-  cfg->max_header = 16 * 1024;
-  cfg->max_headers = 100;
-  cfg->max_conns = 10000;
-  cfg->max_requests = 1000;
-  cfg->header_timeout_ms = 30000;
-  cfg->keepalive_timeout_ms = 75000;
-  cfg->body_timeout_ms = 30000;
-  cfg->send_timeout_ms = 30000;
-  cfg->handler_timeout_ms = 60000;
-  cfg->shutdown_timeout_ms = 30000;
-  cfg->watch_debounce_ms = 20;
-  cfg->log_level = SPOKE_LOG_INFO;
-}
-
-void spoke__config_usage(FILE *out) {
-  fprintf(out,
-"usage: spoke --listen HOST:PORT --plugins DIR [options]\n"
-"       spoke new NAME [DIR] | spoke check FILE.so... | spoke help [COMMAND]\n"
-"\n"
-"Serves HTTP/1.1 with routes from the plugins (*.so) in DIR.\n"
-"\n"
-"  --listen HOST:PORT      address to listen on (default 127.0.0.1:8080;\n"
-"                          port 0 picks a free port; [::1]:8080 for IPv6)\n"
-"  --plugins DIR           plugins directory (default ./plugins)\n"
-"  --config FILE           settings (these flags without --, one per line)\n"
-"                          and [plugin NAME] sections; flags win\n"
-"  --admin HOST:PORT       admin listener: GET /status, GET /metrics,\n"
-"                          POST /reload (off by default; keep it on loopback)\n"
-"  --access-log FILE       Combined Log Format plus request time, - for\n"
-"                          stdout; reopened on SIGUSR1 (default off)\n"
-"  --loops L               I/O loop threads (default: number of CPUs)\n"
-"  --workers W             worker-pool threads for sync handlers\n"
-"                          (default 16, at most 1024)\n"
-"  --max-queue Q           sync requests that may wait for a worker;\n"
-"                          past it: 503 with Retry-After (default 1024)\n"
-"\nlimits (BYTES take k, m, g):\n"
-"  --max-body BYTES        request body; past it 413 (default 1m)\n"
-"  --max-request-line BYTES  request line; past it 414 (default 8k)\n"
-"  --max-header BYTES      header block; past it 431 (default 16k)\n"
-"  --max-headers N         header fields; past it 431 (default 100)\n"
-"  --max-conns N           open connections; past it 503 (default 10000)\n"
-"  --max-requests N        requests per keep-alive connection (default 1000)\n"
-"\ntimeouts (TIME: seconds, or with ms: 500ms):\n"
-"  --header-timeout TIME   request head complete within; else 408\n"
-"                          (default 30)\n"
-"  --keepalive-timeout TIME  idle keep-alive connection kept (default 75)\n"
-"  --body-timeout TIME     between body reads; else 408 (default 30)\n"
-"  --send-timeout TIME     between write progress; else close (default 30)\n"
-"  --handler-timeout TIME  async handler starts its response within;\n"
-"                          else 504; 0: no limit (default 60)\n"
-"  --shutdown-timeout TIME how long SIGTERM waits for in-flight requests\n"
-"                          (default 30)\n"
-"\n"
-"  --runtime-dir DIR       where private copies of plugins are mapped from;\n"
-"                          must allow exec mappings (default $TMPDIR or /tmp)\n"
-"  --watch-debounce MS     quiet time after a plugin file changes before it\n"
-"                          is loaded (default 20)\n"
-"  --log-level LEVEL       error, warn, info or debug (default info)\n"
-"  --help                  this text\n"
-"  --version               the version of spoke and of its plugin SDK\n");
-}
+/* ---- value parsers (no bounds: those are the table's) ---- */
 
 /* "16k" -> 16384 when SUFFIX allows k/m/g; -1 if not a number, or past
  * 2^40. */
@@ -109,6 +52,25 @@ static long long parse_number(const char *s, int suffix) {
   if (*end != '\0' || v > limit / mult)
     return -1;
   return (long long)(v * mult);
+}
+
+/* "30" or "30s" -> 30000, "500ms" -> 500; -1 if not a time. */
+static long long parse_ms(const char *s) {
+  size_t n = strlen(s);
+  char num[32];
+  long long v, mult = 1000;
+  if (n > 2 && strcmp(s + n - 2, "ms") == 0) {
+    n -= 2;
+    mult = 1;
+  } else if (n > 1 && s[n - 1] == 's') {
+    n -= 1;
+  }
+  if (n == 0 || n >= sizeof(num))
+    return -1;
+  memcpy(num, s, n);
+  num[n] = '\0';
+  v = parse_number(num, 0);
+  return v < 0 ? -1 : v * mult; /* at most 2^40 s: no overflow */
 }
 
 /* "HOST:PORT", "[V6]:PORT" or ":PORT" (all interfaces). */
@@ -148,68 +110,328 @@ bad:
   return SPOKE_EINVAL;
 }
 
-static int parse_listen(spoke__config_t *cfg, const char *v, char *err,
-                        size_t errlen) {
+/* ---- the options that need their own parse function ---- */
+
+static int opt_listen(spoke__config_t *cfg, const spoke__opt_t *o,
+                      const char *v, char *err, size_t errlen) {
+  (void)o;
   return parse_hostport("--listen", v, cfg->listen_host,
                         sizeof(cfg->listen_host), &cfg->listen_port, err,
                         errlen);
 }
 
-static int parse_level(const char *v) {
-  static const char *names[] = {"error", "warn", "info", "debug"};
-  for (int i = 0; i < 4; i++)
-    if (strcmp(v, names[i]) == 0)
-      return i;
-  return -1;
+static int opt_admin(spoke__config_t *cfg, const spoke__opt_t *o,
+                     const char *v, char *err, size_t errlen) {
+  int rc = parse_hostport("--admin", v, cfg->admin_host,
+                          sizeof(cfg->admin_host), &cfg->admin_port, err,
+                          errlen);
+  (void)o;
+  cfg->admin_on = rc == 0;
+  return rc;
 }
 
-/* "30" or "30s" -> 30000, "500ms" -> 500; -1 if not a time. */
-static long long parse_ms(const char *s) {
-  size_t n = strlen(s);
-  char num[32];
-  long long v, mult = 1000;
-  if (n > 2 && strcmp(s + n - 2, "ms") == 0) {
-    n -= 2;
-    mult = 1;
-  } else if (n > 1 && s[n - 1] == 's') {
-    n -= 1;
-  }
-  if (n == 0 || n >= sizeof(num))
-    return -1;
-  memcpy(num, s, n);
-  num[n] = '\0';
-  v = parse_number(num, 0);
-  if (v < 0 || v > 24LL * 3600 * 1000 / mult) /* a day at most */
-    return -1;
-  return v * mult;
-}
-
-static int time_opt(const char *flag, const char *v, uint64_t *out, char *err,
-                    size_t errlen) {
-  long long ms = parse_ms(v);
-  if (ms < 0) {
-    snprintf(err, errlen, "%s wants a time (30, 30s or 500ms), got \"%s\"",
-             flag, v);
+/* Only on the command line, in the first pass (spoke__config_parse). */
+static int opt_config(spoke__config_t *cfg, const spoke__opt_t *o,
+                      const char *v, char *err, size_t errlen) {
+  (void)o;
+  if (cfg->config_path != NULL) {
+    snprintf(err, errlen, "--config given twice");
     return SPOKE_EINVAL;
   }
-  *out = (uint64_t)ms;
+  cfg->config_path = v;
   return 0;
 }
 
-/* Reads a number option in [lo, hi]; SUFFIX: a byte size (k, m, g). */
-static int num_opt(const char *flag, const char *v, int suffix, long long lo,
-                   long long hi, long long *out, char *err, size_t errlen) {
-  long long n = parse_number(v, suffix);
-  if (n < lo || n > hi) {
-    snprintf(err, errlen, "%s wants a number from %lld to %lld, got \"%s\"",
-             flag, lo, hi, v);
-    return SPOKE_EINVAL;
+static int opt_help(spoke__config_t *cfg, const spoke__opt_t *o,
+                    const char *v, char *err, size_t errlen) {
+  (void)cfg, (void)o, (void)v, (void)err, (void)errlen;
+  spoke__config_usage(stdout);
+  return 1;
+}
+
+static int opt_version(spoke__config_t *cfg, const spoke__opt_t *o,
+                       const char *v, char *err, size_t errlen) {
+  (void)cfg, (void)o, (void)v, (void)err, (void)errlen;
+  printf("spoke %s (plugin SDK ABI %d.%d)\n", SPOKE_BUILD_VERSION,
+         SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR);
+  return 1;
+}
+
+#define MAX_LOOPS 1024
+
+/* --loops defaults to the number of CPUs (within its bounds). */
+static const char *cpus_default(char *buf, size_t cap) {
+  unsigned cpus = uv_available_parallelism();
+  if (cpus < 1)
+    cpus = 1;
+  if (cpus > MAX_LOOPS)
+    cpus = MAX_LOOPS;
+  snprintf(buf, cap, "%u", cpus);
+  return buf;
+}
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug",
+                                         NULL}; /* SPOKE_LOG_* order */
+
+/* ---- the table ---- */
+
+/* The field F of type T: offsetof plus a compile-time check (a pointer
+ * comparison the compiler refuses if F is not a T) that the store below
+ * writes the type the field really has. */
+#define AT(f, T)                                                             \
+  .off = offsetof(spoke__config_t, f) +                                      \
+         0 * sizeof(&((spoke__config_t *)0)->f == (T *)0)
+#define INT_AT(f) .ctype = SPOKE__OPT_INT, AT(f, int)
+#define SIZE_AT(f) .ctype = SPOKE__OPT_SIZE_T, AT(f, size_t)
+#define U64_AT(f) .ctype = SPOKE__OPT_U64, AT(f, uint64_t)
+#define STR_AT(f) .ctype = SPOKE__OPT_STR, AT(f, const char *)
+
+#define COUNT .kind = SPOKE__OPT_COUNT
+#define SIZE .kind = SPOKE__OPT_SIZE
+#define TIME .kind = SPOKE__OPT_TIME, .lo = 0, .hi = DAY_MS, .arg = "TIME"
+#define PATH .kind = SPOKE__OPT_PATH
+#define CUSTOM(fn) .kind = SPOKE__OPT_CUSTOM, .parse = (fn)
+#define DAY_MS (24LL * 3600 * 1000)
+
+/* In --help order. */
+static const spoke__opt_t options[] = {
+  {.name = "listen", .arg = "HOST:PORT", CUSTOM(opt_listen),
+   .def = "127.0.0.1:8080",
+   .help = "address to listen on; port 0 picks a free port, [::1]:8080 "
+           "is IPv6, :8080 every IPv4 address"},
+  {.name = "plugins", .arg = "DIR", PATH, STR_AT(plugins_dir),
+   .def = "plugins", .help = "plugins directory"},
+  {.name = "config", .arg = "FILE", CUSTOM(opt_config),
+   .flags = SPOKE__OPT_CLI, .def_note = "none",
+   .help = "settings (these flags without --, one per line) and "
+           "[plugin NAME] sections; flags win"},
+  {.name = "admin", .arg = "HOST:PORT", CUSTOM(opt_admin), .def_note = "off",
+   .help = "admin listener: GET /status, GET /metrics, POST /reload; keep "
+           "it on loopback"},
+  {.name = "access-log", .arg = "FILE", PATH, STR_AT(access_log),
+   .flags = SPOKE__OPT_OFF, .def_note = "off",
+   .help = "Combined Log Format plus request time, - for stdout, off for "
+           "none; reopened on SIGUSR1"},
+  {.name = "loops", .arg = "L", COUNT, INT_AT(loops), .lo = 1,
+   .hi = MAX_LOOPS, .def_fn = cpus_default, .def_note = "number of CPUs",
+   .help = "I/O loop threads"},
+  {.name = "workers", .arg = "W", COUNT, INT_AT(workers), .lo = 1,
+   .hi = 1024, .def = "16", .help = "worker-pool threads for sync handlers"},
+  {.name = "max-queue", .arg = "Q", COUNT, SIZE_AT(max_queue), .lo = 0,
+   .hi = 1LL << 30, .def = "1024",
+   .help = "sync requests that may wait for a worker; past it: 503 with "
+           "Retry-After"},
+
+  {.group = "limits (BYTES take k, m, g)",
+   .name = "max-body", .arg = "BYTES", SIZE, SIZE_AT(max_body), .lo = 0,
+   .hi = 1LL << 40, .def = "1m", .help = "request body; past it 413"},
+  {.name = "max-request-line", .arg = "BYTES", SIZE,
+   SIZE_AT(max_request_line), .lo = 64, .hi = 1LL << 24, .def = "8k",
+   .help = "request line; past it 414"},
+  {.name = "max-header", .arg = "BYTES", SIZE, SIZE_AT(max_header),
+   .lo = 256, .hi = 1LL << 24, .def = "16k",
+   .help = "header block; past it 431"},
+  {.name = "max-headers", .arg = "N", COUNT, SIZE_AT(max_headers), .lo = 1,
+   .hi = 100000, .def = "100", .help = "header fields; past it 431"},
+  {.name = "max-conns", .arg = "N", COUNT, SIZE_AT(max_conns), .lo = 1,
+   .hi = 1000000, .def = "10000",
+   .help = "open connections; past it 503"},
+  {.name = "max-requests", .arg = "N", COUNT, SIZE_AT(max_requests),
+   .lo = 1, .hi = 1LL << 40, .def = "1000",
+   .help = "requests per keep-alive connection"},
+
+  {.group = "timeouts (TIME: seconds, or with ms: 500ms; a day at most)",
+   .name = "header-timeout", TIME, U64_AT(header_timeout_ms), .def = "30s",
+   .help = "request head complete within; else 408"},
+  {.name = "keepalive-timeout", TIME, U64_AT(keepalive_timeout_ms),
+   .def = "75s", .help = "idle keep-alive connection kept"},
+  {.name = "body-timeout", TIME, U64_AT(body_timeout_ms), .def = "30s",
+   .help = "between body reads; else 408"},
+  {.name = "send-timeout", TIME, U64_AT(send_timeout_ms), .def = "30s",
+   .help = "between write progress; else close"},
+  {.name = "handler-timeout", TIME, U64_AT(handler_timeout_ms),
+   .def = "60s",
+   .help = "async handler starts its response within; else 504; 0: no "
+           "limit"},
+  {.name = "shutdown-timeout", TIME, U64_AT(shutdown_timeout_ms),
+   .def = "30s", .help = "how long SIGTERM waits for in-flight requests"},
+
+  {.group = "",
+   .name = "runtime-dir", .arg = "DIR", PATH, STR_AT(runtime_dir),
+   .def_note = "$TMPDIR or /tmp",
+   .help = "where private copies of plugins are mapped from; must allow "
+           "exec mappings"},
+  {.name = "watch-debounce", .arg = "MS", COUNT, U64_AT(watch_debounce_ms),
+   .lo = 0, .hi = 60000, .def = "20",
+   .help = "quiet time in milliseconds after a plugin file changes before "
+           "it is loaded"},
+  {.name = "log-level", .arg = "LEVEL", .kind = SPOKE__OPT_ENUM,
+   INT_AT(log_level), .names = log_levels, .def = "info",
+   .help = "error, warn, info or debug"},
+  {.name = "help", CUSTOM(opt_help),
+   .flags = SPOKE__OPT_CLI | SPOKE__OPT_NOVALUE, .help = "this text (or -h)"},
+  {.name = "version", CUSTOM(opt_version),
+   .flags = SPOKE__OPT_CLI | SPOKE__OPT_NOVALUE,
+   .help = "the version of spoke and of its plugin SDK"},
+};
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+const spoke__opt_t *spoke__config_options(size_t *n) {
+  *n = NOPTIONS;
+  return options;
+}
+
+const spoke__opt_t *spoke__config_option(const char *name) {
+  while (*name == '-')
+    name++;
+  for (size_t i = 0; i < NOPTIONS; i++)
+    if (strcmp(options[i].name, name) == 0)
+      return &options[i];
+  return NULL;
+}
+
+/* ---- applying one value ---- */
+
+static void store_number(spoke__config_t *cfg, const spoke__opt_t *o,
+                         long long n) {
+  void *p = (char *)cfg + o->off;
+  switch (o->ctype) {
+    case SPOKE__OPT_INT: *(int *)p = (int)n; break;
+    case SPOKE__OPT_SIZE_T: *(size_t *)p = (size_t)n; break;
+    case SPOKE__OPT_U64: *(uint64_t *)p = (uint64_t)n; break;
+    default: break;
   }
-  *out = n;
+}
+
+/* N as the user would write it for O's kind: 16m, 86400s, 1024. */
+static void format_value(const spoke__opt_t *o, long long n, char *buf,
+                         size_t cap) {
+  if (o->kind == SPOKE__OPT_SIZE && n > 0) {
+    static const char units[] = "gmk";
+    for (int i = 0; i < 3; i++) {
+      long long unit = 1LL << (10 * (3 - i));
+      if (n % unit == 0) {
+        snprintf(buf, cap, "%lld%c", n / unit, units[i]);
+        return;
+      }
+    }
+  } else if (o->kind == SPOKE__OPT_TIME) {
+    if (n % 1000 == 0)
+      snprintf(buf, cap, "%llds", n / 1000);
+    else
+      snprintf(buf, cap, "%lldms", n);
+    return;
+  }
+  snprintf(buf, cap, "%lld", n);
+}
+
+/* The one check of a numeric value: N is what V parsed to (-1 if it did
+ * not); the message names the flag, the range and what was given. */
+static int check_bounds(const spoke__opt_t *o, const char *v, long long n,
+                        char *err, size_t errlen) {
+  static const char *const what[] = {
+    [SPOKE__OPT_COUNT] = "a number",
+    [SPOKE__OPT_SIZE] = "a number of bytes",
+    [SPOKE__OPT_TIME] = "a time",
+  };
+  static const char *const hint[] = {
+    [SPOKE__OPT_COUNT] = "",
+    [SPOKE__OPT_SIZE] = " (k, m, g: powers of 1024)",
+    [SPOKE__OPT_TIME] = " (30, 30s or 500ms)",
+  };
+  char lo[32], hi[32];
+  if (n >= o->lo && n <= o->hi)
+    return 0;
+  format_value(o, o->lo, lo, sizeof(lo));
+  format_value(o, o->hi, hi, sizeof(hi));
+  snprintf(err, errlen, "--%s wants %s from %s to %s%s, got \"%s\"",
+           o->name, what[o->kind], lo, hi, hint[o->kind], v);
+  return SPOKE_EINVAL;
+}
+
+static int set_enum(spoke__config_t *cfg, const spoke__opt_t *o,
+                    const char *v, char *err, size_t errlen) {
+  size_t n = 0, len;
+  for (n = 0; o->names[n] != NULL; n++)
+    if (strcmp(v, o->names[n]) == 0) {
+      store_number(cfg, o, (long long)n);
+      return 0;
+    }
+  /* "--log-level wants error, warn, info or debug, got ..." */
+  len = (size_t)snprintf(err, errlen, "--%s wants", o->name);
+  for (size_t i = 0; i < n && len < errlen; i++)
+    len += (size_t)snprintf(err + len, errlen - len, "%s %s",
+                            i == 0 ? "" : i + 1 == n ? " or" : ",",
+                            o->names[i]);
+  if (len < errlen)
+    snprintf(err + len, errlen - len, ", got \"%s\"", v);
+  return SPOKE_EINVAL;
+}
+
+/* Parses V for O, checks it, stores it; the field is untouched on error. */
+static int apply(spoke__config_t *cfg, const spoke__opt_t *o, const char *v,
+                 char *err, size_t errlen) {
+  long long n;
+  int rc;
+
+  switch (o->kind) {
+    case SPOKE__OPT_CUSTOM:
+      return o->parse(cfg, o, v, err, errlen);
+    case SPOKE__OPT_PATH:
+      if ((o->flags & SPOKE__OPT_OFF) &&
+          (v[0] == '\0' || strcmp(v, "off") == 0))
+        v = NULL;
+      *(const char **)(void *)((char *)cfg + o->off) = v;
+      return 0;
+    case SPOKE__OPT_ENUM:
+      return set_enum(cfg, o, v, err, errlen);
+    case SPOKE__OPT_COUNT: n = parse_number(v, 0); break;
+    case SPOKE__OPT_SIZE: n = parse_number(v, 1); break;
+    case SPOKE__OPT_TIME: n = parse_ms(v); break;
+    default: return SPOKE_EINVAL;
+  }
+  if ((rc = check_bounds(o, v, n, err, errlen)) != 0)
+    return rc;
+  store_number(cfg, o, n);
   return 0;
 }
 
-/* "--flag" or "flag": the name without the dashes, for messages. */
+void spoke__config_defaults(spoke__config_t *cfg) {
+  char buf[32], err[256];
+  memset(cfg, 0, sizeof(*cfg));
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    const spoke__opt_t *o = &options[i];
+    const char *d = o->def_fn != NULL ? o->def_fn(buf, sizeof(buf)) : o->def;
+    if (d != NULL && apply(cfg, o, d, err, sizeof(err)) != 0) {
+      /* The table is wrong; tests/unit/test_config.c catches it first. */
+      fprintf(stderr, "spoke: built-in default: %s\n", err);
+      abort();
+    }
+  }
+}
+
+int spoke__config_set(spoke__config_t *cfg, const char *name, const char *v,
+                      char *err, size_t errlen) {
+  const spoke__opt_t *o = spoke__config_option(name);
+
+  if (o == NULL) {
+    while (*name == '-')
+      name++;
+    snprintf(err, errlen, "unknown option \"--%.60s\"", name);
+    return SPOKE_EINVAL;
+  }
+  if (o->flags & SPOKE__OPT_NOVALUE) {
+    snprintf(err, errlen, "--%s takes no value", o->name);
+    return SPOKE_EINVAL;
+  }
+  if (o->flags & SPOKE__OPT_CLI) {
+    snprintf(err, errlen, "--%s works on the command line only", o->name);
+    return SPOKE_EINVAL;
+  }
+  return apply(cfg, o, v, err, errlen);
+}
+
 static int set_from_file(void *cfg, const char *key, const char *value,
                          char *err, size_t errlen) {
   return spoke__config_set(cfg, key, value, err, errlen);
@@ -221,80 +443,30 @@ int spoke__config_load_file(spoke__config_t *cfg, const char *path,
                               errlen);
 }
 
-int spoke__config_set(spoke__config_t *cfg, const char *name, const char *v,
-                      char *err, size_t errlen) {
-  char flag[64];
-  long long n = 0;
-  int rc = 0;
+/* ---- the command line ---- */
 
-  while (*name == '-')
-    name++;
-  snprintf(flag, sizeof(flag), "--%s", name);
-  if (strcmp(flag, "--listen") == 0) {
-    rc = parse_listen(cfg, v, err, errlen);
-  } else if (strcmp(flag, "--admin") == 0) {
-    rc = parse_hostport(flag, v, cfg->admin_host, sizeof(cfg->admin_host),
-                        &cfg->admin_port, err, errlen);
-    cfg->admin_on = rc == 0;
-  } else if (strcmp(flag, "--access-log") == 0) {
-    cfg->access_log = v[0] != '\0' && strcmp(v, "off") != 0 ? v : NULL;
-  } else if (strcmp(flag, "--plugins") == 0) {
-    cfg->plugins_dir = v;
-  } else if (strcmp(flag, "--runtime-dir") == 0) {
-    cfg->runtime_dir = v;
-  } else if (strcmp(flag, "--loops") == 0) {
-    if ((rc = num_opt(flag, v, 0, 1, 1024, &n, err, errlen)) == 0)
-      cfg->loops = (int)n;
-  } else if (strcmp(flag, "--workers") == 0) {
-    if ((rc = num_opt(flag, v, 0, 1, 1024, &n, err, errlen)) == 0)
-      cfg->workers = (int)n;
-  } else if (strcmp(flag, "--max-queue") == 0) {
-    if ((rc = num_opt(flag, v, 0, 0, 1LL << 30, &n, err, errlen)) == 0)
-      cfg->max_queue = (size_t)n;
-  } else if (strcmp(flag, "--max-body") == 0) {
-    if ((rc = num_opt(flag, v, 1, 0, 1LL << 40, &n, err, errlen)) == 0)
-      cfg->max_body = (size_t)n;
-  } else if (strcmp(flag, "--max-header") == 0) {
-    if ((rc = num_opt(flag, v, 1, 256, 1LL << 24, &n, err, errlen)) == 0)
-      cfg->max_header = (size_t)n;
-  } else if (strcmp(flag, "--max-request-line") == 0) {
-    if ((rc = num_opt(flag, v, 1, 64, 1LL << 24, &n, err, errlen)) == 0)
-      cfg->max_request_line = (size_t)n;
-  } else if (strcmp(flag, "--max-headers") == 0) {
-    if ((rc = num_opt(flag, v, 0, 1, 100000, &n, err, errlen)) == 0)
-      cfg->max_headers = (size_t)n;
-  } else if (strcmp(flag, "--max-conns") == 0) {
-    if ((rc = num_opt(flag, v, 0, 1, 1000000, &n, err, errlen)) == 0)
-      cfg->max_conns = (size_t)n;
-  } else if (strcmp(flag, "--max-requests") == 0) {
-    if ((rc = num_opt(flag, v, 0, 1, 1LL << 40, &n, err, errlen)) == 0)
-      cfg->max_requests = (size_t)n;
-  } else if (strcmp(flag, "--header-timeout") == 0) {
-    rc = time_opt(flag, v, &cfg->header_timeout_ms, err, errlen);
-  } else if (strcmp(flag, "--keepalive-timeout") == 0) {
-    rc = time_opt(flag, v, &cfg->keepalive_timeout_ms, err, errlen);
-  } else if (strcmp(flag, "--body-timeout") == 0) {
-    rc = time_opt(flag, v, &cfg->body_timeout_ms, err, errlen);
-  } else if (strcmp(flag, "--send-timeout") == 0) {
-    rc = time_opt(flag, v, &cfg->send_timeout_ms, err, errlen);
-  } else if (strcmp(flag, "--handler-timeout") == 0) {
-    rc = time_opt(flag, v, &cfg->handler_timeout_ms, err, errlen);
-  } else if (strcmp(flag, "--shutdown-timeout") == 0) {
-    rc = time_opt(flag, v, &cfg->shutdown_timeout_ms, err, errlen);
-  } else if (strcmp(flag, "--watch-debounce") == 0) {
-    if ((rc = num_opt(flag, v, 0, 0, 60000, &n, err, errlen)) == 0)
-      cfg->watch_debounce_ms = (uint64_t)n;
-  } else if (strcmp(flag, "--log-level") == 0) {
-    cfg->log_level = parse_level(v);
-    if (cfg->log_level < 0) {
-      snprintf(err, errlen, "--log-level wants error, warn, info or debug");
-      rc = SPOKE_EINVAL;
-    }
-  } else {
-    snprintf(err, errlen, "unknown option \"%s\"", flag);
-    rc = SPOKE_EINVAL;
-  }
-  return rc;
+/* The entry ARG names exactly ("--help", "-h"), if it takes no value. */
+static const spoke__opt_t *novalue_option(const char *arg) {
+  const spoke__opt_t *o;
+  if (strcmp(arg, "-h") == 0)
+    arg = "--help";
+  if (strncmp(arg, "--", 2) != 0 || arg[2] == '-')
+    return NULL;
+  o = spoke__config_option(arg + 2);
+  return o != NULL && (o->flags & SPOKE__OPT_NOVALUE) ? o : NULL;
+}
+
+/* The command-line-only entry FLAG names exactly ("--config"), if any:
+ * read in the first pass, skipped in the second. */
+static const spoke__opt_t *cli_option(const char *flag) {
+  const spoke__opt_t *o;
+  if (strncmp(flag, "--", 2) != 0 || flag[2] == '-')
+    return NULL;
+  o = spoke__config_option(flag + 2);
+  return o != NULL && (o->flags & SPOKE__OPT_CLI) &&
+                 !(o->flags & SPOKE__OPT_NOVALUE)
+             ? o
+             : NULL;
 }
 
 /* Splits ARGV[*I] into its flag and value ("--f v" or "--f=v"). */
@@ -321,45 +493,91 @@ static int next_flag(int argc, char **argv, int *i, char *flag,
   return 0;
 }
 
-/* The file first (--config, wherever it stands), then every flag in
- * order on top of it: the command line wins. */
+/* --help and --version first, wherever they stand; then the file
+ * (--config), then every flag in order on top of it: the command line
+ * wins. */
 int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
                         char *err, size_t errlen) {
+  const spoke__opt_t *o;
   char flag[64];
   const char *v;
   int rc;
 
   for (int i = 1; i < argc; i++) {
-    const char *arg = argv[i];
-    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-      spoke__config_usage(stdout);
-      return 1;
-    }
-    if (strcmp(arg, "--version") == 0) {
-      printf("spoke %s (plugin SDK ABI %d.%d)\n", SPOKE_BUILD_VERSION,
-             SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR);
-      return 1;
-    }
+    if ((o = novalue_option(argv[i])) != NULL)
+      return o->parse(cfg, o, NULL, err, errlen);
     if ((rc = next_flag(argc, argv, &i, flag, sizeof(flag), &v, err,
                         errlen)) != 0)
       return rc;
-    if (strcmp(flag, "--config") == 0) {
-      if (cfg->config_path != NULL) {
-        snprintf(err, errlen, "--config given twice");
-        return SPOKE_EINVAL;
-      }
-      cfg->config_path = v;
-    }
+    if ((o = cli_option(flag)) != NULL &&
+        (rc = o->parse(cfg, o, v, err, errlen)) != 0)
+      return rc;
   }
   if (cfg->config_path != NULL &&
       (rc = spoke__config_load_file(cfg, cfg->config_path, err, errlen)) != 0)
     return rc;
   for (int i = 1; i < argc; i++) {
     next_flag(argc, argv, &i, flag, sizeof(flag), &v, err, errlen);
-    if (strcmp(flag, "--config") == 0)
+    if (cli_option(flag) != NULL)
       continue;
     if ((rc = spoke__config_set(cfg, flag, v, err, errlen)) != 0)
       return rc;
   }
   return 0;
+}
+
+/* ---- --help ---- */
+
+enum { HELP_COL = 26, HELP_WIDTH = 78 };
+
+/* "  --flag ARG" then the help, the default and (numbers) the range,
+ * wrapped at HELP_WIDTH and indented to HELP_COL. */
+static void usage_option(FILE *out, const spoke__opt_t *o) {
+  const char *d = o->def != NULL ? o->def : o->def_note;
+  char text[512], range[80] = "", lo[32], hi[32];
+  const char *w = text;
+  int col, fresh = 1;
+
+  col = fprintf(out, "  --%s%s%s", o->name, o->arg != NULL ? " " : "",
+                o->arg != NULL ? o->arg : "");
+  if (o->kind == SPOKE__OPT_COUNT || o->kind == SPOKE__OPT_SIZE) {
+    format_value(o, o->lo, lo, sizeof(lo));
+    format_value(o, o->hi, hi, sizeof(hi));
+    snprintf(range, sizeof(range), ", %s to %s", lo, hi);
+  }
+  if (d != NULL)
+    snprintf(text, sizeof(text), "%s (default %s%s)", o->help, d, range);
+  else
+    snprintf(text, sizeof(text), "%s", o->help);
+  col += fprintf(out, "%*s", col < HELP_COL - 1 ? HELP_COL - col : 1, "");
+  while (*w != '\0') {
+    int len = (int)strcspn(w, " ");
+    if (!fresh && col + 1 + len > HELP_WIDTH) {
+      col = fprintf(out, "\n%*s", HELP_COL, "") - 1;
+      fresh = 1;
+    }
+    if (!fresh)
+      col += fprintf(out, " ");
+    col += fprintf(out, "%.*s", len, w);
+    fresh = 0;
+    w += len;
+    while (*w == ' ')
+      w++;
+  }
+  fputc('\n', out);
+}
+
+void spoke__config_usage(FILE *out) {
+  fprintf(out,
+"usage: spoke --listen HOST:PORT --plugins DIR [options]\n"
+"       spoke new NAME [DIR] | spoke check FILE.so... | spoke help [COMMAND]\n"
+"\n"
+"Serves HTTP/1.1 with routes from the plugins (*.so) in DIR.\n"
+"\n");
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    const spoke__opt_t *o = &options[i];
+    if (o->group != NULL)
+      fprintf(out, "\n%s%s", o->group, o->group[0] != '\0' ? ":\n" : "");
+    usage_option(out, o);
+  }
 }
