@@ -1,12 +1,12 @@
 /* check.c: `spoke check FILE.so...` gives the verdict a load would.
  *
- * Each file goes through the server's own loader, spoke__instance_load:
- * private copy, ELF check, dlopen, descriptor check, init. Then, as
- * reload.c does before serving a plugin, its name must differ from those
+ * Each file goes through the server's own admission rule, spoke__admit
+ * (plugin/admit.c, which reload.c asks too): private copy, ELF check,
+ * dlopen, descriptor check, init; then its name must differ from those
  * of the files accepted before it and its routes must fit in one route
- * table beside theirs (spoke__snapshot_build). So a file checks "ok"
- * exactly when a server handed these files in this order would serve it,
- * and a refusal carries the very reason the server would log. init runs
+ * table beside theirs. So a file checks "ok" exactly when a server
+ * handed these files in this order would serve it, and a refusal
+ * carries the very reason the server would log. init runs
  * because a failing init refuses a load; so fini runs too, once every
  * verdict is printed, as an unload would.
  *
@@ -41,15 +41,11 @@ typedef struct check_s {
   size_t naccepted;
 } check_t;
 
-typedef struct refusal_s {
-  spoke__instance_t *inst;
-  char why[256];
-} refusal_t;
-
-static void on_refused(void *ctx, spoke__instance_t *inst, const char *why) {
-  refusal_t *r = ctx;
-  if (inst == r->inst)
-    snprintf(r->why, sizeof(r->why), "%s", why);
+/* spoke__admit's refused hook: the verdict line, flushed before the
+ * newcomer's fini may write anything of its own. */
+static void on_refused(void *ctx, const char *why) {
+  printf("%s: refused: %s\n", (const char *)ctx, why);
+  fflush(stdout);
 }
 
 static void print_plugin(const char *path, const spoke__instance_t *inst) {
@@ -89,14 +85,12 @@ static void print_plugin(const char *path, const spoke__instance_t *inst) {
 static int check_one(check_t *c, int index) {
   const char *path = c->files[index];
   const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-  spoke__instance_t *inst, **list;
-  spoke__snapshot_t *snap;
-  refusal_t r;
+  spoke__instance_t *inst;
+  spoke__admit_t in;
   struct stat st;
   char err[512];
-  int rc;
 
-  if (!spoke__reload_is_plugin_name(base)) {
+  if (!spoke__admit_is_plugin_name(base)) {
     printf("%s: refused: not a plugin file name: the server loads only "
            "files named *.so (and not starting with '.') and would "
            "ignore this one\n",
@@ -110,33 +104,17 @@ static int check_one(check_t *c, int index) {
   }
   fflush(stdout);
   (void)!write(c->progress_fd, &index, sizeof(index));
-  rc = spoke__instance_load(path, c->rundir, (uint64_t)index + 1, NULL,
-                            spoke__host_table(), &inst, err, sizeof(err));
-  if (rc != 0) {
-    printf("%s: refused: %s\n", path, err);
-    return 1;
-  }
-  r.inst = inst;
-  r.why[0] = '\0';
-  for (size_t i = 0; i < c->naccepted; i++)
-    if (strcmp(c->accepted[i]->name, inst->name) == 0)
-      snprintf(r.why, sizeof(r.why), "name \"%s\" is already used by %s",
-               inst->name, c->accepted[i]->file);
-  if (r.why[0] == '\0') {
-    list = c->accepted;
-    list[c->naccepted] = inst; /* room for one more: see check_all */
-    snap = spoke__snapshot_build((uint64_t)index + 1, list,
-                                 c->naccepted + 1, on_refused, &r);
-    if (snap == NULL)
-      snprintf(r.why, sizeof(r.why), "out of memory");
-    spoke__snapshot_unref(snap);
-  }
-  if (r.why[0] != '\0') {
-    printf("%s: refused: %s\n", path, r.why);
-    fflush(stdout);
-    spoke__instance_unref(inst); /* fini runs: it was never served */
-    return 1;
-  }
+  in.path = path;
+  in.runtime_dir = c->rundir;
+  in.generation = (uint64_t)index + 1;
+  in.prev = NULL;
+  in.host = spoke__host_table();
+  in.serving = c->accepted;
+  in.nserving = c->naccepted;
+  in.refused = on_refused;
+  in.ctx = (void *)path;
+  if (spoke__admit(&in, &inst, NULL, err, sizeof(err)) != 0)
+    return 1; /* printed by on_refused */
   print_plugin(path, inst);
   printf("ok\n");
   c->accepted[c->naccepted++] = inst;
@@ -146,7 +124,7 @@ static int check_one(check_t *c, int index) {
 /* In the child: every file in order, then every fini. */
 static int check_all(check_t *c) {
   int failed = 0;
-  c->accepted = calloc((size_t)c->nfiles + 1, sizeof(*c->accepted));
+  c->accepted = calloc((size_t)c->nfiles, sizeof(*c->accepted));
   if (c->accepted == NULL) {
     fprintf(stderr, "spoke check: out of memory\n");
     return SPOKE__CLI_FAILED;

@@ -73,7 +73,6 @@ typedef struct spoke__server_s {
  * every *.so in the directory and every slot whose file is gone. */
 void spoke__reload_file(spoke__server_t *srv, const char *file, int force);
 int spoke__reload_scan(spoke__server_t *srv, int force);
-int spoke__reload_is_plugin_name(const char *name);
 void spoke__reload_free(spoke__server_t *srv);
 
 /* watch.c: inotify on the plugins directory, feeding reload_file. */

@@ -10,9 +10,12 @@
  *                       success a snapshot with the new instance in the
  *                       slot's place, else the old one keeps serving
  *
- * A new snapshot is built beside the current one with the changed
- * instance placed last, so a route conflict always refuses the newcomer,
- * never a plugin that is already serving; it is then published: the
+ * Whether a new or changed file may serve is plugin/admit.c's rule
+ * (spoke__admit, shared with `spoke check`): it loads the file and builds
+ * the candidate snapshot beside the other slots' instances with the
+ * newcomer placed last, so a route conflict always refuses the newcomer,
+ * never a plugin that is already serving. This file keeps the slots, the
+ * log lines and the publishing: an admitted snapshot is published: the
  * control thread keeps one reference and sends one to every I/O loop,
  * which swaps its own pointer on its own thread. The replaced instance
  * retires: it is in no current snapshot, its in-flight requests finish on
@@ -93,49 +96,24 @@ static void publish(spoke__server_t *srv, spoke__snapshot_t *snap) {
   spoke__snapshot_unref(old);
 }
 
-typedef struct build_ctx_s {
-  spoke__instance_t *newcomer;
-  const char *why; /* set when the newcomer was refused */
-  char buf[256];
-} build_ctx_t;
-
-static void on_refused(void *ctx, spoke__instance_t *inst, const char *why) {
-  build_ctx_t *b = ctx;
-  if (inst == b->newcomer) {
-    snprintf(b->buf, sizeof(b->buf), "%s", why);
-    b->why = b->buf;
-  } else {
-    /* Cannot happen: the others were serving together a moment ago. */
-    spoke__error("plugin %s left out of generation: %s", inst->name, why);
-  }
-}
-
-/* A snapshot of every serving slot but SKIP, plus NEWCOMER (may be NULL)
- * last. On a conflict *why says what the newcomer collided with. */
-static spoke__snapshot_t *build(spoke__server_t *srv, const spoke__slot_t *skip,
-                                spoke__instance_t *newcomer,
-                                const char **why, char *whybuf,
-                                size_t whylen) {
+/* The instances serving now, in slot order, but SKIP's; NULL when out
+ * of memory. */
+static spoke__instance_t **serving(spoke__server_t *srv,
+                                   const spoke__slot_t *skip, size_t *n) {
   spoke__instance_t **list = calloc(srv->nslots + 1, sizeof(*list));
-  build_ctx_t ctx = {newcomer, NULL, ""};
-  spoke__snapshot_t *snap;
-  size_t n = 0;
-
-  *why = NULL;
+  *n = 0;
   if (list == NULL)
     return NULL;
   for (size_t i = 0; i < srv->nslots; i++)
     if (&srv->slots[i] != skip && srv->slots[i].inst != NULL)
-      list[n++] = srv->slots[i].inst;
-  if (newcomer != NULL)
-    list[n++] = newcomer;
-  snap = spoke__snapshot_build(srv->generation + 1, list, n, on_refused, &ctx);
-  free(list);
-  if (ctx.why != NULL) {
-    snprintf(whybuf, whylen, "%s", ctx.why);
-    *why = whybuf;
-  }
-  return snap;
+      list[(*n)++] = srv->slots[i].inst;
+  return list;
+}
+
+static void on_left_out(void *ctx, spoke__instance_t *inst, const char *why) {
+  (void)ctx;
+  /* Cannot happen: they were serving together a moment ago. */
+  spoke__error("plugin %s left out of generation: %s", inst->name, why);
 }
 
 static void log_routes(const spoke__instance_t *inst) {
@@ -145,6 +123,11 @@ static void log_routes(const spoke__instance_t *inst) {
                 d->routes[i].path,
                 d->routes[i].mode == SPOKE_SYNC ? "sync" : "async");
 }
+
+typedef struct refusing_s {
+  spoke__server_t *srv;
+  spoke__slot_t *slot;
+} refusing_t;
 
 static void refuse(spoke__server_t *srv, spoke__slot_t *s, const char *why) {
   srv->load_failures++;
@@ -159,6 +142,13 @@ static void refuse(spoke__server_t *srv, spoke__slot_t *s, const char *why) {
     spoke__error("refused plugin %s: %s", s->file, why);
 }
 
+/* spoke__admit's refused hook: the newcomer is still loaded, so the
+ * refusal is logged before its fini and "unloaded" line. */
+static void on_admit_refused(void *ctx, const char *why) {
+  refusing_t *r = ctx;
+  refuse(r->srv, r->slot, why);
+}
+
 static void retire(spoke__instance_t *old, const char *how) {
   spoke__info("retiring plugin %s %s (generation %llu, %s): %ld request%s "
               "in flight",
@@ -169,16 +159,19 @@ static void retire(spoke__instance_t *old, const char *how) {
 
 /* The slot's file is gone: its routes go, its requests finish. */
 static void unload_slot(spoke__server_t *srv, spoke__slot_t *s) {
-  spoke__instance_t *old = s->inst;
-  const char *why;
-  char whybuf[256];
-  spoke__snapshot_t *snap;
+  spoke__instance_t *old = s->inst, **list;
+  spoke__snapshot_t *snap = NULL;
+  size_t n;
 
   if (old == NULL) {
     slot_remove(srv, s);
     return;
   }
-  snap = build(srv, s, NULL, &why, whybuf, sizeof(whybuf));
+  list = serving(srv, s, &n);
+  if (list != NULL)
+    snap = spoke__snapshot_build(srv->generation + 1, list, n, on_left_out,
+                                 NULL);
+  free(list);
   if (snap == NULL) {
     spoke__error("out of memory: %s stays loaded", s->file);
     return;
@@ -192,39 +185,36 @@ static void unload_slot(spoke__server_t *srv, spoke__slot_t *s) {
   retire(old, "file removed");
 }
 
-/* Loads the slot's file as a new instance and, if it fits, serves it. */
+/* Loads the slot's file as a new instance and, if it is admitted beside
+ * the other slots' instances, serves it. */
 static void load_slot(spoke__server_t *srv, spoke__slot_t *s,
                       const char *path) {
-  spoke__instance_t *inst, *old = s->inst;
+  spoke__instance_t *inst, *old = s->inst, **others;
   spoke__snapshot_t *snap;
-  const char *why;
+  spoke__admit_t in;
+  refusing_t r = {srv, s};
   char err[512];
+  size_t n;
   int rc;
 
-  rc = spoke__instance_load(path, srv->runtime_dir, srv->generation + 1, old,
-                            spoke__host_table(), &inst, err, sizeof(err));
-  if (rc != 0) {
-    refuse(srv, s, err);
+  others = serving(srv, s, &n);
+  if (others == NULL) {
+    refuse(srv, s, "out of memory");
     return;
   }
-  for (size_t i = 0; i < srv->nslots; i++) {
-    const spoke__instance_t *other = srv->slots[i].inst;
-    if (&srv->slots[i] != s && other != NULL &&
-        strcmp(other->name, inst->name) == 0) {
-      snprintf(err, sizeof(err), "name \"%s\" is already used by %s",
-               inst->name, srv->slots[i].file);
-      refuse(srv, s, err);
-      spoke__instance_unref(inst);
-      return;
-    }
-  }
-  snap = build(srv, s, inst, &why, err, sizeof(err));
-  if (snap == NULL || why != NULL) {
-    spoke__snapshot_unref(snap);
-    refuse(srv, s, why ? why : "out of memory");
-    spoke__instance_unref(inst); /* fini runs: it was never served */
-    return;
-  }
+  in.path = path;
+  in.runtime_dir = srv->runtime_dir;
+  in.generation = srv->generation + 1;
+  in.prev = old;
+  in.host = spoke__host_table();
+  in.serving = others;
+  in.nserving = n;
+  in.refused = on_admit_refused;
+  in.ctx = &r;
+  rc = spoke__admit(&in, &inst, &snap, err, sizeof(err));
+  free(others);
+  if (rc != 0)
+    return; /* logged by on_admit_refused; the old instance serves on */
   s->error[0] = '\0';
   s->inst = inst;
   srv->loads++;
@@ -270,11 +260,6 @@ void spoke__reload_file(spoke__server_t *srv, const char *file, int force) {
   load_slot(srv, s, path);
 }
 
-int spoke__reload_is_plugin_name(const char *name) {
-  size_t len = strlen(name);
-  return len > 3 && name[0] != '.' && strcmp(name + len - 3, ".so") == 0;
-}
-
 static int name_cmp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -291,7 +276,7 @@ int spoke__reload_scan(spoke__server_t *srv, int force) {
     return SPOKE_EIO;
   }
   while ((de = readdir(d)) != NULL) {
-    if (!spoke__reload_is_plugin_name(de->d_name))
+    if (!spoke__admit_is_plugin_name(de->d_name))
       continue;
     if (n == cap) {
       char **p = realloc(names, (cap ? cap * 2 : 16) * sizeof(*p));

@@ -89,7 +89,7 @@ static void on_events(uv_poll_t *h, int status, int events) {
         spoke__error("plugins directory %s was removed or moved: no longer "
                      "watched (the loaded plugins keep serving)",
                      srv->cfg.plugins_dir);
-      } else if (ev->len > 0 && spoke__reload_is_plugin_name(ev->name)) {
+      } else if (ev->len > 0 && spoke__admit_is_plugin_name(ev->name)) {
         schedule(srv, ev->name);
       }
     }

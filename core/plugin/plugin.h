@@ -123,4 +123,42 @@ int spoke__snapshot_has(const spoke__snapshot_t *s,
 void spoke__snapshot_ref(spoke__snapshot_t *s);
 void spoke__snapshot_unref(spoke__snapshot_t *s);
 
+/* ---- admit.c: whether a plugin file may serve ----------------------
+ * The one admission rule, shared by the server's reload path and
+ * `spoke check` so both give the same verdict with the same reason. */
+
+/* 1 if NAME (a base name) is a plugin file name: "*.so", longer than
+ * ".so", not starting with '.'. Other files are ignored, not refused. */
+int spoke__admit_is_plugin_name(const char *name);
+
+typedef struct spoke__admit_s {
+  const char *path;          /* the plugin file */
+  const char *runtime_dir;   /* where its private copy goes */
+  uint64_t generation;       /* of the new instance and the snapshot */
+  spoke__instance_t *prev;   /* the version it replaces (hand-over), or
+                                NULL; not among SERVING */
+  const spoke_host_t *host;  /* the table handed to the plugin */
+  spoke__instance_t *const *serving; /* already serving, in order */
+  size_t nserving;
+  /* Told of a refusal, with the reason, before a loaded newcomer is let
+   * go (so the caller's report comes before its fini and "unloaded"
+   * line, as it always has). May be NULL. */
+  void (*refused)(void *ctx, const char *why);
+  void *ctx;
+} spoke__admit_t;
+
+/* Loads IN->path (spoke__instance_load) and checks that it fits beside
+ * IN->serving: a distinct name, and routes that go into a snapshot of
+ * IN->serving followed by the newcomer, last. On success returns 0,
+ * *INST_OUT holds one reference (the caller's) and, when SNAP_OUT is not
+ * NULL, *SNAP_OUT is that candidate snapshot (one reference, not
+ * published; it holds its own reference on every instance in it). On
+ * refusal returns the loader's SPOKE_E* code, SPOKE_ECONFLICT (name or
+ * route) or SPOKE_ENOMEM, writes the reason the server logs into ERR,
+ * calls IN->refused with it, sets the outputs to NULL and leaves nothing
+ * behind: a loaded newcomer is unreffed (fini, private copy removed, now
+ * or by the reaper). Logs nothing about the newcomer. Control thread. */
+int spoke__admit(const spoke__admit_t *in, spoke__instance_t **inst_out,
+                 spoke__snapshot_t **snap_out, char *err, size_t errlen);
+
 #endif /* SPOKE_PLUGIN_H */
