@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "rundir.h"
+
 #include "http/http.h"
 #include "plugin/plugin.h"
 
@@ -40,8 +42,6 @@
 #define EXAMPLE(name) SPOKE_EXAMPLE_DIR "/" name ".so"
 #define FIXTURE(name) SPOKE_FIXTURE_DIR "/" name ".so"
 
-static char rt[4096]; /* this test's runtime directory */
-static char err[512];
 
 /* What the refused hook saw. */
 static int hook_calls;
@@ -53,49 +53,15 @@ static void on_refused(void *ctx, const char *why) {
   snprintf(hook_why, sizeof(hook_why), "%s", why);
 }
 
-static int count_files(const char *dir) {
-  DIR *d = opendir(dir);
-  struct dirent *de;
-  int n = 0;
-  assert_non_null(d);
-  while ((de = readdir(d)) != NULL)
-    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-      n++;
-  closedir(d);
-  return n;
-}
 
 static int setup(void **state) {
   (void)state;
-  snprintf(rt, sizeof(rt), "%s/admit-rt-XXXXXX", SPOKE_UNIT_TMPDIR);
-  if (mkdtemp(rt) == NULL) {
-    perror(rt);
-    return -1;
-  }
-  err[0] = '\0';
-  return 0;
+  return rundir_setup("admit");
 }
 
 static int teardown(void **state) {
-  int left = count_files(rt);
   (void)state;
-  if (left != 0) {
-    /* Clean up for the next run, then fail. */
-    DIR *d = opendir(rt);
-    struct dirent *de;
-    char path[8192];
-    while (d != NULL && (de = readdir(d)) != NULL) {
-      if (de->d_name[0] == '.')
-        continue;
-      snprintf(path, sizeof(path), "%s/%s", rt, de->d_name);
-      unlink(path);
-    }
-    if (d != NULL)
-      closedir(d);
-  }
-  rmdir(rt);
-  assert_int_equal(left, 0);
-  return 0;
+  return rundir_teardown();
 }
 
 /* Admits PATH at GEN beside SERVING[0..n), replacing PREV (or NULL). The
