@@ -33,6 +33,35 @@ static const char *host_config(const spoke_host_t *host, const char *key) {
   return spoke__conffile_lookup(inst->name, key);
 }
 
+/* A plugin's hold on its own loaded version (SDK 1.3): a reference on
+ * the instance the table belongs to; see spoke__instance_hold. */
+static int host_plugin_hold(const spoke_host_t *host) {
+  if (host == NULL)
+    return SPOKE_EINVAL;
+  spoke__instance_hold((spoke__instance_t *)host);
+  return 0;
+}
+
+/* On a loop thread the reference goes back once the plugin's callback
+ * has returned (the release is usually the last thing a close callback
+ * does, and the code after it is still the plugin's). */
+static void host_plugin_release(const spoke_host_t *host) {
+  spoke__instance_t *inst = (spoke__instance_t *)host;
+  spoke__loop_t *loop;
+  if (inst == NULL)
+    return;
+  if (spoke__instance_drop_hold(inst) != 0) {
+    spoke__warn("plugin %s: spoke_plugin_release() without a hold "
+                "(ignored)", inst->name);
+    return;
+  }
+  loop = spoke__loop_current();
+  if (loop != NULL)
+    spoke__loop_defer_unref(loop, inst);
+  else
+    spoke__instance_unref(inst);
+}
+
 static void *host_plugin_state(const spoke_request_t *req) {
   return req->inst ? req->inst->state : NULL;
 }
@@ -70,6 +99,10 @@ static void table_init(void) {
   h->timer_start = spoke__timer_start;
   h->logv = host_logv;
   h->config = host_config;
+  h->plugin_hold = host_plugin_hold;
+  h->plugin_release = host_plugin_release;
+  h->response_pending = spoke__response_pending;
+  h->response_on_drain = spoke__response_on_drain;
 }
 
 const spoke_host_t *spoke__host_table(void) {
@@ -108,5 +141,10 @@ _Static_assert(offsetof(spoke_host_t, response_end) == 8 + 20 * 8, "ABI");
 _Static_assert(offsetof(spoke_host_t, timer_start) == 8 + 21 * 8, "ABI");
 _Static_assert(offsetof(spoke_host_t, logv) == 8 + 22 * 8, "ABI");
 _Static_assert(offsetof(spoke_host_t, config) == 8 + 23 * 8, "ABI 1.2");
-_Static_assert(sizeof(spoke_host_t) == 8 + 24 * 8, "ABI");
+_Static_assert(offsetof(spoke_host_t, plugin_hold) == 8 + 24 * 8, "ABI 1.3");
+_Static_assert(offsetof(spoke_host_t, plugin_release) == 8 + 25 * 8, "ABI");
+_Static_assert(offsetof(spoke_host_t, response_pending) == 8 + 26 * 8, "ABI");
+_Static_assert(offsetof(spoke_host_t, response_on_drain) == 8 + 27 * 8,
+               "ABI");
+_Static_assert(sizeof(spoke_host_t) == 8 + 28 * 8, "ABI");
 #endif

@@ -152,6 +152,10 @@ struct spoke__loop_s {
                                  it parses go to cork_buf, written with
                                  one write when its parsing stops */
   spoke__buf_t cork_buf;
+  spoke__instance_t **unrefs; /* mailbox.c: references to give back once no
+                                 plugin code is on this loop's stack */
+  size_t nunrefs, unrefs_cap;
+  uv_prepare_t settle;        /* gives them back, before each poll */
   spoke_request_t *free_reqs; /* request.c's pool of finished requests */
   size_t nfree_reqs;
   spoke__loop_stats_t stats;  /* written here, read by /metrics */
@@ -165,6 +169,14 @@ void spoke__loop_post(spoke__loop_t *loop, spoke__msg_t *msg);
 void spoke__mailbox_drain(spoke__loop_t *loop);
 int spoke__loop_is_current(const spoke__loop_t *loop);
 void spoke__loop_set_current(spoke__loop_t *loop); /* NULL: none */
+spoke__loop_t *spoke__loop_current(void); /* this thread's loop, or NULL */
+/* Gives INST's reference back once no plugin code is on LOOP's stack:
+ * before the loop's next poll (spoke__loop_settle, from its prepare
+ * handle, and once more when it ends). A request's pin and a plugin's
+ * own hold end this way on a loop thread, so a version is never
+ * unloaded under the callback that let it go (loop thread). */
+void spoke__loop_defer_unref(spoke__loop_t *loop, spoke__instance_t *inst);
+void spoke__loop_settle(spoke__loop_t *loop);
 /* Ends the loop once draining and nothing is left (loop thread): closes
  * its doorbell and its sweep timer, so uv_run returns. */
 void spoke__loop_maybe_finish(spoke__loop_t *loop);
@@ -357,6 +369,8 @@ int spoke__response_header(spoke_request_t *req, const char *name,
 int spoke__response_send(spoke_request_t *req, const void *body, size_t len);
 int spoke__response_write(spoke_request_t *req, const void *data, size_t len);
 int spoke__response_end(spoke_request_t *req);
+size_t spoke__response_pending(const spoke_request_t *req);
+int spoke__response_on_drain(spoke_request_t *req, spoke_drain_cb cb);
 
 /* 1 when REQ's connection closes after its response (STREAMED: sent
  * without a length). */

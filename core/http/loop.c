@@ -36,6 +36,8 @@ static void begin_drain(spoke__loop_t *loop) {
 
 static void doorbell_cb(uv_async_t *a) { spoke__mailbox_drain(a->data); }
 
+static void settle_cb(uv_prepare_t *p) { spoke__loop_settle(p->data); }
+
 /* A PUBLISH: the loop's snapshot pointer swaps on the loop's own thread,
  * and the old table's reference is dropped here, so the loop never sees
  * a half-built table. */
@@ -119,6 +121,10 @@ int spoke__loop_init(spoke__loop_t *loop, spoke__shared_t *shared, int id,
   uv_async_init(&loop->uv, &loop->doorbell, doorbell_cb);
   loop->doorbell.data = loop;
   loop->deliver = spoke__conn_deliver;
+  uv_prepare_init(&loop->uv, &loop->settle);
+  loop->settle.data = loop;
+  uv_prepare_start(&loop->settle, settle_cb);
+  uv_unref((uv_handle_t *)&loop->settle); /* never keeps the loop up */
   spoke__timeouts_start(loop);
   uv_tcp_init(&loop->uv, &loop->listener);
   loop->listener.data = loop;
@@ -152,6 +158,9 @@ static void loop_main(void *arg) {
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_loop_close(&loop->uv);
   }
+  spoke__loop_settle(loop);
+  free(loop->unrefs);
+  loop->unrefs = NULL;
   spoke__snapshot_unref(loop->snap);
   loop->snap = NULL;
   spoke__request_pool_free(loop);

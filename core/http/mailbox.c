@@ -11,11 +11,21 @@
  * lower files (the pool, responses) reach higher ones without calling
  * them.
  *
+ * References to plugin instances that a loop gives back (a finished
+ * request's pin, a plugin's own spoke_plugin_release) wait in a list
+ * until the loop is between callbacks: the last reference lets the
+ * control thread unmap the plugin's code, and the callback that gave it
+ * back may still be running that code. The list is given back before
+ * each poll, from a prepare handle, when nothing but libuv is on the
+ * stack.
+ *
  * A loop ends once it is draining and holds no connection and no live
  * request: spoke__loop_maybe_finish closes its doorbell (under the
  * mutex, so no post can ring a closed handle) and its sweep timer, the
  * last handles that keep uv_run going.
  */
+#include <stdlib.h>
+
 #include "http/http.h"
 
 static _Thread_local spoke__loop_t *current_loop;
@@ -25,6 +35,34 @@ int spoke__loop_is_current(const spoke__loop_t *loop) {
 }
 
 void spoke__loop_set_current(spoke__loop_t *loop) { current_loop = loop; }
+
+spoke__loop_t *spoke__loop_current(void) { return current_loop; }
+
+void spoke__loop_defer_unref(spoke__loop_t *loop, spoke__instance_t *inst) {
+  if (loop->nunrefs == loop->unrefs_cap) {
+    size_t cap = loop->unrefs_cap ? loop->unrefs_cap * 2 : 64;
+    spoke__instance_t **p = realloc(loop->unrefs, cap * sizeof(*p));
+    if (p == NULL) {
+      /* Rather than leak the version: give it back now. A reaper runs
+       * finalize on the control thread, so only a callback still
+       * running in the plugin's code is at risk, and only then. */
+      spoke__error("out of memory: unpinning plugin %s at once", inst->name);
+      spoke__instance_unref(inst);
+      return;
+    }
+    loop->unrefs = p;
+    loop->unrefs_cap = cap;
+  }
+  loop->unrefs[loop->nunrefs++] = inst;
+}
+
+void spoke__loop_settle(spoke__loop_t *loop) {
+  /* An unref may finalize at once (no reaper, in tests) and that runs no
+   * code of ours that defers more, so a plain loop over the list holds. */
+  for (size_t i = 0; i < loop->nunrefs; i++)
+    spoke__instance_unref(loop->unrefs[i]);
+  loop->nunrefs = 0;
+}
 
 void spoke__loop_post(spoke__loop_t *loop, spoke__msg_t *msg) {
   msg->next = NULL;
@@ -61,4 +99,5 @@ void spoke__loop_maybe_finish(spoke__loop_t *loop) {
   uv_close((uv_handle_t *)&loop->doorbell, NULL);
   uv_mutex_unlock(&loop->mu);
   uv_close((uv_handle_t *)&loop->sweep, NULL); /* timeouts.c's */
+  uv_close((uv_handle_t *)&loop->settle, NULL);
 }

@@ -97,8 +97,8 @@ static void request_destroy(spoke_request_t *req) {
 static void request_free(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
   assert(!req->pooled); /* freed twice: a hold was dropped too early */
-  if (req->inst != NULL)
-    spoke__instance_unref(req->inst);
+  if (req->inst != NULL) /* its version may go: once off our stack */
+    spoke__loop_defer_unref(loop, req->inst);
   spoke__arena_free(&req->arena);
   if (loop->nfree_reqs < SPOKE__REQ_POOL_MAX && !loop->draining) {
     buf_trim(&req->body);

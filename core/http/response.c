@@ -309,3 +309,15 @@ int spoke__response_simple(spoke_request_t *req, int status,
                spoke__status_reason(status));
   return send_whole(req, body, (size_t)n, 0);
 }
+
+/* ---- back-pressure for loop-side streams (SDK 1.3) ---- */
+
+size_t spoke__response_pending(const spoke_request_t *req) {
+  return atomic_load(&((spoke_request_t *)req)->queued);
+}
+
+int spoke__response_on_drain(spoke_request_t *req, spoke_drain_cb cb) {
+  (void)req;
+  (void)cb;
+  return SPOKE_ENOTSUP; /* not yet */
+}

@@ -289,6 +289,7 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
   *inst->desc->host = &inst->host;
   atomic_init(&inst->refs, 1);
   atomic_init(&inst->snaps, 0);
+  atomic_init(&inst->holds, 0);
 
   if (prev != NULL && strcmp(prev->name, inst->name) == 0 &&
       handover_of(inst->desc) != NULL) {
@@ -354,6 +355,21 @@ void spoke__instance_unref(spoke__instance_t *inst) {
     reaper(inst);
   else
     spoke__instance_finalize(inst);
+}
+
+void spoke__instance_hold(spoke__instance_t *inst) {
+  atomic_fetch_add_explicit(&inst->holds, 1, memory_order_relaxed);
+  spoke__instance_ref(inst);
+}
+
+int spoke__instance_drop_hold(spoke__instance_t *inst) {
+  long n = atomic_load_explicit(&inst->holds, memory_order_relaxed);
+  do {
+    if (n <= 0)
+      return SPOKE_EINVAL;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &inst->holds, &n, n - 1, memory_order_relaxed, memory_order_relaxed));
+  return 0;
 }
 
 void spoke__instance_finalize(spoke__instance_t *inst) {

@@ -31,6 +31,7 @@ typedef struct spoke__instance_s {
   spoke_host_t host;
   atomic_long refs;
   atomic_long snaps;          /* snapshots listing it */
+  atomic_long holds;          /* the plugin's own spoke_plugin_hold()s */
   const spoke_plugin_t *desc; /* inside the mapped .so */
   void *dl;
   void *state;                /* what init stored */
@@ -78,6 +79,15 @@ spoke__instance_t *spoke__instance_live_first(void);
 
 void spoke__instance_ref(spoke__instance_t *inst);
 void spoke__instance_unref(spoke__instance_t *inst);
+
+/* The plugin's own hold on its version (spoke_plugin_hold, any thread):
+ * a reference, counted apart so status can say what keeps a version.
+ * drop_hold un-counts one and returns 0, or SPOKE_EINVAL (and changes
+ * nothing) for a release without a hold; the caller then gives the
+ * reference back with spoke__instance_unref, at once or deferred to a
+ * moment no code of the plugin is on its stack (http/mailbox.c). */
+void spoke__instance_hold(spoke__instance_t *inst);
+int spoke__instance_drop_hold(spoke__instance_t *inst);
 
 /* Runs fini, dlcloses, removes the private copy, frees. */
 void spoke__instance_finalize(spoke__instance_t *inst);

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define SPOKE_ABI_MAJOR 1
-#define SPOKE_ABI_MINOR 2
+#define SPOKE_ABI_MINOR 3
 
 #define SPOKE_VERSION_STRING "0.1.0"
 
@@ -156,6 +156,10 @@ typedef void (*spoke_timer_cb)(spoke_request_t *req);
  * (the response is discarded). */
 typedef void (*spoke_abort_cb)(spoke_request_t *req);
 
+/* Called on the request's loop thread when a response streamed from the
+ * loop has drained below the low-water mark (SDK 1.3). */
+typedef void (*spoke_drain_cb)(spoke_request_t *req);
+
 typedef struct spoke_route_s {
   const char *method;       /* "GET", "POST", ...; "*" for any method */
   const char *path;         /* "/users/:id", or "/static/" then "*" */
@@ -197,7 +201,8 @@ typedef struct spoke_plugin_s {
    * new version starts fresh with init. */
   int (*handover)(const spoke_host_t *host, void *prev_state,
                   const char *prev_version, void **state);
-  /* -- append 1.2 members below this line, never above -- */
+  /* -- append members below this line, never above (the host reads
+   * only what .struct_size covers) -- */
 } spoke_plugin_t;
 
 /* The table the server handed over; set before init, never changes. */
@@ -209,8 +214,10 @@ extern SPOKE__HIDDEN const spoke_host_t *spoke_host;
 #define SPOKE__EXTERN_C
 #endif
 
-/* Declares the plugin. Arguments are designated initializers, in this
- * order: .name, .version, SPOKE_ROUTES(table), .init, .fini, .handover. */
+/* Declares the plugin. Arguments are designated initializers: .name,
+ * .version, SPOKE_ROUTES(table), .init, .fini, .handover. In C any order
+ * works; C++ (before C++20 designated initializers relax it) wants them
+ * in this order. */
 #define SPOKE_PLUGIN(...)                                                    \
   SPOKE__HIDDEN const spoke_host_t *spoke_host;                             \
   SPOKE__EXTERN_C SPOKE__EXPORT const spoke_plugin_t spoke_plugin = {       \
@@ -263,7 +270,12 @@ struct spoke_host_s {
                va_list ap);
   /* -- 1.2 -- */
   const char *(*config)(const spoke_host_t *host, const char *key);
-  /* -- append 1.3 members below this line, never above -- */
+  /* -- 1.3 -- */
+  int (*plugin_hold)(const spoke_host_t *host);
+  void (*plugin_release)(const spoke_host_t *host);
+  size_t (*response_pending)(const spoke_request_t *req);
+  int (*response_on_drain)(spoke_request_t *req, spoke_drain_cb cb);
+  /* -- append 1.4 members below this line, never above -- */
 };
 
 /* True when the host's table has MEMBER (a member newer than the plugin's
@@ -434,6 +446,55 @@ static inline SPOKE__PRINTF(2, 3) void spoke_log(int level, const char *fmt,
  * file: the values are the ones the server started with. */
 static inline const char *spoke_config(const char *key) {
   return SPOKE_HOST_HAS(config) ? spoke_host->config(spoke_host, key) : NULL;
+}
+
+/* ---- Plugin-owned work (SDK 1.3) ------------------------------------- */
+
+/* Keeps this loaded version of the plugin (its code and its state) alive
+ * until the matching spoke_plugin_release(), even after a reload has
+ * replaced it and its last request has finished. Take a hold before you
+ * start anything of your own that will call back into your code later
+ * (a uv_timer_t, a uv_tcp_t, a uv_work_t, a curl or libpq handle on the
+ * request's loop) and release it from the last callback (for a libuv
+ * handle: its close callback). On the loop thread a release takes effect
+ * once your callback has returned to the loop, so releasing and then
+ * returning is safe. A version is unloaded (fini, then its code
+ * unmapped) only when it serves no route, its requests are done and
+ * every hold is released. Any thread. 0, or SPOKE_ENOTSUP on a host
+ * older than SDK 1.3 (then nothing keeps the code mapped: avoid reloads
+ * while such work is pending). */
+static inline int spoke_plugin_hold(void) {
+  return SPOKE_HOST_HAS(plugin_hold) ? spoke_host->plugin_hold(spoke_host)
+                                     : SPOKE_ENOTSUP;
+}
+
+/* Gives back one spoke_plugin_hold(). */
+static inline void spoke_plugin_release(void) {
+  if (SPOKE_HOST_HAS(plugin_release))
+    spoke_host->plugin_release(spoke_host);
+}
+
+/* Bytes of REQ's response handed to the server and not yet written to
+ * the client. Any thread; 0 on a host older than SDK 1.3. */
+static inline size_t spoke_response_pending(const spoke_request_t *req) {
+  return SPOKE_HOST_HAS(response_pending) ? spoke_host->response_pending(req)
+                                          : 0;
+}
+
+/* Back-pressure for a response streamed from the loop thread (an async
+ * handler or its callbacks), where spoke_response_write() never waits:
+ * CB runs once, on the request's loop thread, when the bytes still
+ * pending fall to the low-water mark (half of the 1 MiB high-water
+ * mark), or at once (from the loop) if they already have. Write until
+ * spoke_response_pending() passes what you are willing to buffer, then
+ * ask for the callback and continue writing from it. Not called if the
+ * client goes away (the abort callback is). Call on the loop thread:
+ * SPOKE_ETHREAD otherwise; SPOKE_ENOTSUP on a host older than 1.3. */
+static inline int spoke_response_on_drain(spoke_request_t *req,
+                                          spoke_drain_cb cb) {
+  return SPOKE_HOST_HAS(response_on_drain)
+             ? spoke_host->response_on_drain(req, cb)
+             : SPOKE_ENOTSUP;
 }
 
 #ifdef __cplusplus
