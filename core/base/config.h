@@ -52,6 +52,7 @@ typedef struct spoke__config_s {
   uint64_t handler_timeout_ms; /* async response started within (504) */
   uint64_t shutdown_timeout_ms;
   uint64_t watch_debounce_ms; /* quiet time before a changed file loads */
+  uint64_t retire_warn_ms;    /* a version retiring longer is logged */
   int log_level;
 } spoke__config_t;
 

@@ -255,6 +255,10 @@ static const spoke__opt_t options[] = {
            "limit"},
   {.name = "shutdown-timeout", TIME, U64_AT(shutdown_timeout_ms),
    .def = "30s", .help = "how long SIGTERM waits for in-flight requests"},
+  {.name = "retire-warn", TIME, U64_AT(retire_warn_ms), .def = "10s",
+   .help = "a replaced or removed plugin version still loaded this long "
+           "after it stopped serving is logged with what holds it "
+           "(requests, plugin holds); 0: never"},
 
   {.group = "",
    .name = "runtime-dir", .arg = "DIR", PATH, STR_AT(runtime_dir),

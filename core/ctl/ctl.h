@@ -75,6 +75,11 @@ void spoke__reload_file(spoke__server_t *srv, const char *file, int force);
 int spoke__reload_scan(spoke__server_t *srv, int force);
 void spoke__reload_free(spoke__server_t *srv);
 
+/* retire.c (control thread): logs a version that stays loaded longer
+ * than --retire-warn after it stopped serving, with what holds it. */
+void spoke__retire_watch_start(spoke__server_t *srv);
+void spoke__retire_watch_stop(void);
+
 /* watch.c: inotify on the plugins directory, feeding reload_file. */
 int spoke__watch_start(spoke__server_t *srv);
 void spoke__watch_stop(void);

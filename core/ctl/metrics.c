@@ -196,10 +196,36 @@ static void gauge(spoke__buf_t *b, const char *name, const char *type,
   spoke__buf_appendf(b, "%s %llu\n", name, v);
 }
 
+/* What keeps loaded versions alive: each version's own plugin holds,
+ * and how many versions are retiring (replaced or removed, not yet
+ * unloaded: requests or holds still keep them). */
+static void versions_metric(spoke__buf_t *b, spoke__server_t *srv) {
+  uint64_t retiring = 0;
+  help(b, "spoke_plugin_holds", "gauge",
+       "spoke_plugin_hold()s a loaded plugin version has not released.");
+  for (spoke__instance_t *i = spoke__instance_live_first(); i != NULL;
+       i = i->live_next) {
+    long h = atomic_load(&i->holds);
+    if (!spoke__snapshot_has(srv->current, i))
+      retiring++;
+    spoke__buf_appendf(b, "spoke_plugin_holds{plugin=\"");
+    label_value(b, i->name);
+    spoke__buf_appendf(b, "\",version=\"");
+    label_value(b, i->version);
+    spoke__buf_appendf(b, "\",generation=\"%llu\"} %ld\n",
+                       (unsigned long long)i->generation, h > 0 ? h : 0);
+  }
+  gauge(b, "spoke_plugin_versions_retiring", "gauge",
+        "Plugin versions no longer serving but still loaded (their "
+        "requests or holds are not done).", retiring);
+}
+
 int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b) {
-  uint64_t in_flight = 0;
-  for (int l = 0; l < srv->nloops; l++)
+  uint64_t in_flight = 0, abandoned = 0;
+  for (int l = 0; l < srv->nloops; l++) {
     in_flight += spoke__stat_get(&srv->loops[l].stats.in_flight);
+    abandoned += spoke__stat_get(&srv->loops[l].stats.abandoned);
+  }
   requests_metric(b, srv);
   latency_metric(b, srv);
   gauge(b, "spoke_requests_in_flight", "gauge",
@@ -218,5 +244,9 @@ int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b) {
         srv->load_failures);
   gauge(b, "spoke_open_connections", "gauge", "Client connections open.",
         atomic_load(&srv->shared.open_conns));
+  gauge(b, "spoke_requests_abandoned", "gauge",
+        "Requests answered 504 for an async plugin that has not completed "
+        "them; they no longer keep its version loaded.", abandoned);
+  versions_metric(b, srv);
   return b->data != NULL ? 0 : SPOKE_ENOMEM;
 }

@@ -225,6 +225,7 @@ static int control_open(spoke__server_t *srv) {
       (rc = spoke__accesslog_open(cfg->access_log)) != 0)
     return rc;
   spoke__watch_start(srv);
+  spoke__retire_watch_start(srv);
   return 0;
 }
 
@@ -236,6 +237,7 @@ static void close_handle(uv_handle_t *h, void *arg) {
 
 /* Closes what control_open opened (the loops are gone or never ran). */
 static void control_close(spoke__server_t *srv) {
+  spoke__retire_watch_stop();
   spoke__watch_stop();
   spoke__admin_stop();
   spoke__instance_set_reaper(NULL);

@@ -40,13 +40,19 @@ static void instance_json(spoke__buf_t *b, spoke__server_t *srv,
   spoke__json_str(b, inst->version);
   spoke__buf_appendf(b, ", \"file\": ");
   spoke__json_str(b, inst->file);
+  uint64_t retired = atomic_load(&inst->retired_at);
+  int current = spoke__snapshot_has(srv->current, inst);
+  long holds = atomic_load(&inst->holds);
   spoke__buf_appendf(b,
                      ", \"generation\": %llu, \"state\": \"%s\", "
-                     "\"in_flight\": %ld, \"routes\": [",
+                     "\"in_flight\": %ld, \"holds\": %ld, "
+                     "\"retiring_s\": %.3f, \"routes\": [",
                      (unsigned long long)inst->generation,
-                     spoke__snapshot_has(srv->current, inst) ? "current"
-                                                             : "retiring",
-                     spoke__instance_inflight(inst));
+                     current ? "current" : "retiring",
+                     spoke__instance_inflight(inst), holds > 0 ? holds : 0,
+                     current || retired == 0
+                         ? 0.0
+                         : (double)(uv_hrtime() - retired) / 1e9);
   for (size_t i = 0; i < d->nroutes; i++) {
     spoke__buf_appendf(b, "%s{\"method\": ", i ? ", " : "");
     spoke__json_str(b, d->routes[i].method);

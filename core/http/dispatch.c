@@ -103,7 +103,7 @@ void spoke__dispatch(spoke_request_t *req) {
   req->route_index = m.route->index;
   req->routed = 1;
   spoke__stat_add(&req->loop->stats.in_flight, 1);
-  spoke__instance_ref(req->inst);
+  spoke__instance_pin(req->inst);
   req->nparams = m.nparams;
   memcpy(req->params, m.params, m.nparams * sizeof(m.params[0]));
   if (m.route->mode == SPOKE_SYNC)

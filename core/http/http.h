@@ -156,6 +156,9 @@ struct spoke__loop_s {
                                  plugin code is on this loop's stack */
   size_t nunrefs, unrefs_cap;
   uv_prepare_t settle;        /* gives them back, before each poll */
+  spoke_request_t *orphans;   /* request.c: answered for a plugin (504)
+                                 that still owes a completion, unpinned */
+  size_t norphans;
   spoke_request_t *free_reqs; /* request.c's pool of finished requests */
   size_t nfree_reqs;
   spoke__loop_stats_t stats;  /* written here, read by /metrics */
@@ -280,6 +283,10 @@ struct spoke_request_s {
   uint8_t routed;             /* counted in the loop's in_flight */
   char peer[48];              /* client address, when logging access */
   uint8_t pooled;             /* in the pool: not a live request */
+  uint8_t unpinned;           /* inst no longer pinned (request.c) */
+  uint8_t orphaned;           /* on loop->orphans */
+  spoke_request_t *orphan_prev, *orphan_next;
+  char plugin_name[64];       /* inst->name, kept for logs once unpinned */
 
   /* Sync dispatch (pool.c): sync_next under the pool's mutex; done_msg
    * written by the worker and handed to the loop through its mailbox. */
@@ -310,6 +317,18 @@ spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn);
 void spoke__request_hold(spoke_request_t *req, spoke__hold_t why);
 void spoke__request_release(spoke_request_t *req, spoke__hold_t why);
 int spoke__request_held(const spoke_request_t *req, spoke__hold_t why);
+/* Lets go of REQ's plugin version before the request ends (loop
+ * thread): a request answered for its plugin (504) whose plugin may
+ * never complete it must not keep that version loaded. REQ->inst stays
+ * readable for logs until the version is gone; no plugin code may run
+ * for REQ through the core afterwards (no handler, no spoke timer). */
+void spoke__request_unpin(spoke_request_t *req);
+/* REQ was answered for its plugin (504) and its abort callback ran: it
+ * lets go of its version (unpin) and waits, off the count a drain waits
+ * for, for a completion the plugin may never send. When the loop ends,
+ * spoke__request_orphans_free drops the ones still waiting. */
+void spoke__request_orphan(spoke_request_t *req);
+void spoke__request_orphans_free(spoke__loop_t *loop);
 /* Requests created and not yet freed, in the whole process (any thread):
  * 0 once every loop has ended, or a hold was never released. */
 long spoke__request_live_count(void);

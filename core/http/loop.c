@@ -158,6 +158,7 @@ static void loop_main(void *arg) {
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_loop_close(&loop->uv);
   }
+  spoke__request_orphans_free(loop);
   spoke__loop_settle(loop);
   free(loop->unrefs);
   loop->unrefs = NULL;

@@ -21,6 +21,7 @@
  */
 #include <assert.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,11 +95,15 @@ static void request_destroy(spoke_request_t *req) {
   free(req);
 }
 
+static void orphan_unlink(spoke_request_t *req);
+
 static void request_free(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
   assert(!req->pooled); /* freed twice: a hold was dropped too early */
+  if (req->orphaned)
+    orphan_unlink(req);
   if (req->inst != NULL) /* its version may go: once off our stack */
-    spoke__loop_defer_unref(loop, req->inst);
+    spoke__request_unpin(req);
   spoke__arena_free(&req->arena);
   if (loop->nfree_reqs < SPOKE__REQ_POOL_MAX && !loop->draining) {
     buf_trim(&req->body);
@@ -114,6 +119,54 @@ static void request_free(spoke_request_t *req) {
   loop->live_requests--;
   atomic_fetch_sub_explicit(&live_count, 1, memory_order_relaxed);
   spoke__loop_maybe_finish(loop);
+}
+
+void spoke__request_unpin(spoke_request_t *req) {
+  spoke__instance_t *inst = req->inst;
+  if (inst == NULL || req->unpinned)
+    return;
+  req->unpinned = 1;
+  snprintf(req->plugin_name, sizeof(req->plugin_name), "%s", inst->name);
+  req->inst = NULL; /* may be unloaded from here on */
+  spoke__instance_unpinned(inst);
+  spoke__loop_defer_unref(req->loop, inst);
+}
+
+void spoke__request_orphan(spoke_request_t *req) {
+  spoke__loop_t *loop = req->loop;
+  spoke__request_unpin(req);
+  if (req->orphaned)
+    return;
+  req->orphaned = 1;
+  req->orphan_prev = NULL;
+  req->orphan_next = loop->orphans;
+  if (loop->orphans != NULL)
+    loop->orphans->orphan_prev = req;
+  loop->orphans = req;
+  loop->norphans++;
+  spoke__stat_add(&loop->stats.abandoned, 1);
+}
+
+static void orphan_unlink(spoke_request_t *req) {
+  spoke__loop_t *loop = req->loop;
+  if (req->orphan_prev != NULL)
+    req->orphan_prev->orphan_next = req->orphan_next;
+  else
+    loop->orphans = req->orphan_next;
+  if (req->orphan_next != NULL)
+    req->orphan_next->orphan_prev = req->orphan_prev;
+  req->orphaned = 0;
+  loop->norphans--;
+  spoke__stat_sub(&loop->stats.abandoned, 1);
+}
+
+void spoke__request_orphans_free(spoke__loop_t *loop) {
+  spoke_request_t *req = loop->orphans, *next;
+  for (; req != NULL; req = next) {
+    next = req->orphan_next;
+    if (spoke__request_held(req, SPOKE__HOLD_PLUGIN))
+      spoke__request_release(req, SPOKE__HOLD_PLUGIN); /* may free it */
+  }
 }
 
 /* Exclusive holds: at most one of each at a time. */

@@ -36,9 +36,20 @@ static void handler_late(spoke__conn_t *conn) {
               req->inst ? req->inst->name : "?", req->method, req->path,
               (unsigned long long)conn->loop->shared->cfg->handler_timeout_ms);
   spoke__request_hold(req, SPOKE__HOLD_STACK); /* the 504 may free it */
+  /* Corked: the 504 leaves once all below is done, so a client that has
+   * it sees /status and /metrics already telling the same story. */
+  spoke__conn_cork(conn);
   spoke__response_simple(req, 504, NULL);
   spoke__request_abort(req);
+  /* The plugin was told; unless the core still holds a callback of its
+   * for this request (its handler, a spoke timer), its version need not
+   * stay loaded for a completion that may never come. */
+  if (spoke__request_held(req, SPOKE__HOLD_PLUGIN) &&
+      !spoke__request_held(req, SPOKE__HOLD_HANDLER) &&
+      !spoke__request_held(req, SPOKE__HOLD_TIMER))
+    spoke__request_orphan(req);
   spoke__request_release(req, SPOKE__HOLD_STACK);
+  spoke__conn_uncork(conn);
 }
 
 static void expire(spoke__conn_t *conn) {

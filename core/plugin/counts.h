@@ -34,6 +34,8 @@ typedef struct spoke__loop_stats_s {
   _Atomic uint64_t lat[SPOKE__LAT_BUCKETS + 1];  /* per bucket */
   _Atomic uint64_t lat_sum_us;
   _Atomic uint64_t in_flight;  /* routed to a plugin, not answered yet */
+  _Atomic uint64_t abandoned;  /* answered for a plugin that never
+                                  completed them (504), not yet freed */
 } spoke__loop_stats_t;
 
 /* Bumps a counter only its writer thread changes. */

@@ -36,8 +36,17 @@ static spoke__instance_t *live_head, *live_tail; /* control thread */
 spoke__instance_t *spoke__instance_live_first(void) { return live_head; }
 
 long spoke__instance_inflight(spoke__instance_t *inst) {
-  long n = atomic_load(&inst->refs) - atomic_load(&inst->snaps);
+  long n = atomic_load_explicit(&inst->requests, memory_order_relaxed);
   return n > 0 ? n : 0;
+}
+
+void spoke__instance_pin(spoke__instance_t *inst) {
+  atomic_fetch_add_explicit(&inst->requests, 1, memory_order_relaxed);
+  spoke__instance_ref(inst);
+}
+
+void spoke__instance_unpinned(spoke__instance_t *inst) {
+  atomic_fetch_sub_explicit(&inst->requests, 1, memory_order_relaxed);
 }
 
 static void live_add(spoke__instance_t *inst) {
@@ -290,6 +299,8 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
   atomic_init(&inst->refs, 1);
   atomic_init(&inst->snaps, 0);
   atomic_init(&inst->holds, 0);
+  atomic_init(&inst->requests, 0);
+  atomic_init(&inst->retired_at, 0);
 
   if (prev != NULL && strcmp(prev->name, inst->name) == 0 &&
       handover_of(inst->desc) != NULL) {

@@ -32,6 +32,10 @@ typedef struct spoke__instance_s {
   atomic_long refs;
   atomic_long snaps;          /* snapshots listing it */
   atomic_long holds;          /* the plugin's own spoke_plugin_hold()s */
+  atomic_long requests;       /* requests pinned in it (dispatch to free) */
+  _Atomic uint64_t retired_at; /* uv_hrtime() when the last snapshot
+                                  listing it let go; 0 while listed */
+  int warned_retiring;        /* control thread: "still retiring" said */
   const spoke_plugin_t *desc; /* inside the mapped .so */
   void *dl;
   void *state;                /* what init stored */
@@ -73,6 +77,12 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
 
 /* In-flight requests pinned in INST (a momentary reading). */
 long spoke__instance_inflight(spoke__instance_t *inst);
+
+/* A request pins INST (a reference, counted as a request), and later
+ * lets go of the count; the reference itself goes back through
+ * spoke__instance_unref, at once or deferred (http/mailbox.c). */
+void spoke__instance_pin(spoke__instance_t *inst);
+void spoke__instance_unpinned(spoke__instance_t *inst);
 
 /* The instances not yet finalized, oldest first (control thread). */
 spoke__instance_t *spoke__instance_live_first(void);

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include "plugin/plugin.h"
 
 /* Adds every route of INST; on a conflict backs INST out and says why. */
@@ -96,7 +98,8 @@ void spoke__snapshot_unref(spoke__snapshot_t *s) {
     return;
   spoke__router_free(&s->router);
   for (size_t i = 0; i < s->ninst; i++) {
-    atomic_fetch_sub(&s->inst[i]->snaps, 1);
+    if (atomic_fetch_sub(&s->inst[i]->snaps, 1) == 1) /* retiring now */
+      atomic_store(&s->inst[i]->retired_at, uv_hrtime());
     spoke__instance_unref(s->inst[i]);
   }
   free(s->inst);
