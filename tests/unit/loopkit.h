@@ -67,13 +67,13 @@ typedef struct lk_s {
 } lk_t;
 
 /* A descriptor over ROUTES (an array), as SPOKE_PLUGIN would write it. */
-static const spoke_host_t *lk_host_slot;
 #define LK_PLUGIN(var, plugin_name, table)                             \
+  static const spoke_host_t *var##_host;                               \
   static const spoke_plugin_t var = {                                  \
     .abi_major = SPOKE_ABI_MAJOR,                                      \
     .abi_minor = SPOKE_ABI_MINOR,                                      \
     .struct_size = sizeof(spoke_plugin_t),                             \
-    .host = &lk_host_slot,                                             \
+    .host = &var##_host,                                               \
     .name = plugin_name,                                               \
     .version = "1",                                                    \
     .routes = table,                                                   \
