@@ -38,7 +38,7 @@
 #include "ctl/ctl.h"
 #include "http/http.h"
 
-#define LK_ITERS 2000  /* loop iterations a wait may take */
+#define LK_ITERS 1000  /* loop iterations a wait may take */
 #define LK_POLL_MS 10  /* longest block per iteration */
 
 typedef struct lk_client_s {

@@ -42,6 +42,8 @@ static atomic_int bad_rc;        /* handler_rc not carried back */
 static uv_mutex_t mu;
 static uv_cond_t cv;
 static int running, max_running, started, finished, tokens, gave_up;
+static int given;            /* tokens handed out, ever */
+static int given_at_start[NJOBS]; /* by start order: given when it began */
 
 static int job_id(const spoke_request_t *req) {
   return (int)(intptr_t)req->user_data;
@@ -62,7 +64,7 @@ static int block_job(spoke_request_t *req) {
   atomic_fetch_add(&runs[job_id(req)], 1);
   uv_mutex_lock(&mu);
   running++;
-  started++;
+  given_at_start[started++] = given;
   if (running > max_running)
     max_running = running;
   uv_cond_broadcast(&cv);
@@ -132,6 +134,7 @@ static int read_locked(const int *v) {
 static void give_tokens(int n) {
   uv_mutex_lock(&mu);
   tokens += n;
+  given += n;
   uv_cond_broadcast(&cv);
   uv_mutex_unlock(&mu);
 }
@@ -156,6 +159,7 @@ static int setup(void **state) {
   atomic_store(&ndone, 0);
   atomic_store(&bad_rc, 0);
   running = max_running = started = finished = tokens = gave_up = 0;
+  given = 0;
   uv_mutex_init(&mu);
   uv_cond_init(&cv);
   kit = lk_new();
@@ -220,10 +224,14 @@ static void extra_job_waits_for_a_worker(void **state) {
   assert_int_equal(atomic_load(&k->shared.sync_waiting), 1);
   assert_int_equal(atomic_load(&k->shared.sync_admitted), W + 1);
 
-  /* One released: its worker takes the waiting job. */
+  /* One released: its worker takes the waiting job, which began only
+   * after that release. */
   give_tokens(1);
   assert_true(wait_count(&started, W + 1));
   assert_int_equal(atomic_load(&k->shared.sync_waiting), 0);
+  for (int i = 0; i < W; i++)
+    assert_int_equal(given_at_start[i], 0);
+  assert_int_equal(read_locked(&given_at_start[W]), 1);
   LK_RUN_UNTIL(k, atomic_load(&ndone) == 1);
 
   give_tokens(W);
