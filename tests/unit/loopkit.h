@@ -16,8 +16,8 @@
  * same clean-up as loop.c's loop_main) and checks that every request
  * created was freed and that no handle was left open.
  *
- * Everything is static inline: each test includes this header and
- * nothing else needs linking.
+ * Everything is static inline: each test includes this header (after
+ * cmocka.h, whose assertions it uses) and nothing else needs linking.
  */
 #ifndef SPOKE_TEST_LOOPKIT_H
 #define SPOKE_TEST_LOOPKIT_H
