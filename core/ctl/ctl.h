@@ -38,12 +38,24 @@ int spoke__config_set(spoke__config_t *cfg, const char *name, const char *v,
                       char *err, size_t errlen);
 
 struct spoke__loop_s;
+/* How a slot's last attempt ended (reload.c). A conflict (a name or a
+ * route already served by another file) may be lifted when another
+ * slot's instance goes or is replaced; any other refusal only by a new
+ * file, or by the operator's rescan. */
+typedef enum {
+  SPOKE__ADMITTED = 0,     /* loaded, or never tried */
+  SPOKE__REFUSED_CONFLICT, /* spoke__admit said SPOKE_ECONFLICT */
+  SPOKE__REFUSED_OTHER     /* the file itself, init, out of memory... */
+} spoke__refusal_t;
+
 /* One file of the plugins directory (reload.c; control thread only). */
 typedef struct spoke__slot_s {
   char *file;                /* base name in the plugins directory */
   spoke__instance_t *inst;   /* serving now, or NULL; the snapshot holds it */
   struct stat seen;          /* the file as of the last attempt */
   char error[512];           /* why the last attempt was refused, or "" */
+  spoke__refusal_t refused;  /* how the last attempt ended */
+  uint64_t lifts_seen;       /* srv->lifts at the last attempt */
 } spoke__slot_t;
 
 typedef struct spoke__server_s {
@@ -59,6 +71,8 @@ typedef struct spoke__server_s {
   spoke__shared_t shared;         /* with the loops (http.h) */
   atomic_int bound_port;          /* the real port, once listening */
   uint64_t loads, load_failures;  /* control thread (reload.c) */
+  uint64_t lifts;                 /* control thread (reload.c): serving
+                                     instances removed or replaced */
   uint64_t start_hrtime;          /* uv_hrtime() at start, for uptime */
   uv_async_t loop_exited;         /* loops ring it as they end (shared) */
   uv_mutex_t reap_mu;             /* guards reap_list */
@@ -70,7 +84,10 @@ typedef struct spoke__server_s {
  * thread). reload_file acts on one file of the plugins directory: loads,
  * replaces or removes it; without FORCE an unchanged file (same inode,
  * size and mtime as last time) is left alone. reload_scan does that for
- * every *.so in the directory and every slot whose file is gone. */
+ * every *.so in the directory and every slot whose file is gone, and
+ * tries again every file whose last attempt was refused, changed or not.
+ * Both end by retrying the files refused for a conflict that a removed
+ * or replaced instance may have lifted. */
 void spoke__reload_file(spoke__server_t *srv, const char *file, int force);
 int spoke__reload_scan(spoke__server_t *srv, int force);
 void spoke__reload_free(spoke__server_t *srv);

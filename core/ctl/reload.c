@@ -1,9 +1,9 @@
 /* reload.c: every change to the set of loaded plugins goes through here.
  *
- * Start-up, the directory watcher and SIGHUP all end in
- * spoke__reload_file(): one file of the plugins directory has (maybe)
- * changed. Each file is a slot keyed by its name; a slot serves one
- * instance at a time, or none when its file was refused.
+ * Start-up, the directory watcher, SIGHUP and POST /reload all end in
+ * reload_one(): one file of the plugins directory has (maybe) changed.
+ * Each file is a slot keyed by its name; a slot serves one instance at a
+ * time, or none when its file was refused.
  *
  *   file gone        -> a snapshot without the slot's instance
  *   file (re)written -> load a new instance from a private copy; on
@@ -21,6 +21,26 @@
  * retires: it is in no current snapshot, its in-flight requests finish on
  * its code, and the last of them hands it to the reaper (fini, dlclose,
  * private copy removed). Control thread only.
+ *
+ * A refused file keeps its slot (no instance, or the older one serving)
+ * and is tried again without being touched:
+ *
+ *   - after any change that may lift a conflict, i.e. a slot's instance
+ *     removed or replaced, the slots refused for a conflict (name or
+ *     route: spoke__admit's SPOKE_ECONFLICT) are retried. Only those: a
+ *     broken ELF, a failed init or a wrong ABI does not depend on the
+ *     other plugins, and retrying it on every removal would only repeat
+ *     its refusal line;
+ *   - on a rescan (SIGHUP, POST /reload, the watcher's overflow) every
+ *     refused slot is retried, whatever the reason, as the operator asked
+ *     to look again (a missing library installed since, say); one that
+ *     is still refused logs its refusal again, one line per rescan.
+ *
+ * Retries go in file name order, as the start-up scan does, each against
+ * the table as the previous one left it; after a lift a slot is retried
+ * once, and again only after another lift. spoke__admit also calls a
+ * route declared twice in one plugin a conflict: such a file is refused
+ * again on each lift, one line each time, which is harmless.
  *
  * status.json is rewritten before the log line that announces a change,
  * so whoever reads that line finds the change in the file.
@@ -132,6 +152,7 @@ typedef struct refusing_s {
 static void refuse(spoke__server_t *srv, spoke__slot_t *s, const char *why) {
   srv->load_failures++;
   snprintf(s->error, sizeof(s->error), "%s", why);
+  s->refused = SPOKE__REFUSED_OTHER; /* load_slot tells a conflict */
   spoke__status_write(srv);
   if (s->inst != NULL)
     spoke__error("refused plugin %s: %s; %s %s (generation %llu) keeps "
@@ -178,6 +199,7 @@ static void unload_slot(spoke__server_t *srv, spoke__slot_t *s) {
   }
   slot_remove(srv, s);
   publish(srv, snap);
+  srv->lifts++;
   spoke__status_write(srv);
   spoke__info("removed plugin %s %s: %s is gone (generation %llu)",
               old->name, old->version, old->file,
@@ -197,6 +219,7 @@ static void load_slot(spoke__server_t *srv, spoke__slot_t *s,
   size_t n;
   int rc;
 
+  s->lifts_seen = srv->lifts;
   others = serving(srv, s, &n);
   if (others == NULL) {
     refuse(srv, s, "out of memory");
@@ -213,12 +236,19 @@ static void load_slot(spoke__server_t *srv, spoke__slot_t *s,
   in.ctx = &r;
   rc = spoke__admit(&in, &inst, &snap, err, sizeof(err));
   free(others);
-  if (rc != 0)
-    return; /* logged by on_admit_refused; the old instance serves on */
+  if (rc != 0) {
+    /* Logged by on_admit_refused; the old instance serves on. */
+    if (rc == SPOKE_ECONFLICT)
+      s->refused = SPOKE__REFUSED_CONFLICT;
+    return;
+  }
   s->error[0] = '\0';
+  s->refused = SPOKE__ADMITTED;
   s->inst = inst;
   srv->loads++;
   publish(srv, snap);
+  if (old != NULL)
+    srv->lifts++; /* its name and routes may be gone */
   spoke__instance_unref(inst); /* the snapshot holds it now */
   spoke__status_write(srv);
   if (old == NULL) {
@@ -236,7 +266,10 @@ static void load_slot(spoke__server_t *srv, spoke__slot_t *s,
   }
 }
 
-void spoke__reload_file(spoke__server_t *srv, const char *file, int force) {
+/* Acts on FILE: removes, loads or replaces. FORCE: even if unchanged;
+ * REFUSED: even if unchanged when its last attempt was refused. */
+static void reload_one(spoke__server_t *srv, const char *file, int force,
+                       int refused) {
   spoke__slot_t *s = slot_find(srv, file);
   char path[4096];
   struct stat st;
@@ -253,11 +286,46 @@ void spoke__reload_file(spoke__server_t *srv, const char *file, int force) {
       spoke__error("out of memory: %s not loaded", file);
       return;
     }
-  } else if (!force && same_file(&s->seen, &st)) {
+  } else if (!force && !(refused && s->refused != SPOKE__ADMITTED) &&
+             same_file(&s->seen, &st)) {
     return; /* unchanged since the last attempt */
   }
   s->seen = st;
   load_slot(srv, s, path);
+}
+
+/* Retries, in file name order, each slot refused for a conflict whose
+ * last attempt came before the latest lift, against the table as it
+ * stands. A retry that replaces an instance is a lift itself, so passes
+ * repeat until one tries nothing; that ends, as such a lift clears a
+ * refusal for good. A slot whose file is gone is left to the removal
+ * that its event or the next rescan makes. */
+static void retry_lifted(spoke__server_t *srv) {
+  char path[4096];
+  struct stat st;
+  int tried;
+
+  do {
+    tried = 0;
+    for (size_t i = 0; i < srv->nslots; i++) {
+      spoke__slot_t *s = &srv->slots[i];
+      if (s->refused != SPOKE__REFUSED_CONFLICT || s->lifts_seen == srv->lifts)
+        continue;
+      snprintf(path, sizeof(path), "%s/%s", srv->cfg.plugins_dir, s->file);
+      if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+        s->lifts_seen = srv->lifts;
+        continue;
+      }
+      s->seen = st;
+      load_slot(srv, s, path); /* slots neither come nor go here */
+      tried = 1;
+    }
+  } while (tried);
+}
+
+void spoke__reload_file(spoke__server_t *srv, const char *file, int force) {
+  reload_one(srv, file, force, 0);
+  retry_lifted(srv);
 }
 
 static int name_cmp(const void *a, const void *b) {
@@ -298,13 +366,16 @@ int spoke__reload_scan(spoke__server_t *srv, int force) {
     for (size_t j = 0; j < n && !present; j++)
       present = strcmp(names[j], srv->slots[i].file) == 0;
     if (!present)
-      spoke__reload_file(srv, srv->slots[i].file, force);
+      reload_one(srv, srv->slots[i].file, force, 1);
   }
+  /* Then every file in name order: changed ones and refused ones, each
+   * once, then whatever a lift made in the meantime may let in. */
   for (size_t i = 0; i < n; i++) {
-    spoke__reload_file(srv, names[i], force);
+    reload_one(srv, names[i], force, 1);
     free(names[i]);
   }
   free(names);
+  retry_lifted(srv);
   return 0;
 }
 

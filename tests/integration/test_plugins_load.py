@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Start-up plugin loading: bad plugins are refused one log line each and
-the good ones serve; route conflicts; a truncated .so; versioned plugin."""
+the good ones serve; route conflicts, and a plugin refused for one that
+loads, its file untouched, once the other plugin is removed or replaced
+by a version without the clashing route; a truncated .so; versioned
+plugin."""
 
 import os
 import re
+import shutil
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spoke_harness import (HELLO, Server, check, check_eq,  # noqa: E402
-                           check_response, main, plugin_bytes, test)
+                           check_response, main, plugin_bytes, plugin_path,
+                           test)
 
 BAD = ["bad_notelf.so", "bad_nodesc.so", "bad_abi.so", "bad_small.so",
        "bad_initfail.so", "twin_hello.so"]
@@ -48,6 +54,70 @@ def bad_plugins_refused_good_ones_serve():
         twin = lines["twin_hello.so"]
         check("/hello" in twin, "conflict refusal does not name the route: %r"
               % twin)
+
+
+def wait_answer(srv, path, status, body=None, timeout=10.0):
+    """Polls GET PATH until it answers STATUS (and BODY): each loop takes a
+    new table when it next runs, so a request may still meet the old."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = srv.get(path)
+        if r.status == status and (body is None or r.body == body):
+            return r
+        check(time.monotonic() < deadline,
+              "GET %s: %r, want %d %r within %.0fs\n--- log:\n%s"
+              % (path, r, status, body, timeout, srv.log_tail()))
+        srv.wait_log(r"^$", timeout=0.01)  # a short, bounded pause
+
+
+def file_id(path):
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def wait_twin_loaded(srv):
+    m = srv.wait_log(r"loaded plugin twin_hello 1 from twin_hello\.so")
+    check(m is not None, "twin_hello.so never loaded:\n%s" % srv.log_text())
+
+
+@test
+def clash_refused_at_start_loads_when_the_other_is_removed():
+    with Server(["hello.so", "twin_hello.so", "bad_notelf.so"]) as srv:
+        twin = os.path.join(srv.plugins_dir, "twin_hello.so")
+        before = file_id(twin)
+        check_refused_once(srv, "twin_hello.so")
+        check_response(srv.get("/twin"), 404)
+        # Nothing but the removal: no signal, no touch of twin_hello.so.
+        os.unlink(os.path.join(srv.plugins_dir, "hello.so"))
+        wait_twin_loaded(srv)
+        wait_answer(srv, "/twin", 200, b"twin\n")
+        wait_answer(srv, "/hello", 200, b"twin\n")
+        check_eq(file_id(twin), before, "twin_hello.so stat")
+        check_refused_once(srv, "twin_hello.so")
+        # A refusal that is no conflict is not retried on a removal.
+        check_refused_once(srv, "bad_notelf.so")
+
+
+@test
+def clash_lifted_by_a_replacement_without_the_route():
+    with Server(["hello.so", "twin_hello.so"]) as srv:
+        check_refused_once(srv, "twin_hello.so")
+        # hello.so becomes echo: the slot stays, GET /hello leaves it.
+        stage = srv.plugins_dir + ".stage"
+        os.makedirs(stage)
+        try:
+            shutil.copyfile(plugin_path("echo.so"),
+                            os.path.join(stage, "hello.so"))
+            os.rename(os.path.join(stage, "hello.so"),
+                      os.path.join(srv.plugins_dir, "hello.so"))
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        check(srv.wait_log(r"reloaded plugin echo from hello\.so")
+              is not None, "hello.so not replaced:\n%s" % srv.log_text())
+        wait_twin_loaded(srv)
+        wait_answer(srv, "/twin", 200, b"twin\n")
+        check_response(srv.request("POST", "/echo", body=b"x"), 200, b"x")
+        check_refused_once(srv, "twin_hello.so")
 
 
 @test

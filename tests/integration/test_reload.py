@@ -6,7 +6,12 @@ build answers /v/async and /v/sync (both with ?ms= waits) with a body
 naming its version. A file is replaced the two ways users do it: rename
 (`mv new.so versioned.so`, atomic) and copy in place (`cp new.so
 versioned.so`, seen half-written). The server logs every load, refusal,
-retirement and unload; the tests wait on those lines, never on time."""
+retirement and unload; the tests wait on those lines, never on time.
+
+A rescan (SIGHUP, POST /reload) tries again every file refused before,
+unchanged or not: a route clash (twin_hello.so against hello.so) is
+refused again, one line per rescan, while the other plugin serves, and
+loads, listed as such by POST /reload, once the other is gone."""
 
 import json
 import os
@@ -15,11 +20,13 @@ import shutil
 import signal
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (Conn, Server, build_request, check,  # noqa: E402
-                           check_eq, check_response, main, plugin_path, test)
+from spoke_harness import (HELLO, Conn, Server, build_request,  # noqa
+                           check, check_eq, check_response, main,
+                           plugin_path, test)
 
 V = {n: plugin_path("versioned_v%d.so" % n) for n in (1, 2, 3)}
 BODY = {n: b"v%d\n" % n for n in (1, 2, 3)}
@@ -288,6 +295,105 @@ def thousand_reload_cycles_leave_one_instance_and_no_copies():
         rl.close()
         srv.stop()  # fails on any sanitizer or leak report
         check(not os.path.exists(runtime), "runtime directory left behind")
+
+
+# -- refused plugins tried again
+
+TWIN_REFUSED = re.compile(r"refused plugin twin_hello\.so: route GET /hello "
+                          r"already taken by plugin hello")
+NOTELF_REFUSED = re.compile(r"refused plugin bad_notelf\.so: ")
+ADMIN_RE = re.compile(r"admin endpoint at (\S+):(\d+) ")
+
+
+def line_index(srv, rx, start, what):
+    """Index of the first log line from START matching RX, waiting for it."""
+    check(srv.wait_log(rx, start=start) is not None,
+          "no log line for %s (%s)\nlog tail:\n%s"
+          % (what, rx.pattern, srv.log_tail()))
+    lines = srv.log_lines()
+    return next(i for i in range(start, len(lines)) if rx.search(lines[i]))
+
+
+def count(srv, rx, start, end):
+    return sum(1 for l in srv.log_lines()[start:end] if rx.search(l))
+
+
+def wait_answer(srv, path, status, body=None, timeout=10.0):
+    """Polls GET PATH until it answers STATUS (and BODY): each loop takes a
+    new table when it next runs, so a request may still meet the old."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = srv.get(path)
+        if r.status == status and (body is None or r.body == body):
+            return r
+        check(time.monotonic() < deadline,
+              "GET %s: %r, want %d %r within %.0fs\n--- log:\n%s"
+              % (path, r, status, body, timeout, srv.log_tail()))
+        srv.wait_log(r"^$", timeout=0.01)  # a short, bounded pause
+
+
+@test
+def sighup_retries_a_refused_clash_once_each_time():
+    with Server(["hello.so", "twin_hello.so", "bad_notelf.so"]) as srv:
+        hup = re.compile(r"SIGHUP: rescanning")
+        marks = [0]
+        # One SIGHUP at a time (two pending ones would make one signal),
+        # each after the last one's refusals; the third only closes the
+        # second's lines off.
+        for k in range(3):
+            srv.send_signal(signal.SIGHUP)
+            h = line_index(srv, hup, marks[-1], "SIGHUP %d" % (k + 1))
+            marks.append(h + 1)
+            if k < 2:
+                line_index(srv, TWIN_REFUSED, h, "refusal %d" % (k + 2))
+                line_index(srv, NOTELF_REFUSED, h, "refusal %d" % (k + 2))
+                check_response(srv.get("/hello"), 200, HELLO)
+                check_response(srv.get("/twin"), 404)
+        for a, b in zip(marks, marks[1:]):
+            for rx in (TWIN_REFUSED, NOTELF_REFUSED):
+                check_eq(count(srv, rx, a, b), 1,
+                         "refusals %s in log lines %d..%d:\n%s"
+                         % (rx.pattern, a, b, srv.log_text()))
+        check(not any(re.search(r"\bloaded plugin twin_hello", l)
+                      for l in srv.log_lines()), "twin_hello loaded")
+
+
+def post_reload(srv):
+    m = srv.wait_log(ADMIN_RE)
+    check(m is not None, "no admin endpoint line:\n%s" % srv.log_text())
+    with Conn(int(m.group(2)), m.group(1)) as c:
+        r = c.roundtrip("POST", "/reload")
+    check_response(r, 200)
+    return json.loads(r.body)
+
+
+@test
+def post_reload_loads_a_refused_clash_once_the_other_is_gone():
+    # A minute's debounce keeps the watcher out of the way: POST /reload
+    # is the one to find hello.so gone.
+    with Server(["hello.so", "twin_hello.so"],
+                args=["--admin", "127.0.0.1:0",
+                      "--watch-debounce", "60000"]) as srv:
+        check_eq(post_reload(srv)["changed"], [],
+                 "changed while hello.so serves")
+        check_eq(count(srv, TWIN_REFUSED, 0, None), 2,
+                 "twin_hello.so refusals (start-up and POST /reload)")
+        check_response(srv.get("/hello"), 200, HELLO)
+
+        os.unlink(os.path.join(srv.plugins_dir, "hello.so"))
+        changed = {c["file"]: c for c in post_reload(srv)["changed"]}
+        check_eq(sorted(changed), ["hello.so", "twin_hello.so"], "changed")
+        check_eq(changed["hello.so"]["change"], "removed", "hello.so")
+        twin = changed["twin_hello.so"]
+        check_eq((twin["change"], twin["plugin"], twin["version"]),
+                 ("loaded", "twin_hello", "1"), "twin_hello.so")
+        check("error" not in twin, "twin_hello.so still has an error: %r"
+              % twin)
+        check(srv.wait_log(r"loaded plugin twin_hello 1 from twin_hello\.so")
+              is not None, "no load line:\n%s" % srv.log_text())
+        wait_answer(srv, "/twin", 200, b"twin\n")
+        wait_answer(srv, "/hello", 200, b"twin\n")
+        check_eq(post_reload(srv)["changed"], [], "changed once loaded")
 
 
 if __name__ == "__main__":
