@@ -52,14 +52,9 @@ static void print_plugin(const char *path, const spoke__instance_t *inst) {
   const spoke_plugin_t *d = inst->desc;
   int mw = 0, pw = 0;
 
-  printf("%s: plugin %s %s, SDK ABI %u.%u", path, inst->name,
+  printf("%s: plugin %s %s, SDK ABI %u.%u\n", path, inst->name,
          inst->version[0] ? inst->version : "(no version)", d->abi_major,
          d->abi_minor);
-  if (d->abi_minor > SPOKE_ABI_MINOR)
-    printf(" (newer than this server's %d.%d: it must ask with "
-           "SPOKE_HOST_HAS)",
-           SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR);
-  printf("\n");
   for (size_t i = 0; i < d->nroutes; i++) {
     int m = (int)strlen(d->routes[i].method);
     int p = (int)strlen(d->routes[i].path);
@@ -116,6 +111,10 @@ static int check_one(check_t *c, int index) {
   if (spoke__admit(&in, &inst, NULL, err, sizeof(err)) != 0)
     return 1; /* printed by on_refused */
   print_plugin(path, inst);
+  /* The warning the server logs when it loads this file (a newer minor
+   * SDK, a larger descriptor), word for word, then the verdict. */
+  if (spoke__descriptor_warning(inst->desc, err, sizeof(err)))
+    printf("%s: warning: %s\n", path, err);
   printf("ok\n");
   c->accepted[c->naccepted++] = inst;
   return 0;
@@ -213,8 +212,9 @@ void spoke__cli_check_usage(FILE *out) {
 "\n"
 "Loads each plugin the way the server would, without serving: private\n"
 "copy, ELF check, dlopen, descriptor check, init; then its name and routes\n"
-"against the files before it. Prints its name, version, SDK ABI and routes\n"
-"and \"ok\", or \"FILE: refused: REASON\" with the reason the server would\n"
+"against the files before it. Prints its name, version, SDK ABI and routes,\n"
+"\"FILE: warning: TEXT\" if the server would log a warning about it, and\n"
+"\"ok\", or \"FILE: refused: REASON\" with the reason the server would\n"
 "log. init runs (a failing init refuses a load), and so does fini.\n"
 "\n"
 "  --config FILE      the server's config file, for plugins that read\n"

@@ -3,8 +3,19 @@
  * Checked in order, so that nothing is read that the plugin's declared
  * size does not cover: ABI major, struct size, the host slot, the name,
  * the route table and each route (method, path pattern, mode, handler).
- * A plugin built against a newer minor version of SDK 1 is accepted: the
- * members it may lack on this host are detectable with SPOKE_HOST_HAS.
+ *
+ * Newer minors: the rule is to load, with one warning. A plugin built
+ * against a newer minor of SDK 1 (1.4 on this 1.3 host) is accepted: the
+ * host functions it may lack here are missing from this host's table, and
+ * a plugin tests them with SPOKE_HOST_HAS. Likewise a descriptor larger
+ * than this host's spoke_plugin_t is accepted, but the host never reads
+ * the bytes past its own struct, so a member appended there (a future
+ * hook) is silently not used. The host cannot tell whether the plugin
+ * needs what it lacks, nor name members it has never heard of, so it
+ * refuses neither; spoke__descriptor_warning says what it can, once per
+ * load (instance.c logs it, `spoke check` prints it). An older minor
+ * needs no word: this host has everything it was built for.
+ *
  * Pure: no I/O, no allocation beyond a scratch route on the stack.
  */
 #include <stdio.h>
@@ -32,6 +43,41 @@ static int name_ok(const char *name) {
           c == '-'))
       return 0;
   }
+  return 1;
+}
+
+int spoke__descriptor_warning(const spoke_plugin_t *d, char *buf,
+                              size_t buflen) {
+  int newer = d->abi_minor > SPOKE_ABI_MINOR;
+  int larger = d->struct_size > sizeof(spoke_plugin_t);
+  const char *ver = d->version != NULL ? d->version : "";
+  size_t n;
+  int w;
+
+  if (buflen > 0)
+    buf[0] = '\0';
+  if (!newer && !larger)
+    return 0;
+  w = snprintf(buf, buflen,
+               "plugin %s%s%s was built for SDK %u.%u; this host speaks "
+               "%d.%d: ",
+               d->name, ver[0] ? " " : "", ver, d->abi_major, d->abi_minor,
+               SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR);
+  n = w > 0 ? (size_t)w : 0;
+  if (newer && n < buflen) {
+    w = snprintf(buf + n, buflen - n,
+                 "host functions added after %d.%d are missing here (the "
+                 "plugin must test them with SPOKE_HOST_HAS)%s",
+                 SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR, larger ? "; " : "");
+    n += w > 0 ? (size_t)w : 0;
+  }
+  if (larger && n < buflen)
+    snprintf(buf + n, buflen - n,
+             "its descriptor has %zu bytes this host does not read "
+             "(descriptor members added after %d.%d, such as new hooks, "
+             "are ignored)",
+             (size_t)d->struct_size - sizeof(spoke_plugin_t),
+             SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR);
   return 1;
 }
 
@@ -96,5 +142,6 @@ int spoke__descriptor_check(const spoke_plugin_t *d, char *err,
       return SPOKE_EDESC;
     }
   }
+  spoke__descriptor_warning(d, err, errlen);
   return 0;
 }

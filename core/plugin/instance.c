@@ -287,6 +287,13 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
     rc = spoke__descriptor_check(inst->desc, err, errlen);
   if (rc != 0)
     goto fail;
+  /* Accepted, perhaps with a warning (built for a newer minor SDK, or a
+   * descriptor larger than ours: descriptor.c says why that still
+   * loads). Logged here, once per load and before init, so that an init
+   * failing for want of a newer host function follows its explanation;
+   * the check after init finds the same warning and logs nothing. */
+  if (errlen > 0 && err[0] != '\0')
+    spoke__warn("%s", err);
 
   inst->name = strdup(inst->desc->name);
   inst->version = strdup(inst->desc->version ? inst->desc->version : "");

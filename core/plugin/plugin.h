@@ -55,9 +55,19 @@ typedef struct spoke__instance_s {
 } spoke__instance_t;
 
 /* descriptor.c: checks a descriptor before anything in it is trusted.
- * Pure: no I/O, so unit tests hand it crafted descriptors. */
+ * Pure: no I/O, so unit tests hand it crafted descriptors. Returns 0 to
+ * accept, with ERR then holding the descriptor's warning (below) or "";
+ * else a SPOKE_E* code with the reason in ERR. */
 int spoke__descriptor_check(const spoke_plugin_t *d, char *err,
                             size_t errlen);
+
+/* The one warning an accepted descriptor may earn: built for a newer
+ * minor SDK than this host's (host functions may be missing), or larger
+ * than this host's spoke_plugin_t (members the host ignores). Writes it
+ * into BUF and returns 1, or writes "" and returns 0. Only for a
+ * descriptor spoke__descriptor_check accepted. */
+int spoke__descriptor_warning(const spoke_plugin_t *d, char *buf,
+                              size_t buflen);
 
 
 

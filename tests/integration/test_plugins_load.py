@@ -3,19 +3,22 @@
 the good ones serve; route conflicts, and a plugin refused for one that
 loads, its file untouched, once the other plugin is removed or replaced
 by a version without the clashing route; a truncated .so; versioned
-plugin."""
+plugin; a plugin built for a newer minor SDK loads with one warning,
+which `spoke check` prints too."""
 
 import os
 import re
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (HELLO, Server, check, check_eq,  # noqa: E402
-                           check_response, main, plugin_bytes, plugin_path,
-                           test)
+from spoke_harness import (HELLO, SANITIZER_RE, SPOKE_BIN,  # noqa: E402
+                           Server, check, check_eq, check_response, main,
+                           plugin_bytes, plugin_path, test)
 
 BAD = ["bad_notelf.so", "bad_nodesc.so", "bad_abi.so", "bad_small.so",
        "bad_initfail.so", "twin_hello.so"]
@@ -175,6 +178,59 @@ def all_plugins_together():
         check_response(srv.get("/mis/query?a=1"), 200, b"a=1")
         check_eq([l for l in srv.log_lines() if "refus" in l.lower()], [],
                  "refusals with only good plugins")
+
+
+# The warning newer_minor.so (descriptor: SDK 1.(N+1), one pointer more
+# than this host's spoke_plugin_t) earns, as the server logs it.
+NEWER_RE = re.compile(
+    r"warn: (plugin newer_minor 1\.0\.0 was built for SDK (\d+)\.(\d+); "
+    r"this host speaks (\d+)\.(\d+): host functions added after "
+    r"\4\.\5 are missing here \(the plugin must test them with "
+    r"SPOKE_HOST_HAS\); its descriptor has (\d+) bytes this host does "
+    r"not read .*)$")
+
+
+@test
+def newer_minor_plugin_loads_with_one_warning():
+    with Server(["hello.so", "newer_minor.so"]) as srv:
+        check_response(srv.get("/newerminor"), 200, b"newer minor\n")
+        check_response(srv.get("/hello"), 200, HELLO)
+        lines = [l for l in srv.log_lines() if "newer_minor" in l and
+                 "warn" in l]
+        check(len(lines) == 1,
+              "want exactly one warning about newer_minor, got %d:\n%s"
+              % (len(lines), srv.log_text()))
+        m = NEWER_RE.search(lines[0])
+        check(m, "warning does not say what newer_minor may miss: %r"
+              % lines[0])
+        major, minor, hmajor, hminor, extra = (int(g) for g in m.groups()[1:])
+        check_eq((major, minor), (hmajor, hminor + 1), "versions named")
+        check(extra > 0, "extra descriptor bytes %r" % extra)
+        check_eq([l for l in srv.log_lines() if "refus" in l.lower()], [],
+                 "refusals")
+        # An older or same-minor plugin earns no warning at all.
+        check_eq([l for l in srv.log_lines() if " warn: " in l and
+                  "newer_minor" not in l], [], "other warnings")
+        warning = m.group(1)
+    # `spoke check` prints the same text, as a warning line before "ok".
+    with tempfile.TemporaryDirectory(prefix="spoke-it-newer-") as rundir:
+        path = plugin_path("newer_minor.so")
+        p = subprocess.run([SPOKE_BIN, "check", "--runtime-dir", rundir,
+                            path], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=60)
+        out = p.stdout.decode("utf-8", "replace")
+        err = p.stderr.decode("utf-8", "replace")
+        check(not SANITIZER_RE.search(err), "sanitizer report:\n%s" % err)
+        check(p.returncode == 0, "spoke check newer_minor.so: exit %r\n%s%s"
+              % (p.returncode, out, err))
+        lines = out.splitlines()
+        check_eq(lines[-1], "ok", "last line")
+        check_eq(lines[-2], "%s: warning: %s" % (path, warning),
+                 "line before ok")
+        check_eq(sum(1 for l in lines if "warning" in l), 1,
+                 "warning lines in:\n%s" % out)
+        check_eq(os.listdir(rundir), [], "left in the runtime dir")
 
 
 if __name__ == "__main__":

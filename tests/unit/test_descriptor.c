@@ -53,19 +53,86 @@ static void accepts_valid(void **state) {
   spoke_plugin_t d = good();
   (void)state;
   assert_int_equal(check(&d), 0);
+  /* Same minor, same size: accepted without a warning. */
+  assert_string_equal(err, "");
   /* Optional members may be absent: no version, no init or fini. */
   d.version = NULL;
   assert_int_equal(check(&d), 0);
+  assert_string_equal(err, "");
 }
 
-static void accepts_newer_minor(void **state) {
+static void accepts_older_minor_quietly(void **state) {
   spoke_plugin_t d = good();
   (void)state;
-  d.abi_minor = 99;
+  /* An SDK 1.0 descriptor: this host has everything it was built for. */
+  d.abi_minor = 0;
+  d.struct_size = (uint32_t)(offsetof(spoke_plugin_t, fini) + sizeof(d.fini));
+  memset(err, 'x', sizeof(err) - 1);
+  assert_int_equal(spoke__descriptor_check(&d, err, sizeof(err)), 0);
+  assert_string_equal(err, "");
+  assert_int_equal(spoke__descriptor_warning(&d, err, sizeof(err)), 0);
+  assert_string_equal(err, "");
+}
+
+static void accepts_newer_minor_with_a_warning(void **state) {
+  spoke_plugin_t d = good();
+  char want[256], warn[512];
+  (void)state;
+  d.abi_minor = SPOKE_ABI_MINOR + 1;
   assert_int_equal(check(&d), 0);
-  /* A newer minor's descriptor may be larger than ours. */
+  snprintf(want, sizeof(want),
+           "plugin good_plugin-1 1.0.0 was built for SDK %d.%d; this host "
+           "speaks %d.%d: host functions added after %d.%d are missing "
+           "here (the plugin must test them with SPOKE_HOST_HAS)",
+           SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR + 1, SPOKE_ABI_MAJOR,
+           SPOKE_ABI_MINOR, SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR);
+  assert_string_equal(err, want);
+  /* The same text from spoke__descriptor_warning (what `spoke check`
+   * prints). */
+  assert_int_equal(spoke__descriptor_warning(&d, warn, sizeof(warn)), 1);
+  assert_string_equal(warn, want);
+  /* Without a version string the name stands alone. */
+  d.version = NULL;
+  assert_int_equal(check(&d), 0);
+  assert_non_null(strstr(err, "plugin good_plugin-1 was built for SDK"));
+}
+
+static void larger_descriptor_names_the_ignored_bytes(void **state) {
+  spoke_plugin_t d = good();
+  char bytes[64];
+  (void)state;
+  /* A newer minor's descriptor may be larger than ours: accepted, and the
+   * warning says how much of it this host does not read. */
+  d.abi_minor = SPOKE_ABI_MINOR + 1;
+  d.struct_size = sizeof(spoke_plugin_t) + 8;
+  assert_int_equal(check(&d), 0);
+  assert_non_null(strstr(err, "SPOKE_HOST_HAS); its descriptor has 8 bytes "
+                              "this host does not read"));
+  d.abi_minor = 99;
   d.struct_size = sizeof(spoke_plugin_t) + 64;
   assert_int_equal(check(&d), 0);
+  assert_non_null(strstr(err, "built for SDK 1.99"));
+  assert_non_null(strstr(err, "its descriptor has 64 bytes"));
+  /* Larger at the same minor (written by hand): only the bytes. */
+  d.abi_minor = SPOKE_ABI_MINOR;
+  d.struct_size = sizeof(spoke_plugin_t) + 16;
+  assert_int_equal(check(&d), 0);
+  assert_null(strstr(err, "SPOKE_HOST_HAS"));
+  snprintf(bytes, sizeof(bytes), "speaks %d.%d: its descriptor has 16 bytes",
+           SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR);
+  assert_non_null(strstr(err, bytes));
+}
+
+static void warning_fits_a_small_buffer(void **state) {
+  spoke_plugin_t d = good();
+  char tiny[16];
+  (void)state;
+  d.abi_minor = SPOKE_ABI_MINOR + 1;
+  d.struct_size = sizeof(spoke_plugin_t) + 8;
+  memset(tiny, 'x', sizeof(tiny));
+  assert_int_equal(spoke__descriptor_warning(&d, tiny, sizeof(tiny)), 1);
+  assert_int_equal(strlen(tiny), sizeof(tiny) - 1);
+  assert_int_equal(spoke__descriptor_warning(&d, tiny, 0), 1);
 }
 
 static void null_descriptor(void **state) {
@@ -247,7 +314,10 @@ static void small_error_buffer(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(accepts_valid),
-    cmocka_unit_test(accepts_newer_minor),
+    cmocka_unit_test(accepts_older_minor_quietly),
+    cmocka_unit_test(accepts_newer_minor_with_a_warning),
+    cmocka_unit_test(larger_descriptor_names_the_ignored_bytes),
+    cmocka_unit_test(warning_fits_a_small_buffer),
     cmocka_unit_test(null_descriptor),
     cmocka_unit_test(abi_major_mismatch),
     cmocka_unit_test(abi_checked_before_anything_else),
