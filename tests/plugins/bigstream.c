@@ -20,12 +20,13 @@
  *   GET /bigstream/late     ASYNC, sends "ok", then calls on_drain on the
  *                           completed request (SPOKE_EALREADY, kept for
  *                           /bigstream/stats).
- *   GET /bigstream/stats    ASYNC, "drains=N late=N aborts=N replaced=N
- *                           after_end=CODE\n": drain callbacks run, drain
- *                           callbacks that found their client gone (must
- *                           be 0), abort callbacks, replaced callbacks
- *                           that ran anyway (must be 0), and the code of
- *                           the last /bigstream/late.
+ *   GET /bigstream/stats    ASYNC, "waits=N drains=N late=N aborts=N
+ *                           replaced=N after_end=CODE\n": drain callbacks
+ *                           registered by streams, drain callbacks run,
+ *                           drain callbacks that found their client gone
+ *                           (must be 0), abort callbacks, replaced
+ *                           callbacks that ran anyway (must be 0), and
+ *                           the code of the last /bigstream/late.
  *
  * The pattern, in pump(): write while pending is below what you are
  * willing to buffer; past it, register pump itself as the drain callback
@@ -44,7 +45,7 @@
 #define BUFFER_MAX (2 * 1024 * 1024) /* pending bytes we let queue */
 #define PERIOD 251                   /* byte i of a body is i % PERIOD */
 
-static atomic_ulong drains, late, aborts, replaced;
+static atomic_ulong waits, drains, late, aborts, replaced;
 static atomic_int after_end = 1; /* 1: /bigstream/late not run yet */
 
 typedef struct stream_s {
@@ -83,8 +84,10 @@ static void pump(spoke_request_t *req) {
       return; /* on_gone completes it */
     if (!st->no_drain && spoke_response_pending(req) >= BUFFER_MAX) {
       int rc = spoke_response_on_drain(req, drained);
-      if (rc == 0)
+      if (rc == 0) {
+        atomic_fetch_add(&waits, 1);
         return; /* drained() goes on */
+      }
       if (rc != SPOKE_ENOTSUP) {
         spoke_log(SPOKE_LOG_ERROR, "on_drain: %s", spoke_err_name(rc));
         spoke_response_end(req);
@@ -184,8 +187,9 @@ static int stats(spoke_request_t *req) {
   char text[200];
   int ae = atomic_load(&after_end);
   snprintf(text, sizeof(text),
-           "drains=%lu late=%lu aborts=%lu replaced=%lu after_end=%s\n",
-           atomic_load(&drains), atomic_load(&late), atomic_load(&aborts),
+           "waits=%lu drains=%lu late=%lu aborts=%lu replaced=%lu "
+           "after_end=%s\n",
+           atomic_load(&waits), atomic_load(&drains), atomic_load(&late), atomic_load(&aborts),
            atomic_load(&replaced), ae == 1 ? "-" : spoke_err_name(ae));
   spoke_response_header(req, "Content-Type", "text/plain");
   return spoke_response_send(req, text, strlen(text));
