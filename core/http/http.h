@@ -209,7 +209,7 @@ void spoke__control_signals(sigset_t *set);
 #define SPOKE__REQ_POOL_MAX 128
 
 /* Why a request is still alive. The first four are taken at most once
- * at a time; STACK, WRITE and TIMER are counted. */
+ * at a time; STACK, WRITE, TIMER and DRAIN are counted. */
 typedef enum {
   SPOKE__HOLD_CONN = 0,       /* attached to its connection */
   SPOKE__HOLD_HANDLER,        /* its handler is running (or queued) */
@@ -220,6 +220,8 @@ typedef enum {
                                  abort or timer callback, a delivery) */
   SPOKE__HOLD_WRITE,          /* a queued write of its bytes */
   SPOKE__HOLD_TIMER,          /* a pending spoke_timer_start */
+  SPOKE__HOLD_DRAIN,          /* a drain callback posted to the mailbox,
+                                 not yet run (one at a time) */
   SPOKE__HOLD_KINDS
 } spoke__hold_t;
 
@@ -287,6 +289,13 @@ struct spoke_request_s {
   uint8_t orphaned;           /* on loop->orphans */
   spoke_request_t *orphan_prev, *orphan_next;
   char plugin_name[64];       /* inst->name, kept for logs once unpinned */
+  /* Back-pressure from the loop (SDK 1.3, request.c): the plugin's drain
+   * callback, registered and not run yet; drain_msg runs it from the
+   * mailbox once the queue is at the low-water mark (a DRAIN hold while
+   * it is posted). */
+  spoke_drain_cb drain_cb;
+  spoke__msg_t drain_msg;
+  uint8_t drain_posted;
 
   /* Sync dispatch (pool.c): sync_next under the pool's mutex; done_msg
    * written by the worker and handed to the loop through its mailbox. */
@@ -342,11 +351,21 @@ void spoke__request_abort(spoke_request_t *req);
 /* Wakes writers waiting for room in REQ's queue (any thread). */
 void spoke__request_wake_writers(spoke_request_t *req);
 /* LEN of REQ's queued bytes left the queue: written, copied or dropped
- * (loop thread); wakes a waiting writer below the low-water mark. */
+ * (loop thread); at the low-water mark wakes a waiting writer and posts
+ * a registered drain callback. */
 void spoke__request_dequeued(spoke_request_t *req, size_t len);
 /* Response bytes a writer off the loop may have queued before it waits
- * (back-pressure, response.c); it is woken at half of it. */
+ * (back-pressure, response.c); it is woken at the low-water mark, half of
+ * it, where a drain callback runs too. */
 #define SPOKE__STREAM_HIGH_WATER (1024 * 1024)
+#define SPOKE__STREAM_LOW_WATER (SPOKE__STREAM_HIGH_WATER / 2)
+/* Registers CB to run once from REQ's loop, in a mailbox message of its
+ * own, as soon as REQ's queued bytes are at the low-water mark: at once
+ * if they are, else when spoke__request_dequeued brings them there.
+ * Replaces a callback registered before. Dropped if the request is
+ * aborted or completed first. Loop thread; the caller has checked the
+ * request is neither (response.c). */
+void spoke__request_on_drain(spoke_request_t *req, spoke_drain_cb cb);
 int spoke__request_add_header(spoke_request_t *req, const char *name,
                               size_t nlen, const char *value, size_t vlen);
 

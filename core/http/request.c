@@ -208,6 +208,8 @@ void spoke__request_abort(spoke_request_t *req) {
   if (atomic_exchange(&req->aborted, 1))
     return; /* told once */
   spoke__request_wake_writers(req); /* a writer waiting for room gives up */
+  req->drain_cb = NULL; /* the abort callback runs instead; one already
+                           posted finds none (drain_run) */
   cb = atomic_load(&req->abort_cb);
   if (cb != NULL) {
     spoke__request_hold(req, SPOKE__HOLD_STACK);
@@ -235,11 +237,68 @@ void spoke__request_wake_writers(spoke_request_t *req) {
   uv_mutex_unlock(&req->loop->mu);
 }
 
+/* Drain callbacks (SDK 1.3): back-pressure for a plugin streaming from
+ * the loop thread, which cannot wait like a writer elsewhere. The
+ * callback is never run from where the queue goes down: dequeued runs
+ * inside the write path (write.c's write_now, often within the plugin's
+ * own spoke_response_write, before the out it is writing has had its
+ * unsent rest queued; or a write callback), and a callback writing from
+ * there would recurse into the write path and could send its bytes ahead
+ * of that rest. The request's own drain_msg is posted to its loop's
+ * mailbox instead and runs from the doorbell, with only libuv below it,
+ * on a later turn of the loop (so other connections get theirs between
+ * two rounds of a stream). Posting from the loop thread costs a lock and
+ * at most one eventfd write per round of half a MiB or more.
+ *
+ * Holds: a DRAIN hold while drain_msg is posted (the message lives in
+ * the request); the PLUGIN hold does not cover it, since the plugin may
+ * complete (or its handler fail) while the message waits, and the last
+ * out's delivery lets the request go. A STACK hold while the callback
+ * runs. A callback merely registered needs no hold: it is a field, and
+ * a request freed with one (completed or aborted: it can no longer run)
+ * is cleared when reused. */
+static void drain_run(spoke__msg_t *msg);
+
+static void drain_post(spoke_request_t *req) {
+  req->drain_posted = 1;
+  req->drain_msg.run = drain_run;
+  spoke__request_hold(req, SPOKE__HOLD_DRAIN);
+  spoke__loop_post(req->loop, &req->drain_msg);
+}
+
+static void drain_run(spoke__msg_t *msg) {
+  spoke_request_t *req = SPOKE__CONTAINER_OF(msg, spoke_request_t, drain_msg);
+  spoke_drain_cb cb = req->drain_cb;
+  req->drain_posted = 0;
+  spoke__request_hold(req, SPOKE__HOLD_STACK);
+  spoke__request_release(req, SPOKE__HOLD_DRAIN);
+  if (atomic_load(&req->aborted) || atomic_load(&req->completed)) {
+    req->drain_cb = NULL; /* dropped: gone, or nothing more to write */
+  } else if (cb != NULL &&
+             atomic_load(&req->queued) <= SPOKE__STREAM_LOW_WATER) {
+    req->drain_cb = NULL; /* once; it may register again */
+    cb(req);
+  }
+  /* else more was queued since it was posted: it stays registered and
+   * the next dequeue to the low-water mark posts it again. */
+  spoke__request_release(req, SPOKE__HOLD_STACK);
+}
+
+void spoke__request_on_drain(spoke_request_t *req, spoke_drain_cb cb) {
+  req->drain_cb = cb;
+  if (!req->drain_posted &&
+      atomic_load(&req->queued) <= SPOKE__STREAM_LOW_WATER)
+    drain_post(req); /* drained already: at once, from the loop */
+}
+
 void spoke__request_dequeued(spoke_request_t *req, size_t len) {
   size_t before = atomic_fetch_sub(&req->queued, len);
-  if (before > SPOKE__STREAM_HIGH_WATER / 2 &&
-      before - len <= SPOKE__STREAM_HIGH_WATER / 2)
+  size_t after = before - len;
+  if (before > SPOKE__STREAM_LOW_WATER && after <= SPOKE__STREAM_LOW_WATER)
     spoke__request_wake_writers(req);
+  if (req->drain_cb != NULL && !req->drain_posted &&
+      after <= SPOKE__STREAM_LOW_WATER)
+    drain_post(req);
 }
 
 int spoke__request_add_header(spoke_request_t *req, const char *name,

@@ -28,7 +28,12 @@
  * request are queued, until the loop has written them down to half that,
  * or the client is gone (SPOKE_ECANCELED; --send-timeout cuts off a
  * client that reads nothing). The loop thread cannot wait: an async
- * handler streaming from the loop is not held back.
+ * handler streaming from the loop holds itself back instead, writing
+ * while spoke_response_pending() is below what it will buffer and then
+ * registering a drain callback (spoke__response_on_drain), which runs
+ * from the loop once the queue is down to the low-water mark, half of
+ * SPOKE__STREAM_HIGH_WATER, or not at all if the client leaves first
+ * (request.c: where the queue goes down, and why the call is deferred).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +70,7 @@ static int wait_for_room(spoke_request_t *req) {
     return 0;
   atomic_fetch_add(&req->waiting, 1);
   uv_mutex_lock(&loop->mu);
-  while (atomic_load(&req->queued) > SPOKE__STREAM_HIGH_WATER / 2 &&
+  while (atomic_load(&req->queued) > SPOKE__STREAM_LOW_WATER &&
          !atomic_load(&req->aborted))
     uv_cond_timedwait(&loop->drained, &loop->mu, 1000000000ULL);
   uv_mutex_unlock(&loop->mu);
@@ -318,8 +323,16 @@ size_t spoke__response_pending(const spoke_request_t *req) {
   return atomic_load(&((spoke_request_t *)req)->queued);
 }
 
+/* The checks of the SDK's contract; request.c registers and runs it. */
 int spoke__response_on_drain(spoke_request_t *req, spoke_drain_cb cb) {
-  (void)req;
-  (void)cb;
-  return SPOKE_ENOTSUP; /* not yet */
+  if (cb == NULL)
+    return SPOKE_EINVAL;
+  if (!spoke__loop_is_current(req->loop))
+    return SPOKE_ETHREAD;
+  if (atomic_load(&req->completed))
+    return SPOKE_EALREADY;
+  if (atomic_load(&req->aborted))
+    return SPOKE_ECANCELED; /* the abort callback has run instead */
+  spoke__request_on_drain(req, cb);
+  return 0;
 }
