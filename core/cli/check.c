@@ -10,6 +10,15 @@
  * because a failing init refuses a load; so fini runs too, once every
  * verdict is printed, as an unload would.
  *
+ * --plugins DIR puts the plugins directory's files first, as the server
+ * has them (every plugin file name in DIR, in name order, those the
+ * server would refuse left out), so the given files are checked beside
+ * what already serves: a clash with them refuses the given file, as the
+ * server would. A given file with the same file name as one in DIR is a
+ * replacement of it (the server reloads that file), so DIR's file of
+ * that name is left out. Without --plugins a file is checked alone and
+ * beside the other files given, and a note on stderr says so.
+ *
  * The private copies go to a fresh directory under --runtime-dir (or
  * $TMPDIR, or /tmp), removed at the end. The loading happens in a child
  * process: a plugin that crashes while loading takes down the child, not
@@ -33,8 +42,9 @@
 #include "ctl/ctl.h"
 
 typedef struct check_s {
-  char **files;
+  char **files;                /* DIR's files (nbeside), then the given */
   int nfiles;
+  int nbeside;                 /* --plugins DIR's files, first in files */
   const char *rundir;
   int progress_fd;             /* child: write end of the pipe */
   spoke__instance_t **accepted; /* loaded and fitting, in order */
@@ -75,6 +85,13 @@ static void print_plugin(const char *path, const spoke__instance_t *inst) {
            "state)\n");
 }
 
+/* Refused hook for a file of --plugins DIR: it does not serve. */
+static void on_beside_refused(void *ctx, const char *why) {
+  printf("%s: left out, the server refuses it too: %s\n", (const char *)ctx,
+         why);
+  fflush(stdout);
+}
+
 /* One file: 0 when it would be served (then it stays loaded, as the
  * server keeps it), 1 with the reason printed when refused. */
 static int check_one(check_t *c, int index) {
@@ -85,6 +102,8 @@ static int check_one(check_t *c, int index) {
   struct stat st;
   char err[512];
 
+  if (index < c->nbeside && (stat(path, &st) != 0 || !S_ISREG(st.st_mode)))
+    return 0; /* the server ignores it */
   if (!spoke__admit_is_plugin_name(base)) {
     printf("%s: refused: not a plugin file name: the server loads only "
            "files named *.so (and not starting with '.') and would "
@@ -106,10 +125,16 @@ static int check_one(check_t *c, int index) {
   in.host = spoke__host_table();
   in.serving = c->accepted;
   in.nserving = c->naccepted;
-  in.refused = on_refused;
+  in.refused = index < c->nbeside ? on_beside_refused : on_refused;
   in.ctx = (void *)path;
   if (spoke__admit(&in, &inst, NULL, err, sizeof(err)) != 0)
-    return 1; /* printed by on_refused */
+    return index < c->nbeside ? 0 : 1; /* printed by the refused hook */
+  if (index < c->nbeside) {
+    printf("%s: serving beside: plugin %s %s\n", path, inst->name,
+           inst->version[0] ? inst->version : "(no version)");
+    c->accepted[c->naccepted++] = inst;
+    return 0;
+  }
   print_plugin(path, inst);
   /* The warning the server logs when it loads this file (a newer minor
    * SDK, a larger descriptor), word for word, then the verdict. */
@@ -203,12 +228,67 @@ static int run_checked(check_t *c) {
 }
 
 #define SHORT_USAGE                                                    \
-  "usage: spoke check [--config FILE] [--runtime-dir DIR] [-v] "       \
-  "FILE.so... (spoke help check)\n"
+  "usage: spoke check [--plugins DIR] [--config FILE] [--runtime-dir DIR] " \
+  "[-v] FILE.so... (spoke help check)\n"
+
+static const char *base_name(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
+static int plugin_file_filter(const struct dirent *de) {
+  return spoke__admit_is_plugin_name(de->d_name);
+}
+
+/* Puts DIR's plugin files, in name order, before C's NGIVEN given files
+ * (C->files holds those): C->files becomes the one array, C->nbeside
+ * its first part. A file of DIR whose name a given file has is left out
+ * (the given file replaces it). Returns 0, or -1 with a message. */
+static int add_beside(check_t *c, const char *dir) {
+  struct dirent **names = NULL;
+  char **files;
+  int n = scandir(dir, &names, plugin_file_filter, alphasort), k = 0;
+
+  if (n < 0) {
+    fprintf(stderr, "spoke check: --plugins %s: %s\n", dir, strerror(errno));
+    return -1;
+  }
+  files = calloc((size_t)n + (size_t)c->nfiles + 1, sizeof(*files));
+  for (int i = 0; i < n; i++) {
+    int replaced = 0;
+    for (int j = 0; j < c->nfiles; j++)
+      replaced |= strcmp(base_name(c->files[j]), names[i]->d_name) == 0;
+    if (files != NULL && !replaced) {
+      size_t len = strlen(dir) + strlen(names[i]->d_name) + 2;
+      if ((files[k] = malloc(len)) != NULL)
+        snprintf(files[k++], len, "%s/%s", dir, names[i]->d_name);
+    }
+    free(names[i]);
+  }
+  free(names);
+  if (files == NULL) {
+    fprintf(stderr, "spoke check: out of memory\n");
+    return -1;
+  }
+  for (int j = 0; j < c->nfiles; j++)
+    files[k + j] = c->files[j];
+  free(c->files);
+  c->files = files;
+  c->nbeside = k;
+  c->nfiles += k;
+  return 0;
+}
+
+static void free_files(check_t *c) {
+  for (int i = 0; i < c->nbeside; i++)
+    free(c->files[i]);
+  free(c->files);
+}
 
 void spoke__cli_check_usage(FILE *out) {
   fprintf(out,
-"usage: spoke check [--config FILE] [--runtime-dir DIR] [-v] FILE.so...\n"
+"usage: spoke check [--plugins DIR] [--config FILE] [--runtime-dir DIR] [-v]\n"
+"                   FILE.so...\n"
 "\n"
 "Loads each plugin the way the server would, without serving: private\n"
 "copy, ELF check, dlopen, descriptor check, init; then its name and routes\n"
@@ -216,7 +296,13 @@ void spoke__cli_check_usage(FILE *out) {
 "\"FILE: warning: TEXT\" if the server would log a warning about it, and\n"
 "\"ok\", or \"FILE: refused: REASON\" with the reason the server would\n"
 "log. init runs (a failing init refuses a load), and so does fini.\n"
+"Without --plugins a file is checked alone and beside the other files\n"
+"given, not beside what a server already serves.\n"
 "\n"
+"  --plugins DIR      check beside DIR's plugin files, as a server serving\n"
+"                     DIR has them: a route or name clash with one of them\n"
+"                     refuses the file; a file named as one in DIR is\n"
+"                     checked as its replacement (a reload)\n"
 "  --config FILE      the server's config file, for plugins that read\n"
 "                     their [plugin NAME] section in init\n"
 "  --runtime-dir DIR  where the private copies go (default $TMPDIR or /tmp)\n"
@@ -230,6 +316,7 @@ int spoke__cli_check(int argc, char **argv) {
   spoke__config_t cfg;
   check_t c;
   const char *runtime_parent = NULL, *config_path = NULL;
+  const char *plugins_dir = NULL;
   char err[512], rundir[4096];
   int verbose = 0, rc;
 
@@ -249,6 +336,10 @@ int spoke__cli_check(int argc, char **argv) {
       config_path = argv[++i];
     } else if (strcmp(a, "--runtime-dir") == 0 && i + 1 < argc) {
       runtime_parent = argv[++i];
+    } else if (strcmp(a, "--plugins") == 0 && i + 1 < argc) {
+      plugins_dir = argv[++i];
+    } else if (strncmp(a, "--plugins=", 10) == 0) {
+      plugins_dir = a + 10;
     } else if (strncmp(a, "--config=", 9) == 0) {
       config_path = a + 9;
     } else if (strncmp(a, "--runtime-dir=", 14) == 0) {
@@ -268,12 +359,16 @@ int spoke__cli_check(int argc, char **argv) {
     free(c.files);
     return SPOKE__CLI_USAGE;
   }
+  if (plugins_dir != NULL && add_beside(&c, plugins_dir) != 0) {
+    free(c.files);
+    return SPOKE__CLI_USAGE;
+  }
 
   spoke__config_defaults(&cfg);
   if (config_path != NULL &&
       spoke__config_load_file(&cfg, config_path, err, sizeof(err)) != 0) {
     fprintf(stderr, "spoke check: %s\n", err);
-    free(c.files);
+    free_files(&c);
     return SPOKE__CLI_USAGE;
   }
   if (runtime_parent == NULL)
@@ -288,7 +383,7 @@ int spoke__cli_check(int argc, char **argv) {
             "(choose another with --runtime-dir)\n",
             runtime_parent, strerror(errno));
     spoke__conffile_free(&cfg.conf);
-    free(c.files);
+    free_files(&c);
     return SPOKE__CLI_FAILED;
   }
   c.rundir = rundir;
@@ -299,6 +394,11 @@ int spoke__cli_check(int argc, char **argv) {
   rc = run_checked(&c);
   remove_rundir(rundir);
   spoke__conffile_free(&cfg.conf);
-  free(c.files);
+  free_files(&c);
+  if (rc == SPOKE__CLI_OK && plugins_dir == NULL)
+    fprintf(stderr,
+            "spoke check: checked alone and beside the other files given; "
+            "add --plugins DIR to check beside what a server serving DIR "
+            "already has\n");
   return rc;
 }

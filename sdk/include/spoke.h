@@ -366,8 +366,12 @@ static inline int spoke_request_aborted(const spoke_request_t *req) {
   return spoke_host->request_aborted(req);
 }
 
-/* CB runs on the loop thread if the client goes away before completion.
- * Call it from the handler. */
+/* CB runs once, on the request's loop thread, if the client goes away
+ * before completion, or when an async handler has not started its
+ * response within --handler-timeout (the server answered 504). Call it
+ * from the handler (from another thread CB may run while your code
+ * still does). SPOKE_ECANCELED when the client has already gone: do not
+ * count on CB then. */
 static inline int spoke_request_on_abort(spoke_request_t *req,
                                          spoke_abort_cb cb) {
   return spoke_host->request_on_abort(req, cb);
