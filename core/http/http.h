@@ -190,6 +190,11 @@ void spoke__loop_maybe_finish(spoke__loop_t *loop);
 int spoke__loop_init(spoke__loop_t *loop, spoke__shared_t *shared, int id,
                      int listen_fd, spoke__snapshot_t *snap);
 void spoke__loop_abandon(spoke__loop_t *loop);
+/* What a loop's thread does once its uv_run has returned (a test that
+ * drives a loop itself calls it too): handles a plugin left open are
+ * closed, requests a plugin never completed dropped, the last references
+ * given back, memory freed. Returns how many handles were left open. */
+int spoke__loop_end(spoke__loop_t *loop);
 int spoke__loop_start(spoke__loop_t *loop);  /* spawns the thread */
 void spoke__loop_join(spoke__loop_t *loop);
 /* Control thread: LOOP switches to SNAP (takes a reference of its own),

@@ -136,9 +136,37 @@ int spoke__loop_init(spoke__loop_t *loop, spoke__shared_t *shared, int id,
 }
 
 static void close_leftover(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h))
+  if (!uv_is_closing(h)) {
     uv_close(h, NULL);
+    if (arg != NULL)
+      (*(int *)arg)++;
+  }
+}
+
+int spoke__loop_end(spoke__loop_t *loop) {
+  int leftovers = 0;
+  /* Handles a plugin left open would keep the loop from closing. */
+  if (uv_loop_close(&loop->uv) == UV_EBUSY) {
+    uv_walk(&loop->uv, close_leftover, &leftovers);
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&loop->uv);
+  }
+  spoke__request_orphans_free(loop);
+  spoke__loop_settle(loop);
+  free(loop->unrefs);
+  loop->unrefs = NULL;
+  loop->nunrefs = loop->unrefs_cap = 0;
+  spoke__snapshot_unref(loop->snap);
+  loop->snap = NULL;
+  spoke__request_pool_free(loop);
+  free(loop->rbuf);
+  loop->rbuf = NULL;
+  spoke__buf_free(&loop->cork_buf);
+  spoke__buf_free(&loop->alog);
+  uv_cond_destroy(&loop->drained);
+  uv_mutex_destroy(&loop->mu);
+  loop->uv_ready = 0;
+  return leftovers;
 }
 
 static void loop_main(void *arg) {
@@ -152,25 +180,7 @@ static void loop_main(void *arg) {
   spoke__accesslog_loop_init(loop);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   spoke__accesslog_loop_close(loop);
-  /* Handles a plugin left open would keep the loop from closing. */
-  if (uv_loop_close(&loop->uv) == UV_EBUSY) {
-    uv_walk(&loop->uv, close_leftover, NULL);
-    uv_run(&loop->uv, UV_RUN_DEFAULT);
-    uv_loop_close(&loop->uv);
-  }
-  spoke__request_orphans_free(loop);
-  spoke__loop_settle(loop);
-  free(loop->unrefs);
-  loop->unrefs = NULL;
-  spoke__snapshot_unref(loop->snap);
-  loop->snap = NULL;
-  spoke__request_pool_free(loop);
-  free(loop->rbuf);
-  loop->rbuf = NULL;
-  spoke__buf_free(&loop->cork_buf);
-  spoke__buf_free(&loop->alog);
-  uv_cond_destroy(&loop->drained);
-  uv_mutex_destroy(&loop->mu);
+  spoke__loop_end(loop);
   spoke__loop_set_current(NULL);
   atomic_fetch_sub(&loop->shared->loops_running, 1);
   uv_async_send(loop->shared->loop_exited);
@@ -186,12 +196,10 @@ void spoke__control_signals(sigset_t *set) {
 
 void spoke__loop_abandon(spoke__loop_t *loop) {
   if (loop->uv_ready) {
-    uv_walk(&loop->uv, close_leftover, NULL);
+    uv_walk(&loop->uv, close_leftover, NULL); /* its own handles */
     uv_run(&loop->uv, UV_RUN_DEFAULT);
-    uv_loop_close(&loop->uv);
-    uv_cond_destroy(&loop->drained);
-    uv_mutex_destroy(&loop->mu);
-    loop->uv_ready = 0;
+    spoke__loop_end(loop);
+    return;
   }
   spoke__snapshot_unref(loop->snap);
   loop->snap = NULL;

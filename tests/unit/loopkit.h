@@ -349,16 +349,7 @@ static inline void lk_stop(lk_t *k) {
   assert_int_equal(spoke__loop_drain(loop), 0);
   LK_RUN_UNTIL(k, loop->closed);
   uv_run(&loop->uv, UV_RUN_DEFAULT); /* the close callbacks */
-  assert_int_equal(uv_loop_close(&loop->uv), 0); /* no handle left */
-  spoke__snapshot_unref(loop->snap);
-  loop->snap = NULL;
-  spoke__request_pool_free(loop);
-  free(loop->rbuf);
-  loop->rbuf = NULL;
-  spoke__buf_free(&loop->cork_buf);
-  spoke__buf_free(&loop->alog);
-  uv_cond_destroy(&loop->drained);
-  uv_mutex_destroy(&loop->mu);
+  assert_int_equal(spoke__loop_end(loop), 0); /* no handle left open */
   spoke__loop_set_current(NULL);
   assert_int_equal(spoke__request_live_count(), k->live_before);
   assert_int_equal(atomic_load(&k->shared.open_conns), 0);
