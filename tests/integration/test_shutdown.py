@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Graceful shutdown: SIGTERM/SIGINT stop accepting, in-flight requests
-(async and sync) finish with 200, idle connections close, exit code 0."""
+(async and sync) finish with 200, idle connections close, exit code 0.
+However the server ends, its runtime directory goes: on the drain, past
+the shutdown deadline, on a second signal."""
 
 import errno
 import os
+import re
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -132,6 +137,83 @@ def drain_exit_code_after_many_requests():
             check_response(srv.request("POST", "/echo", body=b"%d" % i), 200,
                            b"%d" % i)
         check_eq(srv.stop(signal.SIGTERM), 0, "exit code")
+
+
+# ---------------------------------------------------------------- runtime dir
+
+RUNTIME_RE = re.compile(r"runtime directory (\S+) \(")
+
+
+def runtime_parent():
+    """A fresh --runtime-dir parent of this test's own."""
+    return tempfile.mkdtemp(prefix="spoke-it-rt-")
+
+
+def runtime_of(srv):
+    """The runtime directory SRV logged; checks it holds a plugin copy and
+    status.json."""
+    rt = srv.wait_log(RUNTIME_RE).group(1)
+    names = os.listdir(rt)
+    check("status.json" in names, "no status.json in %s: %r" % (rt, names))
+    check(any(n.endswith(".so") for n in names),
+          "no plugin copy in %s: %r" % (rt, names))
+    return rt
+
+
+def check_gone(rt, when):
+    if os.path.exists(rt):
+        raise AssertionError("runtime directory %s left behind %s: %r"
+                             % (rt, when, sorted(os.listdir(rt))))
+
+
+def slow_sync_in_flight(srv):
+    """A /sleep/sync?ms=30000 in flight on one loop; returns its Conn. A
+    /hello on a later connection is answered only after the loop has
+    accepted and dispatched the sleep."""
+    c = srv.conn()
+    c.send(build_request("GET", "/sleep/sync?ms=30000"))
+    check_response(srv.get("/hello"), 200, HELLO)
+    return c
+
+
+@test
+def drain_past_deadline_removes_runtime_dir():
+    parent = runtime_parent()
+    try:
+        with Server(["hello.so", "sleep.so"],
+                    args=["--loops", "1", "--shutdown-timeout", "200ms",
+                          "--runtime-dir", parent]) as srv:
+            rt = runtime_of(srv)
+            c = slow_sync_in_flight(srv)
+            srv.stop(signal.SIGTERM, expect_code=0)
+            check(srv.wait_log("shutdown deadline passed") is not None,
+                  "no deadline line: the drain did not pass the deadline")
+            c.close()
+            check_gone(rt, "after the deadline")
+            check_eq(os.listdir(parent), [], "left in the --runtime-dir")
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@test
+def second_signal_exits_1_and_removes_runtime_dir():
+    parent = runtime_parent()
+    try:
+        with Server(["hello.so", "sleep.so"],
+                    args=["--loops", "1", "--runtime-dir", parent]) as srv:
+            rt = runtime_of(srv)
+            c = slow_sync_in_flight(srv)
+            srv.send_signal(signal.SIGTERM)
+            check(srv.wait_log("SIGTERM: draining") is not None,
+                  "no drain line after SIGTERM")
+            srv.stop(signal.SIGTERM, expect_code=1)
+            check(srv.wait_log("SIGTERM again: exiting without waiting")
+                  is not None, "no line for the second SIGTERM")
+            c.close()
+            check_gone(rt, "after a second signal")
+            check_eq(os.listdir(parent), [], "left in the --runtime-dir")
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
