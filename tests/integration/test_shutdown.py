@@ -2,14 +2,17 @@
 """Graceful shutdown: SIGTERM/SIGINT stop accepting, in-flight requests
 (async and sync) finish with 200, idle connections close, exit code 0.
 However the server ends, its runtime directory goes: on the drain, past
-the shutdown deadline, on a second signal."""
+the shutdown deadline, on a second signal; a killed server's directory is
+removed by the next server started in the same parent."""
 
 import errno
 import os
+import random
 import re
 import shutil
 import signal
 import socket
+import string
 import sys
 import tempfile
 
@@ -142,6 +145,8 @@ def drain_exit_code_after_many_requests():
 # ---------------------------------------------------------------- runtime dir
 
 RUNTIME_RE = re.compile(r"runtime directory (\S+) \(")
+STALE_RE = re.compile(r"removed stale runtime directory (\S+) of dead "
+                      r"process (\d+)")
 
 
 def runtime_parent():
@@ -212,6 +217,84 @@ def second_signal_exits_1_and_removes_runtime_dir():
             c.close()
             check_gone(rt, "after a second signal")
             check_eq(os.listdir(parent), [], "left in the --runtime-dir")
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def fake_rundir(parent, pid, files):
+    """PARENT/spoke.PID.XXXXXX holding FILES (names), as a server of PID
+    would have left it (mkdtemp's six letters and digits)."""
+    while True:
+        d = os.path.join(parent, "spoke.%d.%s" % (pid, "".join(
+            random.choice(string.ascii_letters + string.digits)
+            for _ in range(6))))
+        try:
+            os.mkdir(d, 0o700)
+            break
+        except FileExistsError:
+            continue
+    for f in files:
+        with open(os.path.join(d, f), "wb") as fp:
+            fp.write(b"x")
+    return d
+
+
+@test
+def killed_servers_runtime_dir_swept_by_next_start():
+    parent = runtime_parent()
+    try:
+        live = Server(["hello.so"], args=["--runtime-dir", parent])
+        live_rt = runtime_of(live)
+        killed = Server(["hello.so"], args=["--runtime-dir", parent])
+        killed_rt = runtime_of(killed)
+        killed_pid = killed.proc.pid
+        killed.proc.kill()
+        check_eq(killed.wait_exit(), -signal.SIGKILL, "killed server's exit")
+        check(os.path.isdir(killed_rt), "a SIGKILL left no runtime directory?")
+        # Left alone: another directory under the live spoke's PID; one
+        # whose name is not spoke's pattern.
+        live_fake = fake_rundir(parent, live.proc.pid, ["status.json"])
+        odd = os.path.join(parent, "spoke.%d.abc" % killed_pid)
+        os.mkdir(odd)
+        # The PID reused by a live program that is not spoke (this test):
+        # stale. One with a file spoke never writes keeps it, and itself.
+        reused = fake_rundir(parent, os.getpid(),
+                             ["hello.1.so", "status.json"])
+        foreign = fake_rundir(parent, killed_pid,
+                              ["hello.3.so", "notes.txt"])
+
+        with Server(["hello.so"], args=["--runtime-dir", parent]) as srv:
+            rt = runtime_of(srv)
+            removed = {}
+            for line in srv.log_lines():
+                m = STALE_RE.search(line)
+                if m:
+                    removed[m.group(1)] = int(m.group(2))
+            check_eq(removed, {killed_rt: killed_pid,
+                               reused: os.getpid()},
+                     "stale directories the next server removed")
+            check(not os.path.exists(killed_rt),
+                  "killed server's runtime directory %s not removed"
+                  % killed_rt)
+            check(not os.path.exists(reused), "%s not removed" % reused)
+            check_eq(sorted(os.listdir(foreign)), ["notes.txt"],
+                     "left in a stale directory holding another file")
+            check(srv.wait_log(re.escape(foreign) + r" of dead process "
+                               r"\d+; it holds other files")
+                  is not None, "no line for the directory that stays")
+            check(os.path.isdir(odd), "%s removed: not spoke's name" % odd)
+            check_eq(os.listdir(live_fake), ["status.json"],
+                     "a directory of the live spoke's PID was touched")
+            names = os.listdir(live_rt)
+            check("status.json" in names and any(
+                n.endswith(".so") for n in names),
+                "the live server's runtime directory was touched: %r"
+                % names)
+            check_response(live.get("/hello"), 200, HELLO)
+            srv.stop()
+            check_gone(rt, "after SIGTERM")
+        live.stop()
+        check_gone(live_rt, "after SIGTERM")
     finally:
         shutil.rmtree(parent, ignore_errors=True)
 
