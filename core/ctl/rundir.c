@@ -158,12 +158,14 @@ static void sweep_one(int pfd, const char *parent, const char *name) {
     return;
   }
   n = remove_files(dfd); /* closes dfd, and so drops the lock */
+  /* "runtime directory" is never followed by a space and a word here:
+   * that is how the line naming our own directory is found. */
   if (unlinkat(pfd, name, AT_REMOVEDIR) == 0)
-    spoke__info("removed stale runtime directory %s/%s of dead process %d",
+    spoke__info("removed stale runtime directory: %s/%s of dead process %d",
                 parent, name, (int)pid);
   else if (n > 0)
-    spoke__warn("removed %d stale file%s from runtime directory %s/%s of "
-                "dead process %d; it holds other files and stays",
+    spoke__warn("removed %d stale file%s from %s/%s of dead process %d; "
+                "it holds other files and stays",
                 n, n == 1 ? "" : "s", parent, name, (int)pid);
 }
 

@@ -145,7 +145,7 @@ def drain_exit_code_after_many_requests():
 # ---------------------------------------------------------------- runtime dir
 
 RUNTIME_RE = re.compile(r"runtime directory (\S+) \(")
-STALE_RE = re.compile(r"removed stale runtime directory (\S+) of dead "
+STALE_RE = re.compile(r"removed stale runtime directory: (\S+) of dead "
                       r"process (\d+)")
 
 
@@ -265,6 +265,10 @@ def killed_servers_runtime_dir_swept_by_next_start():
 
         with Server(["hello.so"], args=["--runtime-dir", parent]) as srv:
             rt = runtime_of(srv)
+            # Scripts find the server's own directory by the first line
+            # with "runtime directory PATH": the sweep's lines are not it.
+            check_eq(srv.wait_log(r"runtime directory (\S+)").group(1), rt,
+                     "the first 'runtime directory PATH' line")
             removed = {}
             for line in srv.log_lines():
                 m = STALE_RE.search(line)
