@@ -119,6 +119,16 @@ void spoke__stats_free(void);
 
 void spoke__status_write(spoke__server_t *srv); /* RUNTIME_DIR/status.json */
 
+/* rundir.c: the private runtime directory (plugin copies, status.json).
+ * make first sweeps stale directories of dead servers from the parent
+ * (--runtime-dir, $TMPDIR or /tmp), then creates SRV->runtime_dir and
+ * holds a lock on it while the process lives. remove unlinks what spoke
+ * wrote in DIR and DIR itself; it is safe on the _exit paths while other
+ * threads run plugin code. */
+int spoke__rundir_make(spoke__server_t *srv);
+void spoke__rundir_remove(const char *dir);
+void spoke__rundir_sweep(const char *parent);
+
 /* server.c: runs until SIGTERM/SIGINT and the drain finish. */
 int spoke__server_run(spoke__server_t *srv);
 

@@ -78,16 +78,21 @@ static void unloaded(const spoke__instance_t *inst) {
 
 static void reap_cb(uv_async_t *a) { reap_now(a->data); }
 
+/* The _exit paths skip the unwinding in spoke__server_run, so they
+ * remove the runtime directory themselves; threads may still be running
+ * plugin code from the copies (unlinking a mapped file is safe). */
 static void deadline_cb(uv_timer_t *t) {
-  (void)t;
+  spoke__server_t *srv = t->data;
   spoke__warn("shutdown deadline passed with requests unfinished; "
               "exiting now");
+  spoke__rundir_remove(srv->runtime_dir);
   _exit(0);
 }
 
 static void begin_shutdown(spoke__server_t *srv, const char *why) {
   if (control.shutting_down) {
     spoke__warn("%s again: exiting without waiting", why);
+    spoke__rundir_remove(srv->runtime_dir);
     _exit(1);
   }
   control.shutting_down = 1;
@@ -96,8 +101,10 @@ static void begin_shutdown(spoke__server_t *srv, const char *why) {
   spoke__info("%s: draining (up to %llu ms)", why,
               (unsigned long long)srv->cfg.shutdown_timeout_ms);
   for (int i = 0; i < srv->nloops; i++) {
-    if (spoke__loop_drain(&srv->loops[i]) != 0)
+    if (spoke__loop_drain(&srv->loops[i]) != 0) {
+      spoke__rundir_remove(srv->runtime_dir);
       _exit(1);
+    }
   }
   uv_timer_init(srv->control, &control.deadline);
   control.deadline.data = srv;
@@ -163,28 +170,6 @@ static void loop_exited_cb(uv_async_t *a) {
     uv_close((uv_handle_t *)&control.deadline, NULL);
   uv_close((uv_handle_t *)&srv->loop_exited, NULL);
   uv_close((uv_handle_t *)&srv->reap_async, NULL);
-}
-
-static void unlink_status(spoke__server_t *srv) {
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/status.json", srv->runtime_dir);
-  unlink(path);
-}
-
-static int make_runtime_dir(spoke__server_t *srv) {
-  const char *parent = srv->cfg.runtime_dir;
-  char tmpl[4096];
-  if (parent == NULL)
-    parent = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-  snprintf(tmpl, sizeof(tmpl), "%s/spoke.%d.XXXXXX", parent, (int)getpid());
-  if (mkdtemp(tmpl) == NULL) {
-    spoke__error("cannot create a runtime directory under %s: %m "
-                 "(choose another with --runtime-dir)",
-                 parent);
-    return SPOKE_EIO;
-  }
-  srv->runtime_dir = strdup(tmpl);
-  return srv->runtime_dir ? 0 : SPOKE_ENOMEM;
 }
 
 /* The control loop and what it serves: the reaper, the loops' exit
@@ -318,7 +303,7 @@ int spoke__server_run(spoke__server_t *srv) {
                  cfg->listen_port, err);
     goto out_conf;
   }
-  if ((rc = make_runtime_dir(srv)) != 0)
+  if ((rc = spoke__rundir_make(srv)) != 0)
     goto out_fds;
   spoke__info("runtime directory %s (plugin copies, status.json)",
               srv->runtime_dir);
@@ -382,9 +367,8 @@ out_snap:
   spoke__snapshot_unref(srv->current);
   srv->current = NULL;
   spoke__reload_free(srv);
-  unlink_status(srv);
-out_dir:
-  rmdir(srv->runtime_dir);
+out_dir: /* every instance is finalized: status.json is what is left */
+  spoke__rundir_remove(srv->runtime_dir);
   free(srv->runtime_dir);
   srv->runtime_dir = NULL;
   if (rc == 0)
