@@ -11,8 +11,9 @@ static void commands_usage(FILE *out) {
 "commands:\n"
 "  spoke [--listen HOST:PORT] [--plugins DIR] [options]  serve (spoke --help)\n"
 "  spoke new NAME [DIR]        write a plugin project (spoke help new)\n"
-"  spoke check FILE.so...      load plugins without serving and report\n"
-"                              (spoke help check)\n"
+"  spoke check [--plugins DIR] FILE.so...\n"
+"                              load plugins without serving and report,\n"
+"                              beside DIR's plugins (spoke help check)\n"
 "  spoke help [COMMAND]        this text, or a command's\n");
 }
 

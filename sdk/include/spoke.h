@@ -489,11 +489,14 @@ static inline size_t spoke_response_pending(const spoke_request_t *req) {
  * handler or its callbacks), where spoke_response_write() never waits:
  * CB runs once, on the request's loop thread, when the bytes still
  * pending fall to the low-water mark (half of the 1 MiB high-water
- * mark), or at once (from the loop) if they already have. Write until
+ * mark), or on the loop's next turn if they already have (never from
+ * inside spoke_response_on_drain or your own write). Write until
  * spoke_response_pending() passes what you are willing to buffer, then
  * ask for the callback and continue writing from it. Not called if the
  * client goes away (the abort callback is). Call on the loop thread:
- * SPOKE_ETHREAD otherwise; SPOKE_ENOTSUP on a host older than 1.3. */
+ * SPOKE_ETHREAD otherwise. SPOKE_EALREADY once the request is completed,
+ * SPOKE_ECANCELED once the client is gone, SPOKE_EINVAL for a NULL CB,
+ * SPOKE_ENOTSUP on a host older than 1.3. */
 static inline int spoke_response_on_drain(spoke_request_t *req,
                                           spoke_drain_cb cb) {
   return SPOKE_HOST_HAS(response_on_drain)
