@@ -1,7 +1,10 @@
 /* rundir.h: a fresh runtime directory per test, for the unit tests that
  * load real plugins (test_loader, test_admit).
  *
- * Private copies go under the build directory (SPOKE_UNIT_TMPDIR), not
+ * The built plugins are found through SPOKE_EXAMPLE_DIR and
+ * SPOKE_FIXTURE_DIR (tests/unit/CMakeLists.txt defines them):
+ * EXAMPLE("hello"), FIXTURE("bad_abi"). Private copies go under the build
+ * directory (SPOKE_UNIT_TMPDIR), not
  * /tmp, which may be mounted noexec. The teardown fails the test if
  * anything was left behind (a copy not removed is a leak of the loader),
  * after cleaning up so the next test starts empty. Include after
@@ -14,6 +17,19 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#ifndef SPOKE_EXAMPLE_DIR
+#error "SPOKE_EXAMPLE_DIR must name the directory of the built examples"
+#endif
+#ifndef SPOKE_FIXTURE_DIR
+#error "SPOKE_FIXTURE_DIR must name the directory of the fixture plugins"
+#endif
+#ifndef SPOKE_UNIT_TMPDIR
+#define SPOKE_UNIT_TMPDIR "/tmp"
+#endif
+
+#define EXAMPLE(name) SPOKE_EXAMPLE_DIR "/" name ".so"
+#define FIXTURE(name) SPOKE_FIXTURE_DIR "/" name ".so"
 
 static char rt[4096];  /* this test's runtime directory */
 static char err[512];  /* the last refusal's reason */

@@ -28,18 +28,6 @@
 #include "http/http.h"
 #include "plugin/plugin.h"
 
-#ifndef SPOKE_EXAMPLE_DIR
-#error "SPOKE_EXAMPLE_DIR must name the directory of the built examples"
-#endif
-#ifndef SPOKE_FIXTURE_DIR
-#error "SPOKE_FIXTURE_DIR must name the directory of the fixture plugins"
-#endif
-#ifndef SPOKE_UNIT_TMPDIR
-#define SPOKE_UNIT_TMPDIR "/tmp"
-#endif
-
-#define EXAMPLE(name) SPOKE_EXAMPLE_DIR "/" name ".so"
-#define FIXTURE(name) SPOKE_FIXTURE_DIR "/" name ".so"
 
 
 /* Number of entries (other than . and ..) in DIR. */
