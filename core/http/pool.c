@@ -46,8 +46,11 @@ static struct {
 
 static void run(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
+  spoke__call_save_t save;
   atomic_fetch_sub(&loop->shared->sync_waiting, 1);
+  spoke__call_enter(&save, req->inst, "handler", req->route_index);
   req->handler_rc = req->handler(req);
+  spoke__call_leave(&save);
   atomic_fetch_sub(&loop->shared->sync_admitted, 1);
   req->done_msg.next = NULL;
   spoke__loop_post(loop, &req->done_msg);
