@@ -96,6 +96,7 @@ static void worker_main(void *arg) {
   char name[16]; /* gdb's `info threads`, top, perf */
   snprintf(name, sizeof(name), "spoke-worker-%d", (int)(intptr_t)arg);
   prctl(PR_SET_NAME, name, 0, 0, 0);
+  spoke__crash_thread_init(name); /* a crash here names its culprit */
   uv_mutex_lock(&pool.mu);
   for (;;) {
     spoke_request_t *req;
@@ -116,6 +117,7 @@ static void worker_main(void *arg) {
       spin();
   }
   uv_mutex_unlock(&pool.mu);
+  spoke__crash_thread_fini();
 }
 
 int spoke__pool_start(int nthreads) {
