@@ -53,6 +53,9 @@
 #define SANITIZED 1
 #endif
 #endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
 
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
                                     SIGABRT};
@@ -319,21 +322,19 @@ static void on_fatal(int signo, siginfo_t *si, void *uctx) {
 }
 
 void spoke__crash_install(void) {
+  struct sigaction sa;
   spoke__crash_thread_init("control");
-#ifdef SANITIZED
-  /* The sanitizer's own handlers report these signals, with a stack. */
-  spoke__debug("fatal signals are left to the sanitizer");
-#else
-  {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_fatal;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < SPOKE__ARRAY_SIZE(fatal_signals); i++)
-      sigaddset(&sa.sa_mask, fatal_signals[i]);
-    for (size_t i = 0; i < SPOKE__ARRAY_SIZE(fatal_signals); i++)
-      sigaction(fatal_signals[i], &sa, NULL);
+  if (SANITIZED) {
+    /* The sanitizer's own handlers report these signals, with a stack. */
+    spoke__debug("fatal signals are left to the sanitizer");
+    return;
   }
-#endif
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_sigaction = on_fatal;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  for (size_t i = 0; i < SPOKE__ARRAY_SIZE(fatal_signals); i++)
+    sigaddset(&sa.sa_mask, fatal_signals[i]);
+  for (size_t i = 0; i < SPOKE__ARRAY_SIZE(fatal_signals); i++)
+    sigaction(fatal_signals[i], &sa, NULL);
 }
