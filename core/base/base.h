@@ -110,4 +110,16 @@ int spoke__path_normalize(char *path, size_t len, size_t *out_len);
 /* Reason phrase for an HTTP status ("Not Found"); "Unknown" otherwise. */
 const char *spoke__status_reason(int status);
 
+/* ---- altstack.c: a thread ready for a crash report ----
+ * Every thread that runs plugin code (control, each loop, each worker)
+ * calls init when it starts and fini before it ends: an alternate signal
+ * stack, so the fatal-signal handler (ctl/crash.c) runs even after a
+ * stack overflow, and the thread's NAME for the report (NULL: the name
+ * prctl gives it). */
+void spoke__crash_thread_init(const char *name);
+void spoke__crash_thread_fini(void);
+/* The name init kept, or NULL on a thread that never called init (one
+ * spoke did not start). Async-signal-safe: no call, a thread-local. */
+const char *spoke__crash_thread_name(void);
+
 #endif /* SPOKE_BASE_H */

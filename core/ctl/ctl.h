@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -131,6 +132,74 @@ void spoke__rundir_sweep(const char *parent);
 
 /* server.c: runs until SIGTERM/SIGINT and the drain finish. */
 int spoke__server_run(spoke__server_t *srv);
+
+/* crash.c: a crash names its culprit.
+ *
+ * spoke__crash_install (server.c, at start-up, before any plugin is
+ * loaded) sets a handler for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT
+ * and gives the control thread its alternate signal stack (the loops and
+ * workers take theirs: base/altstack.c). On a fatal signal the handler,
+ * on the thread that faulted, reads that thread's call record
+ * (plugin/call.c) and writes one line to stderr in the log's format:
+ *   TIMESTAMP spoke[PID] fatal: SIGSEGV in plugin bad 1.0.0 (generation
+ *     4, GET /bad/crash, sync) on thread spoke-worker-3; the server stops
+ *     (core dump as usual)
+ * (one line; see crash.c for every form). Then the process dies as it
+ * would have without the handler: the signal's default action, so the
+ * exit status is death by that signal and a core is dumped where the
+ * system dumps cores. In a sanitizer build the sanitizer keeps these
+ * signals (its report says more) and install only sets up the stack.
+ *
+ * The report fd: when set (a supervising process's pipe; -1, the
+ * default, for none), the handler also writes one spoke__crash_record_t
+ * to it, in a single write(2) of sizeof(spoke__crash_record_t) bytes (less
+ * than PIPE_BUF, so whole on a pipe), before dying. The record is plain
+ * data in the host's byte order: fixed-size, NUL-terminated strings
+ * (cut to fit), no pointers. A reader checks magic and size first. */
+#define SPOKE__CRASH_MAGIC 0x6b6f7073u /* "spok" in little-endian bytes */
+
+typedef struct spoke__crash_record_s {
+  uint32_t magic;       /* SPOKE__CRASH_MAGIC */
+  uint32_t size;        /* sizeof(spoke__crash_record_t) */
+  int32_t signo;        /* SIGSEGV ... */
+  int32_t pid;          /* the process that died (0 when not filled) */
+  uint64_t generation;  /* of the plugin version; 0 when in_plugin is 0 */
+  int32_t in_plugin;    /* 1: the thread was running plugin code */
+  int32_t known_thread; /* 1: a thread spoke started (thread is its name) */
+  uint32_t route;       /* index in the plugin's routes, or
+                           SPOKE__CALL_NO_ROUTE (init, handover, fini) */
+  int32_t mode;         /* SPOKE_SYNC or SPOKE_ASYNC; 0 without a route */
+  char plugin[64];      /* name, version: "" when in_plugin is 0 */
+  char version[64];
+  char what[32];        /* "handler", "init", "abort callback" ... */
+  char method[16];      /* the route's; "" without one */
+  char path[256];
+  char thread[16];      /* "" on a thread spoke did not start */
+} spoke__crash_record_t;
+
+/* Installs the handler (control thread, once, before threads start). */
+void spoke__crash_install(void);
+/* Where the handler also writes the record; -1 for nowhere (default). */
+void spoke__crash_set_report_fd(int fd);
+
+/* The pure parts the handler uses, async-signal-safe (no allocation, no
+ * lock, no libc formatting), exposed for the unit tests.
+ * record: fills REC from CALL (a thread's record, plugin/call.c) as if
+ *   SIGNO hit the thread named THREAD_NAME (NULL: a thread spoke did not
+ *   start); pid is left 0.
+ * describe: the line's message (after "fatal: ", without the newline)
+ *   from REC into BUF; returns its length (cut to LEN - 1, NUL-ended).
+ * format: record, then describe.
+ * prefix: "2026-11-24T08:40:01.123Z spoke[PID] fatal: " for NOW (UTC),
+ *   as base/log.c writes it; returns its length. */
+void spoke__crash_record(spoke__crash_record_t *rec, int signo,
+                         const spoke__call_t *call, const char *thread_name);
+size_t spoke__crash_describe(char *buf, size_t len,
+                             const spoke__crash_record_t *rec);
+size_t spoke__crash_format(char *buf, size_t len, int signo,
+                           const spoke__call_t *call, const char *thread_name);
+size_t spoke__crash_prefix(char *buf, size_t len, const struct timespec *now,
+                           int pid);
 
 /* listen.c: opens N SO_REUSEPORT sockets on HOST:PORT (port 0: the first
  * picks, the rest follow). FDS gets them; *bound_port the real port. */

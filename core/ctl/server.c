@@ -291,6 +291,7 @@ int spoke__server_run(spoke__server_t *srv) {
   setenv("UV_THREADPOOL_SIZE", workers, 1);
   signal(SIGPIPE, SIG_IGN);
   spoke__log_level = cfg->log_level;
+  spoke__crash_install(); /* before any plugin code: init crashes too */
   the_server = srv;
   srv->start_hrtime = uv_hrtime();
   spoke__stats_nloops = cfg->loops; /* instances count per loop */

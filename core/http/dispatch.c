@@ -64,6 +64,7 @@ static void run_sync(spoke_request_t *req) {
 /* An async request is the plugin's until it completes it, even if the
  * core answers first (504): the PLUGIN hold keeps it valid till then. */
 static void run_async(spoke_request_t *req) {
+  spoke__call_save_t save;
   int rc;
   req->mode = SPOKE_ASYNC;
   atomic_store(&req->plugin_owes, 1);
@@ -71,7 +72,9 @@ static void run_async(spoke_request_t *req) {
   spoke__request_hold(req, SPOKE__HOLD_PLUGIN);
   if (req->conn != NULL) /* the deadline for its first byte starts */
     spoke__conn_phase(req->conn, SPOKE__PHASE_HANDLER);
+  spoke__call_enter(&save, req->inst, "handler", req->route_index);
   rc = req->handler(req);
+  spoke__call_leave(&save);
   if (rc < 0 && !atomic_load(&req->completed)) {
     /* Returning an error gives the request up: no completion follows. */
     atomic_store(&req->plugin_owes, 0);

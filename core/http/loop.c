@@ -176,12 +176,14 @@ static void loop_main(void *arg) {
     char name[16]; /* gdb's `info threads`, top, perf */
     snprintf(name, sizeof(name), "spoke-loop-%d", loop->id);
     prctl(PR_SET_NAME, name, 0, 0, 0);
+    spoke__crash_thread_init(name); /* a crash here names its culprit */
   }
   spoke__accesslog_loop_init(loop);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   spoke__accesslog_loop_close(loop);
   spoke__loop_end(loop);
   spoke__loop_set_current(NULL);
+  spoke__crash_thread_fini();
   atomic_fetch_sub(&loop->shared->loops_running, 1);
   uv_async_send(loop->shared->loop_exited);
 }

@@ -46,8 +46,11 @@ static struct {
 
 static void run(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
+  spoke__call_save_t save;
   atomic_fetch_sub(&loop->shared->sync_waiting, 1);
+  spoke__call_enter(&save, req->inst, "handler", req->route_index);
   req->handler_rc = req->handler(req);
+  spoke__call_leave(&save);
   atomic_fetch_sub(&loop->shared->sync_admitted, 1);
   req->done_msg.next = NULL;
   spoke__loop_post(loop, &req->done_msg);
@@ -93,6 +96,7 @@ static void worker_main(void *arg) {
   char name[16]; /* gdb's `info threads`, top, perf */
   snprintf(name, sizeof(name), "spoke-worker-%d", (int)(intptr_t)arg);
   prctl(PR_SET_NAME, name, 0, 0, 0);
+  spoke__crash_thread_init(name); /* a crash here names its culprit */
   uv_mutex_lock(&pool.mu);
   for (;;) {
     spoke_request_t *req;
@@ -113,6 +117,7 @@ static void worker_main(void *arg) {
       spin();
   }
   uv_mutex_unlock(&pool.mu);
+  spoke__crash_thread_fini();
 }
 
 int spoke__pool_start(int nthreads) {

@@ -212,8 +212,11 @@ void spoke__request_abort(spoke_request_t *req) {
                            posted finds none (drain_run) */
   cb = atomic_load(&req->abort_cb);
   if (cb != NULL) {
+    spoke__call_save_t save;
     spoke__request_hold(req, SPOKE__HOLD_STACK);
+    spoke__call_enter(&save, req->inst, "abort callback", req->route_index);
     cb(req);
+    spoke__call_leave(&save);
     spoke__request_release(req, SPOKE__HOLD_STACK);
   }
 }
@@ -276,8 +279,11 @@ static void drain_run(spoke__msg_t *msg) {
     req->drain_cb = NULL; /* dropped: gone, or nothing more to write */
   } else if (cb != NULL &&
              atomic_load(&req->queued) <= SPOKE__STREAM_LOW_WATER) {
+    spoke__call_save_t save;
     req->drain_cb = NULL; /* once; it may register again */
+    spoke__call_enter(&save, req->inst, "drain callback", req->route_index);
     cb(req);
+    spoke__call_leave(&save);
   }
   /* else more was queued since it was posted: it stays registered and
    * the next dequeue to the low-water mark posts it again. */

@@ -33,8 +33,11 @@ static void timer_closed(uv_handle_t *h) {
 static void timer_fired(uv_timer_t *h) {
   timer_t_ *t = h->data;
   spoke_request_t *req = t->req;
+  spoke__call_save_t save;
   spoke__request_hold(req, SPOKE__HOLD_STACK);
+  spoke__call_enter(&save, req->inst, "timer callback", req->route_index);
   t->cb(req);
+  spoke__call_leave(&save);
   spoke__request_release(req, SPOKE__HOLD_STACK);
   uv_close((uv_handle_t *)&t->handle, timer_closed);
 }

@@ -217,10 +217,21 @@ static int (*handover_of(const spoke_plugin_t *d))(const spoke_host_t *,
   return d->handover;
 }
 
+/* The plugin's fini, marked as a call into it (crash reports). */
+static void call_fini(spoke__instance_t *inst) {
+  spoke__call_save_t save;
+  if (inst->desc->fini == NULL)
+    return;
+  spoke__call_enter(&save, inst, "fini", SPOKE__CALL_NO_ROUTE);
+  inst->desc->fini(inst->state);
+  spoke__call_leave(&save);
+}
+
 int spoke__instance_load(const char *path, const char *runtime_dir,
                          uint64_t generation, spoke__instance_t *prev,
                          const spoke_host_t *host, spoke__instance_t **out,
                          char *err, size_t errlen) {
+  spoke__call_save_t save;
   spoke__instance_t *inst;
   char stem[256];
   const char *base = base_name(path);
@@ -311,11 +322,15 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
 
   if (prev != NULL && strcmp(prev->name, inst->name) == 0 &&
       handover_of(inst->desc) != NULL) {
+    spoke__call_enter(&save, inst, "handover", SPOKE__CALL_NO_ROUTE);
     rc = handover_of(inst->desc)(&inst->host, prev->state, prev->version,
                                  &inst->state);
+    spoke__call_leave(&save);
     inst->handed_over = 1;
   } else if (inst->desc->init != NULL) {
+    spoke__call_enter(&save, inst, "init", SPOKE__CALL_NO_ROUTE);
     rc = inst->desc->init(&inst->host, &inst->state);
+    spoke__call_leave(&save);
   }
   if (rc != 0) {
     snprintf(err, errlen, "%s failed: %s (%s)",
@@ -332,8 +347,7 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
     char why[256];
     snprintf(why, sizeof(why), "%s", err);
     snprintf(err, errlen, "after init: %s", why);
-    if (inst->desc->fini != NULL)
-      inst->desc->fini(inst->state);
+    call_fini(inst);
     inst->initialized = 0;
     goto fail;
   }
@@ -343,8 +357,7 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
     if (inst->counts == NULL) {
       snprintf(err, errlen, "%s", spoke_strerror(SPOKE_ENOMEM));
       rc = SPOKE_ENOMEM;
-      if (inst->desc->fini != NULL)
-        inst->desc->fini(inst->state);
+      call_fini(inst);
       inst->initialized = 0;
       goto fail;
     }
@@ -396,8 +409,8 @@ void spoke__instance_finalize(spoke__instance_t *inst) {
    * init wrote from the config). */
   if (unloaded_hook != NULL)
     unloaded_hook(inst);
-  if (inst->initialized && inst->desc->fini != NULL)
-    inst->desc->fini(inst->state);
+  if (inst->initialized)
+    call_fini(inst);
   dlclose(inst->dl);
   unlink(inst->copy_path);
   spoke__info("unloaded plugin %s %s (generation %llu)", inst->name,

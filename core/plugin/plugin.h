@@ -191,4 +191,40 @@ typedef struct spoke__admit_s {
 int spoke__admit(const spoke__admit_t *in, spoke__instance_t **inst_out,
                  spoke__snapshot_t **snap_out, char *err, size_t errlen);
 
+/* ---- call.c: which plugin code a thread is running ---- */
+
+#define SPOKE__CALL_NO_ROUTE UINT32_MAX
+
+/* One per thread (thread-local). Written by its own thread only; the
+ * watchdog reads seq and depth and writes stalled_at. */
+typedef struct spoke__call_s {
+  _Atomic(const spoke__instance_t *) inst; /* NULL: no plugin code */
+  _Atomic(const char *) what;   /* "handler", "init", "abort callback" ... */
+  _Atomic uint32_t route;       /* index in inst's routes, or NO_ROUTE */
+  atomic_uint seq;              /* bumped by every enter */
+  atomic_int depth;             /* > 0 while inside plugin code */
+  _Atomic uint64_t stalled_at;  /* watchdog: uv_hrtime() it first saw this
+                                   call hold its loop; 0 when not */
+} spoke__call_t;
+
+typedef struct spoke__call_save_s {
+  const spoke__instance_t *inst;
+  const char *what;
+  uint32_t route;
+} spoke__call_save_t;
+
+/* Brackets a call into INST's code on this thread (any thread). */
+void spoke__call_enter(spoke__call_save_t *save,
+                       const spoke__instance_t *inst, const char *what,
+                       uint32_t route);
+void spoke__call_leave(const spoke__call_save_t *save);
+/* This thread's record (valid while the thread lives). */
+spoke__call_t *spoke__call_mine(void);
+/* Run by spoke__call_leave, on the stalled thread, when a call the
+ * watchdog marked as stalled returns; STALLED_AT as the watchdog set it.
+ * Set once at start-up (a higher floor logs and counts). */
+typedef void (*spoke__stall_hook_cb)(const spoke__call_t *call,
+                                     uint64_t stalled_at);
+void spoke__call_set_stall_hook(spoke__stall_hook_cb cb);
+
 #endif /* SPOKE_PLUGIN_H */
