@@ -164,6 +164,14 @@ struct spoke__loop_s {
   spoke__loop_stats_t stats;  /* written here, read by /metrics */
   spoke__buf_t alog;          /* access log lines not yet written */
   uv_check_t alog_flush;      /* writes them once per loop iteration */
+  uv_timer_t lag;             /* every SPOKE__LAG_PERIOD_MS: how late */
+  uint64_t lag_due;           /* uv_hrtime() the lag timer is due */
+  /* For the watchdog (watchdog.c), which reads them from its thread: */
+  _Atomic uint64_t heartbeat; /* bumped once per loop iteration (settle) */
+  _Atomic(spoke__call_t *) call; /* this loop thread's call record while
+                                 its uv_run runs, else NULL */
+  atomic_int call_reading;    /* the watchdog is reading *call: the loop
+                                 thread waits for 0 before it ends */
 };
 
 /* mailbox.c. Post: any thread; MSG->run runs on LOOP's thread, in post
@@ -580,5 +588,25 @@ const spoke_host_t *spoke__host_table(void);
 
 /* ---- timer.c ---- */
 int spoke__timer_start(spoke_request_t *req, uint64_t ms, spoke_timer_cb cb);
+
+/* ---- loop.c: the lag timer ---- */
+
+/* Each loop's lag timer fires every SPOKE__LAG_PERIOD_MS and counts how
+ * late it ran in its loop's stats.lag histogram; these are the buckets'
+ * upper bounds, in microseconds. An idle loop also turns at least this
+ * often, which the watchdog relies on. */
+#define SPOKE__LAG_PERIOD_MS 100
+extern const uint64_t spoke__lag_bound_us[SPOKE__LAG_BUCKETS];
+
+/* ---- watchdog.c: loops held by one call ---- */
+
+/* Starts the spoke-watchdog thread over LOOPS[0..n) (control thread,
+ * after the loops started) and installs the stall hook: a loop held
+ * inside one plugin call for WARN_MS or more is logged and counted by
+ * that loop when the call returns; a loop held as long outside any call
+ * spoke made is logged by the watchdog. WARN_MS 0: nothing is started.
+ * Stop (control thread, before the loops are joined) ends the thread. */
+int spoke__watchdog_start(spoke__loop_t *loops, int n, uint64_t warn_ms);
+void spoke__watchdog_stop(void);
 
 #endif /* SPOKE_HTTP_H */
