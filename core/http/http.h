@@ -551,6 +551,18 @@ void spoke__dispatch(spoke_request_t *req);
 int spoke__pool_start(int nthreads);
 void spoke__pool_submit(spoke_request_t *req);
 void spoke__pool_stop(void);
+/* A sync job running on a worker, as the control thread reads it. */
+typedef struct spoke__pool_job_s {
+  int worker;                 /* spoke-worker-N */
+  uint64_t running_ns;        /* since it started */
+  char plugin[64];
+  char route[192];            /* "GET /users/:id" */
+} spoke__pool_job_t;
+/* Calls CB for each sync job that has been running for MIN_NS or more
+ * (any thread; reads each worker's slot, never a request or instance). */
+void spoke__pool_running(uint64_t min_ns,
+                         void (*cb)(const spoke__pool_job_t *job, void *arg),
+                         void *arg);
 
 /* ---- timeouts.c ---- */
 
