@@ -73,13 +73,16 @@ static struct {
 /* The job REQ starts on worker SLOT: its plugin, route and start time. */
 static void slot_begin(slot_t *slot, const spoke_request_t *req) {
   char text[SLOT_TEXT];
-  const spoke_route_t *r = &req->inst->desc->routes[req->route_index];
+  const spoke__instance_t *inst = req->inst; /* NULL: a test's job */
   unsigned g = atomic_load_explicit(&slot->gen, memory_order_relaxed);
   uint64_t w;
   memset(text, 0, sizeof(text));
-  snprintf(text, SLOT_PLUGIN, "%s", req->inst->name);
-  snprintf(text + SLOT_PLUGIN, SLOT_TEXT - SLOT_PLUGIN, "%s %s",
-           r->method ? r->method : "*", r->path);
+  if (inst != NULL && req->route_index < inst->desc->nroutes) {
+    const spoke_route_t *r = &inst->desc->routes[req->route_index];
+    snprintf(text, SLOT_PLUGIN, "%s", inst->name);
+    snprintf(text + SLOT_PLUGIN, SLOT_TEXT - SLOT_PLUGIN, "%s %s",
+             r->method ? r->method : "*", r->path);
+  }
   atomic_store_explicit(&slot->gen, g + 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_release);
   for (size_t k = 0; k < SLOT_WORDS; k++) {
