@@ -21,7 +21,7 @@
  * Within http/ calls point down too (tools/check_layers.py): head.c,
  * frame.c, mailbox.c, request.c, conn_life.c, write.c, accesslog.c,
  * reqstats.c, response.c, timer.c, host.c, pool.c, dispatch.c, parse.c,
- * conn.c, timeouts.c, loop.c. Where a lower file must reach a higher one
+ * conn.c, timeouts.c, loop.c, watchdog.c. Where a lower file must reach a higher one
  * it calls a function pointer the higher one installed: a mailbox
  * message's run callback, the loop's deliver callback (conn.c).
  */
