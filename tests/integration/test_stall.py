@@ -35,6 +35,9 @@ TIMER_RE = re.compile(
     r"loop 0 blocked (\d+) ms by plugin blocker 1\.0\.0, "
     r"timer callback of GET /blocker/timer: this callback blocks; move the "
     r"blocking work off the loop$")
+OUTSIDE_RE = re.compile(
+    r"loop 0 blocked over (\d+) ms outside a plugin call spoke made "
+    r"\(a plugin's own libuv callback, or the core\)$")
 MARK_RE = re.compile(r"blocker: sync start")
 ARGS = ["--admin", "127.0.0.1:0", "--loops", "1"]
 
@@ -124,6 +127,20 @@ def blocking_timer_callback_is_named():
         v = metrics(connect)
         check_eq(v.get(stall_key("spoke_loop_stalls_total",
                                  "GET /blocker/timer")), 1.0, "stalls")
+
+
+@test
+def blocked_outside_a_plugin_call_is_logged_by_the_watchdog():
+    with Server(["blocker.so"], args=ARGS) as srv:
+        check_response(srv.get("/blocker/own?ms=600"), 200,
+                       b"blocked 600 ms\n")
+        m = srv.wait_log(OUTSIDE_RE)
+        check(m is not None, "no blocked-outside line:\n%s" % srv.log_tail())
+        check(int(m.group(1)) >= 100, "reported over %s ms" % m.group(1))
+        marker(srv, len(srv.log_lines()))
+        check_eq(len([line for line in srv.log_lines()
+                      if OUTSIDE_RE.search(line)]), 1, "one per episode")
+        check_eq(stall_lines(srv), [], "no plugin is blamed")
 
 
 @test

@@ -7,6 +7,10 @@
  *   GET /blocker/timer?ms=N   ASYNC, a 1 ms spoke timer whose callback
  *                             blocks N ms, then answers: a stall in a
  *                             timer callback
+ *   GET /blocker/own?ms=N     ASYNC, a uv_timer_t of the plugin's own on
+ *                             the request's loop, whose callback blocks N
+ *                             ms, then answers: a loop blocked outside any
+ *                             call spoke made
  *   GET /blocker/ok           ASYNC, answers "ok" at once
  *
  * N defaults to 0 and is capped at 10000.
@@ -18,6 +22,7 @@
 #include <time.h>
 
 #include <spoke.h>
+#include <uv.h>
 
 static long ms_of(spoke_request_t *req) {
   const char *v = spoke_request_query_param(req, "ms");
@@ -63,6 +68,33 @@ static int timer(spoke_request_t *req) {
   return spoke_timer_start(req, 1, timer_fired);
 }
 
+typedef struct own_s {
+  uv_timer_t timer;
+  spoke_request_t *req;
+  long ms;
+} own_t;
+
+static void own_closed(uv_handle_t *h) { free(h->data); }
+
+static void own_fired(uv_timer_t *t) {
+  own_t *own = t->data;
+  block(own->ms);
+  answer(own->req, own->ms);
+  uv_close((uv_handle_t *)&own->timer, own_closed);
+}
+
+static int own(spoke_request_t *req) {
+  own_t *o = malloc(sizeof(*o));
+  if (o == NULL)
+    return SPOKE_ENOMEM;
+  o->req = req;
+  o->ms = ms_of(req);
+  o->timer.data = o;
+  uv_timer_init(spoke_request_loop(req), &o->timer);
+  uv_timer_start(&o->timer, own_fired, 0, 0);
+  return 0;
+}
+
 static int ok(spoke_request_t *req) {
   spoke_response_header(req, "Content-Type", "text/plain");
   return spoke_response_send(req, "ok\n", 3);
@@ -72,6 +104,7 @@ static spoke_route_t routes[] = {
   { "GET", "/blocker/block", SPOKE_ASYNC, blocking },
   { "GET", "/blocker/sync", SPOKE_SYNC, sync_blocking },
   { "GET", "/blocker/timer", SPOKE_ASYNC, timer },
+  { "GET", "/blocker/own", SPOKE_ASYNC, own },
   { "GET", "/blocker/ok", SPOKE_ASYNC, ok },
 };
 
