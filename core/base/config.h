@@ -53,6 +53,8 @@ typedef struct spoke__config_s {
   uint64_t shutdown_timeout_ms;
   uint64_t watch_debounce_ms; /* quiet time before a changed file loads */
   uint64_t retire_warn_ms;    /* a version retiring longer is logged */
+  uint64_t stall_warn_ms;     /* a loop held longer by one plugin call is
+                                 logged and counted; 0: no watchdog */
   int log_level;
 } spoke__config_t;
 

@@ -103,19 +103,43 @@ static void respond_text(admin_conn_t *c, int status, const char *text) {
 
 /* ---- the three resources ---- */
 
+typedef struct jobs_s {
+  spoke__buf_t *b;
+  int first;
+} jobs_t;
+
+/* One sync job running past --stall-warn, for /status. */
+static void slow_job(const spoke__pool_job_t *job, void *arg) {
+  jobs_t *jobs = arg;
+  spoke__buf_t *b = jobs->b;
+  spoke__buf_appendf(b, "%s{\"plugin\": ", jobs->first ? "" : ", ");
+  spoke__json_str(b, job->plugin);
+  spoke__buf_appendf(b, ", \"route\": ");
+  spoke__json_str(b, job->route);
+  spoke__buf_appendf(b, ", \"thread\": \"spoke-worker-%d\", "
+                     "\"running_s\": %.3f}",
+                     job->worker, (double)job->running_ns / 1e9);
+  jobs->first = 0;
+}
+
 static void status_json(admin_conn_t *c) {
   spoke__server_t *srv = c->srv;
   spoke__buf_t b = {0};
   double uptime = (double)(uv_hrtime() - srv->start_hrtime) / 1e9;
+  jobs_t jobs = {&b, 1};
   spoke__buf_appendf(&b,
                      "{\"build\": \"%s\", \"sdk_abi\": \"%d.%d\", "
                      "\"uptime_s\": %.3f, \"loops\": %d, \"workers\": %d, "
-                     "\"queue_depth\": %zu, \"open_connections\": %zu, "
-                     "\"status\": ",
+                     "\"queue_depth\": %zu, \"open_connections\": %zu, ",
                      SPOKE_BUILD_VERSION, SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR,
                      uptime, srv->cfg.loops, srv->cfg.workers,
                      atomic_load(&srv->shared.sync_waiting),
                      atomic_load(&srv->shared.open_conns));
+  /* Sync handlers may block (that is what workers are for); those that
+   * have for --stall-warn or longer are listed, with their running time. */
+  spoke__buf_appendf(&b, "\"sync_running\": [");
+  spoke__pool_running(srv->cfg.stall_warn_ms * 1000000ull, slow_job, &jobs);
+  spoke__buf_appendf(&b, "], \"status\": ");
   spoke__status_json(srv, &b);
   while (b.len > 0 && b.data[b.len - 1] == '\n')
     b.len--;

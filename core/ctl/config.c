@@ -269,6 +269,11 @@ static const spoke__opt_t options[] = {
    .lo = 0, .hi = 60000, .def = "20",
    .help = "quiet time in milliseconds after a plugin file changes before "
            "it is loaded"},
+  {.name = "stall-warn", .arg = "MS", COUNT, U64_AT(stall_warn_ms),
+   .lo = 0, .hi = 60000, .def = "100",
+   .help = "an async handler or callback that holds its I/O loop this many "
+           "milliseconds is logged and counted (spoke_loop_stalls_total) "
+           "with its plugin and route; 0: no watchdog"},
   {.name = "log-level", .arg = "LEVEL", .kind = SPOKE__OPT_ENUM,
    INT_AT(log_level), .names = log_levels, .def = "info",
    .help = "error, warn, info or debug"},

@@ -1,7 +1,7 @@
 /* metrics.c: the Prometheus text of /metrics, and counts that outlive a version.
  *
  * The counts are written by each loop for its own row (http/reqstats.c,
- * plugin/counts.h). Everything here runs on the control thread: folding
+ * http/watchdog.c's stalls, http/loop.c's lag; plugin/counts.h). Everything here runs on the control thread: folding
  * the counts of an instance that unloads, and writing /metrics.
  */
 #include <stdio.h>
@@ -16,6 +16,7 @@
 typedef struct row_s {
   char *plugin, *route; /* route: "GET /users/:id" */
   uint64_t n[SPOKE__STATUS_CLASSES];
+  uint64_t stalls, stall_us; /* the watchdog's (http/watchdog.c) */
 } row_t;
 
 static row_t *retired;
@@ -75,10 +76,14 @@ static void add_instance(row_t **rows, size_t *n, size_t *cap,
     r = row_get(rows, n, cap, inst->name, label);
     if (r == NULL)
       return;
-    for (int l = 0; l < spoke__stats_nloops; l++)
+    for (int l = 0; l < spoke__stats_nloops; l++) {
+      spoke__route_counts_t *rc =
+          &inst->counts[(size_t)l * inst->counts_nroutes + i];
       for (int c = 0; c < SPOKE__STATUS_CLASSES; c++)
-        r->n[c] += spoke__stat_get(
-            &inst->counts[(size_t)l * inst->counts_nroutes + i].n[c]);
+        r->n[c] += spoke__stat_get(&rc->n[c]);
+      r->stalls += spoke__stat_get(&rc->stalls);
+      r->stall_us += spoke__stat_get(&rc->stall_us);
+    }
   }
 }
 
@@ -120,20 +125,27 @@ static void help(spoke__buf_t *b, const char *name, const char *type,
                      type);
 }
 
-static void requests_metric(spoke__buf_t *b, spoke__server_t *srv) {
-  row_t *rows = NULL;
-  size_t n = 0, cap = 0;
-  uint64_t core[SPOKE__STATUS_CLASSES] = {0};
-
+/* Every plugin and route ever counted: the retired totals plus what the
+ * loaded versions count now. */
+static void rows_gather(row_t **rows, size_t *n, size_t *cap) {
   for (size_t i = 0; i < nretired; i++) {
-    row_t *r = row_get(&rows, &n, &cap, retired[i].plugin, retired[i].route);
-    if (r != NULL)
-      for (int c = 0; c < SPOKE__STATUS_CLASSES; c++)
-        r->n[c] += retired[i].n[c];
+    row_t *r = row_get(rows, n, cap, retired[i].plugin, retired[i].route);
+    if (r == NULL)
+      continue;
+    for (int c = 0; c < SPOKE__STATUS_CLASSES; c++)
+      r->n[c] += retired[i].n[c];
+    r->stalls += retired[i].stalls;
+    r->stall_us += retired[i].stall_us;
   }
   for (spoke__instance_t *i = spoke__instance_live_first(); i != NULL;
        i = i->live_next)
-    add_instance(&rows, &n, &cap, i);
+    add_instance(rows, n, cap, i);
+}
+
+static void requests_metric(spoke__buf_t *b, spoke__server_t *srv,
+                            const row_t *rows, size_t n) {
+  uint64_t core[SPOKE__STATUS_CLASSES] = {0};
+
   for (int l = 0; l < srv->nloops; l++)
     for (int c = 0; c < SPOKE__STATUS_CLASSES; c++)
       core[c] += spoke__stat_get(&srv->loops[l].stats.core[c]);
@@ -158,7 +170,60 @@ static void requests_metric(spoke__buf_t *b, spoke__server_t *srv) {
                          "spoke_requests_total{plugin=\"core\",route=\"\","
                          "class=\"%dxx\"} %llu\n",
                          c + 1, (unsigned long long)core[c]);
-  rows_free(rows, n);
+}
+
+static void stall_row(spoke__buf_t *b, const char *name, const row_t *r) {
+  spoke__buf_appendf(b, "%s{plugin=\"", name);
+  label_value(b, r->plugin);
+  spoke__buf_appendf(b, "\",route=\"");
+  label_value(b, r->route);
+  spoke__buf_appendf(b, "\"} ");
+}
+
+/* Async calls that held their loop past --stall-warn (http/watchdog.c). */
+static void stalls_metric(spoke__buf_t *b, const row_t *rows, size_t n) {
+  help(b, "spoke_loop_stalls_total", "counter",
+       "Async handler or callback calls that blocked their I/O loop for "
+       "--stall-warn or longer, by plugin and route.");
+  for (size_t i = 0; i < n; i++)
+    if (rows[i].stalls != 0) {
+      stall_row(b, "spoke_loop_stalls_total", &rows[i]);
+      spoke__buf_appendf(b, "%llu\n", (unsigned long long)rows[i].stalls);
+    }
+  help(b, "spoke_loop_stall_seconds_total", "counter",
+       "How long those calls blocked their loop, in all.");
+  for (size_t i = 0; i < n; i++)
+    if (rows[i].stalls != 0) {
+      stall_row(b, "spoke_loop_stall_seconds_total", &rows[i]);
+      spoke__buf_appendf(b, "%.6f\n", (double)rows[i].stall_us / 1e6);
+    }
+}
+
+/* How late each loop's lag timer ran (http/loop.c), all loops. */
+static void lag_metric(spoke__buf_t *b, spoke__server_t *srv) {
+  uint64_t lag[SPOKE__LAG_BUCKETS + 1] = {0}, sum_us = 0, cum = 0;
+  for (int l = 0; l < srv->nloops; l++) {
+    for (int k = 0; k <= SPOKE__LAG_BUCKETS; k++)
+      lag[k] += spoke__stat_get(&srv->loops[l].stats.lag[k]);
+    sum_us += spoke__stat_get(&srv->loops[l].stats.lag_sum_us);
+  }
+  help(b, "spoke_loop_lag_seconds", "histogram",
+       "How late each I/O loop ran a timer due every 100 ms: what any "
+       "callback on that loop waited for it.");
+  for (int k = 0; k <= SPOKE__LAG_BUCKETS; k++) {
+    cum += lag[k];
+    if (k < SPOKE__LAG_BUCKETS)
+      spoke__buf_appendf(b, "spoke_loop_lag_seconds_bucket{le=\"%g\"} %llu\n",
+                         (double)spoke__lag_bound_us[k] / 1e6,
+                         (unsigned long long)cum);
+    else
+      spoke__buf_appendf(b, "spoke_loop_lag_seconds_bucket{le=\"+Inf\"} "
+                         "%llu\n", (unsigned long long)cum);
+  }
+  spoke__buf_appendf(b, "spoke_loop_lag_seconds_sum %.6f\n",
+                     (double)sum_us / 1e6);
+  spoke__buf_appendf(b, "spoke_loop_lag_seconds_count %llu\n",
+                     (unsigned long long)cum);
 }
 
 static void latency_metric(spoke__buf_t *b, spoke__server_t *srv) {
@@ -222,12 +287,18 @@ static void versions_metric(spoke__buf_t *b, spoke__server_t *srv) {
 
 int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b) {
   uint64_t in_flight = 0, abandoned = 0;
+  row_t *rows = NULL;
+  size_t n = 0, cap = 0;
   for (int l = 0; l < srv->nloops; l++) {
     in_flight += spoke__stat_get(&srv->loops[l].stats.in_flight);
     abandoned += spoke__stat_get(&srv->loops[l].stats.abandoned);
   }
-  requests_metric(b, srv);
+  rows_gather(&rows, &n, &cap);
+  requests_metric(b, srv, rows, n);
   latency_metric(b, srv);
+  stalls_metric(b, rows, n);
+  lag_metric(b, srv);
+  rows_free(rows, n);
   gauge(b, "spoke_requests_in_flight", "gauge",
         "Requests routed to a plugin and not answered yet.", in_flight);
   gauge(b, "spoke_sync_queue_depth", "gauge",

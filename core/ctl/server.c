@@ -337,6 +337,10 @@ int spoke__server_run(spoke__server_t *srv) {
       goto out_pool;
     begin_shutdown(srv, "start-up failed"); /* the loops that run drain */
   } else {
+    if (spoke__watchdog_start(srv->loops, srv->nloops,
+                              cfg->stall_warn_ms) != 0)
+      spoke__warn("cannot start the stall watchdog: loops that block are "
+                  "not reported");
     atomic_store(&srv->bound_port, port);
     spoke__info("listening on %s%s%s:%d (%d loop%s, %d worker%s)",
                 strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
@@ -356,6 +360,7 @@ int spoke__server_run(spoke__server_t *srv) {
     rc = SPOKE_EIO;
   }
 out_pool:
+  spoke__watchdog_stop(); /* it reads the loops' call records */
   loops_close(srv, started);
   spoke__pool_stop(); /* no loop submits any more */
   goto out_control;

@@ -21,7 +21,7 @@
  * Within http/ calls point down too (tools/check_layers.py): head.c,
  * frame.c, mailbox.c, request.c, conn_life.c, write.c, accesslog.c,
  * reqstats.c, response.c, timer.c, host.c, pool.c, dispatch.c, parse.c,
- * conn.c, timeouts.c, loop.c. Where a lower file must reach a higher one
+ * conn.c, timeouts.c, loop.c, watchdog.c. Where a lower file must reach a higher one
  * it calls a function pointer the higher one installed: a mailbox
  * message's run callback, the loop's deliver callback (conn.c).
  */
@@ -164,6 +164,14 @@ struct spoke__loop_s {
   spoke__loop_stats_t stats;  /* written here, read by /metrics */
   spoke__buf_t alog;          /* access log lines not yet written */
   uv_check_t alog_flush;      /* writes them once per loop iteration */
+  uv_timer_t lag;             /* every SPOKE__LAG_PERIOD_MS: how late */
+  uint64_t lag_due;           /* uv_hrtime() the lag timer is due */
+  /* For the watchdog (watchdog.c), which reads them from its thread: */
+  _Atomic uint64_t heartbeat; /* bumped once per loop iteration (settle) */
+  _Atomic(spoke__call_t *) call; /* this loop thread's call record while
+                                 its uv_run runs, else NULL */
+  atomic_int call_reading;    /* the watchdog is reading *call: the loop
+                                 thread waits for 0 before it ends */
 };
 
 /* mailbox.c. Post: any thread; MSG->run runs on LOOP's thread, in post
@@ -543,6 +551,18 @@ void spoke__dispatch(spoke_request_t *req);
 int spoke__pool_start(int nthreads);
 void spoke__pool_submit(spoke_request_t *req);
 void spoke__pool_stop(void);
+/* A sync job running on a worker, as the control thread reads it. */
+typedef struct spoke__pool_job_s {
+  int worker;                 /* spoke-worker-N */
+  uint64_t running_ns;        /* since it started */
+  char plugin[64];
+  char route[192];            /* "GET /users/:id" */
+} spoke__pool_job_t;
+/* Calls CB for each sync job that has been running for MIN_NS or more
+ * (any thread; reads each worker's slot, never a request or instance). */
+void spoke__pool_running(uint64_t min_ns,
+                         void (*cb)(const spoke__pool_job_t *job, void *arg),
+                         void *arg);
 
 /* ---- timeouts.c ---- */
 
@@ -580,5 +600,25 @@ const spoke_host_t *spoke__host_table(void);
 
 /* ---- timer.c ---- */
 int spoke__timer_start(spoke_request_t *req, uint64_t ms, spoke_timer_cb cb);
+
+/* ---- loop.c: the lag timer ---- */
+
+/* Each loop's lag timer fires every SPOKE__LAG_PERIOD_MS and counts how
+ * late it ran in its loop's stats.lag histogram; these are the buckets'
+ * upper bounds, in microseconds. An idle loop also turns at least this
+ * often, which the watchdog relies on. */
+#define SPOKE__LAG_PERIOD_MS 100
+extern const uint64_t spoke__lag_bound_us[SPOKE__LAG_BUCKETS];
+
+/* ---- watchdog.c: loops held by one call ---- */
+
+/* Starts the spoke-watchdog thread over LOOPS[0..n) (control thread,
+ * after the loops started) and installs the stall hook: a loop held
+ * inside one plugin call for WARN_MS or more is logged and counted by
+ * that loop when the call returns; a loop held as long outside any call
+ * spoke made is logged by the watchdog. WARN_MS 0: nothing is started.
+ * Stop (control thread, before the loops are joined) ends the thread. */
+int spoke__watchdog_start(spoke__loop_t *loops, int n, uint64_t warn_ms);
+void spoke__watchdog_stop(void);
 
 #endif /* SPOKE_HTTP_H */

@@ -11,6 +11,7 @@
  * request is left the loop closes its handles and its thread ends.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -36,7 +37,41 @@ static void begin_drain(spoke__loop_t *loop) {
 
 static void doorbell_cb(uv_async_t *a) { spoke__mailbox_drain(a->data); }
 
-static void settle_cb(uv_prepare_t *p) { spoke__loop_settle(p->data); }
+/* Once per loop iteration, before the poll: the deferred unrefs, and the
+ * heartbeat the watchdog watches (one relaxed store, this thread's). */
+static void settle_cb(uv_prepare_t *p) {
+  spoke__loop_t *loop = p->data;
+  spoke__stat_add(&loop->heartbeat, 1);
+  spoke__loop_settle(loop);
+}
+
+/* Upper bounds of the lag buckets, in microseconds. */
+const uint64_t spoke__lag_bound_us[SPOKE__LAG_BUCKETS] = {
+    1000, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
+    5000000};
+
+/* The lag timer: armed for SPOKE__LAG_PERIOD_MS, it records how much
+ * later than that it ran (what a callback of any request on this loop
+ * waited for the loop, at that moment), then arms itself again. */
+static void lag_cb(uv_timer_t *t);
+
+static void lag_arm(spoke__loop_t *loop) {
+  loop->lag_due = uv_hrtime() + SPOKE__LAG_PERIOD_MS * 1000000ull;
+  uv_timer_start(&loop->lag, lag_cb, SPOKE__LAG_PERIOD_MS, 0);
+}
+
+static void lag_cb(uv_timer_t *t) {
+  spoke__loop_t *loop = t->data;
+  uint64_t now = uv_hrtime(), us = 0;
+  size_t b = 0;
+  if (now > loop->lag_due)
+    us = (now - loop->lag_due) / 1000;
+  while (b < SPOKE__LAG_BUCKETS && us > spoke__lag_bound_us[b])
+    b++;
+  spoke__stat_add(&loop->stats.lag[b], 1);
+  spoke__stat_add(&loop->stats.lag_sum_us, us);
+  lag_arm(loop);
+}
 
 /* A PUBLISH: the loop's snapshot pointer swaps on the loop's own thread,
  * and the old table's reference is dropped here, so the loop never sees
@@ -126,6 +161,10 @@ int spoke__loop_init(spoke__loop_t *loop, spoke__shared_t *shared, int id,
   uv_prepare_start(&loop->settle, settle_cb);
   uv_unref((uv_handle_t *)&loop->settle); /* never keeps the loop up */
   spoke__timeouts_start(loop);
+  uv_timer_init(&loop->uv, &loop->lag);
+  loop->lag.data = loop;
+  lag_arm(loop);
+  uv_unref((uv_handle_t *)&loop->lag); /* never keeps a drained loop up */
   uv_tcp_init(&loop->uv, &loop->listener);
   loop->listener.data = loop;
   if ((rc = uv_tcp_open(&loop->listener, listen_fd)) != 0) {
@@ -179,7 +218,15 @@ static void loop_main(void *arg) {
     spoke__crash_thread_init(name); /* a crash here names its culprit */
   }
   spoke__accesslog_loop_init(loop);
+  /* The watchdog may read this thread's call record while uv_run runs;
+   * afterwards it must not (the record ends with the thread): once the
+   * pointer is gone, wait out a read that began before (both sides use
+   * sequentially consistent atomics, so one of them sees the other). */
+  atomic_store(&loop->call, spoke__call_mine());
   uv_run(&loop->uv, UV_RUN_DEFAULT);
+  atomic_store(&loop->call, NULL);
+  while (atomic_load(&loop->call_reading))
+    sched_yield();
   spoke__accesslog_loop_close(loop);
   spoke__loop_end(loop);
   spoke__loop_set_current(NULL);

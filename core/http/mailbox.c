@@ -103,4 +103,5 @@ void spoke__loop_maybe_finish(spoke__loop_t *loop) {
   uv_mutex_unlock(&loop->mu);
   uv_close((uv_handle_t *)&loop->sweep, NULL); /* timeouts.c's */
   uv_close((uv_handle_t *)&loop->settle, NULL);
+  uv_close((uv_handle_t *)&loop->lag, NULL); /* loop.c's */
 }

@@ -17,11 +17,19 @@
  * loop through the loop's mailbox (req->done_msg, whose run the
  * submitter set), after the
  * bytes the handler sent, so the loop sees them in order.
+ *
+ * Each worker also keeps a slot the control thread reads for /status
+ * (spoke__pool_running): when its job started (one uv_hrtime() per job),
+ * its thread's call record, and the job's plugin and route copied in at
+ * the start, so the reader never follows a request or instance pointer.
+ * The copy is guarded by a sequence count (odd while the worker writes;
+ * a reader that sees it move reads again), and every field is atomic.
  */
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 
 #include "http/http.h"
@@ -30,6 +38,23 @@
  * (each gives the CPU to a loop that has work), at most SPIN_NS. */
 #define SPIN_YIELDS 64
 #define SPIN_NS 200000
+
+#define SLOT_PLUGIN 64   /* bytes of the plugin's name, with its NUL */
+#define SLOT_TEXT 256    /* plugin name, then the route label */
+#define SLOT_WORDS (SLOT_TEXT / 8)
+
+/* One worker's job as /status reads it. Written by the worker only. */
+_Static_assert(sizeof(((spoke__pool_job_t *)0)->plugin) == SLOT_PLUGIN &&
+                   sizeof(((spoke__pool_job_t *)0)->route) ==
+                       SLOT_TEXT - SLOT_PLUGIN,
+               "a job's strings are the slot's text");
+
+typedef struct slot_s {
+  atomic_uint gen;               /* odd while the worker writes */
+  _Atomic uint64_t started;      /* uv_hrtime() at the job's start; 0: idle */
+  _Atomic(spoke__call_t *) call; /* the worker's call record */
+  _Atomic uint64_t text[SLOT_WORDS];
+} slot_t;
 
 static struct {
   uv_mutex_t mu;
@@ -42,15 +67,75 @@ static struct {
   int stop;
   int nthreads;
   uv_thread_t *threads;
+  slot_t *slots;                /* one per thread */
 } pool;
 
-static void run(spoke_request_t *req) {
+/* The job REQ starts on worker SLOT: its plugin, route and start time. */
+static void slot_begin(slot_t *slot, const spoke_request_t *req) {
+  char text[SLOT_TEXT];
+  const spoke__instance_t *inst = req->inst; /* NULL: a test's job */
+  unsigned g = atomic_load_explicit(&slot->gen, memory_order_relaxed);
+  uint64_t w;
+  memset(text, 0, sizeof(text));
+  if (inst != NULL && req->route_index < inst->desc->nroutes) {
+    const spoke_route_t *r = &inst->desc->routes[req->route_index];
+    snprintf(text, SLOT_PLUGIN, "%s", inst->name);
+    snprintf(text + SLOT_PLUGIN, SLOT_TEXT - SLOT_PLUGIN, "%s %s",
+             r->method ? r->method : "*", r->path);
+  }
+  atomic_store_explicit(&slot->gen, g + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  for (size_t k = 0; k < SLOT_WORDS; k++) {
+    memcpy(&w, text + k * 8, 8);
+    atomic_store_explicit(&slot->text[k], w, memory_order_relaxed);
+  }
+  atomic_store_explicit(&slot->started, uv_hrtime(), memory_order_relaxed);
+  atomic_store_explicit(&slot->gen, g + 2, memory_order_release);
+}
+
+void spoke__pool_running(uint64_t min_ns,
+                         void (*cb)(const spoke__pool_job_t *job, void *arg),
+                         void *arg) {
+  uint64_t now = uv_hrtime();
+  for (int i = 0; i < pool.nthreads; i++) {
+    slot_t *slot = &pool.slots[i];
+    char text[SLOT_TEXT];
+    uint64_t started = 0;
+    int ok = 0;
+    for (int tries = 0; tries < 16 && !ok; tries++) {
+      unsigned g1 = atomic_load_explicit(&slot->gen, memory_order_acquire);
+      if (g1 & 1)
+        continue; /* the worker is writing: look again */
+      started = atomic_load_explicit(&slot->started, memory_order_relaxed);
+      for (size_t k = 0; k < SLOT_WORDS; k++) {
+        uint64_t w = atomic_load_explicit(&slot->text[k],
+                                          memory_order_relaxed);
+        memcpy(text + k * 8, &w, 8);
+      }
+      atomic_thread_fence(memory_order_acquire);
+      ok = atomic_load_explicit(&slot->gen, memory_order_relaxed) == g1;
+    }
+    if (!ok || started == 0 || now < started || now - started < min_ns)
+      continue;
+    spoke__pool_job_t job;
+    job.worker = i;
+    job.running_ns = now - started;
+    text[SLOT_PLUGIN - 1] = text[SLOT_TEXT - 1] = '\0';
+    memcpy(job.plugin, text, sizeof(job.plugin));
+    memcpy(job.route, text + SLOT_PLUGIN, sizeof(job.route));
+    cb(&job, arg);
+  }
+}
+
+static void run(spoke_request_t *req, slot_t *slot) {
   spoke__loop_t *loop = req->loop;
   spoke__call_save_t save;
   atomic_fetch_sub(&loop->shared->sync_waiting, 1);
+  slot_begin(slot, req);
   spoke__call_enter(&save, req->inst, "handler", req->route_index);
   req->handler_rc = req->handler(req);
   spoke__call_leave(&save);
+  atomic_store_explicit(&slot->started, 0, memory_order_relaxed);
   atomic_fetch_sub(&loop->shared->sync_admitted, 1);
   req->done_msg.next = NULL;
   spoke__loop_post(loop, &req->done_msg);
@@ -94,9 +179,11 @@ static void spin(void) {
 
 static void worker_main(void *arg) {
   char name[16]; /* gdb's `info threads`, top, perf */
+  slot_t *slot = &pool.slots[(intptr_t)arg];
   snprintf(name, sizeof(name), "spoke-worker-%d", (int)(intptr_t)arg);
   prctl(PR_SET_NAME, name, 0, 0, 0);
   spoke__crash_thread_init(name); /* a crash here names its culprit */
+  atomic_store(&slot->call, spoke__call_mine());
   uv_mutex_lock(&pool.mu);
   for (;;) {
     spoke_request_t *req;
@@ -111,7 +198,7 @@ static void worker_main(void *arg) {
       break; /* stopping, and nothing left */
     req = take();
     uv_mutex_unlock(&pool.mu);
-    run(req);
+    run(req, slot);
     uv_mutex_lock(&pool.mu);
     if (pool.head == NULL && pool.spinning == 0 && !pool.stop)
       spin();
@@ -129,7 +216,8 @@ int spoke__pool_start(int nthreads) {
     return SPOKE_ENOMEM;
   }
   pool.threads = calloc((size_t)nthreads, sizeof(*pool.threads));
-  if (pool.threads == NULL)
+  pool.slots = calloc((size_t)nthreads, sizeof(*pool.slots));
+  if (pool.threads == NULL || pool.slots == NULL)
     return SPOKE_ENOMEM;
   for (pool.nthreads = 0; pool.nthreads < nthreads; pool.nthreads++) {
     uv_thread_options_t opt = {UV_THREAD_HAS_STACK_SIZE, 8 << 20};
@@ -169,6 +257,8 @@ void spoke__pool_stop(void) {
     uv_thread_join(&pool.threads[i]);
   free(pool.threads);
   pool.threads = NULL;
+  free(pool.slots);
+  pool.slots = NULL;
   pool.nthreads = 0;
   pool.stop = 0;
   uv_cond_destroy(&pool.cv);

@@ -15,6 +15,11 @@
  * - What the core answers itself (404, 405, 400s, 503): per loop.
  * - Latency, from the first byte of a request to its last response byte
  *   queued: one histogram per loop.
+ * - Stalls (http/watchdog.c): an async call into a plugin that held its
+ *   loop past --stall-warn, counted with its duration in the route's row
+ *   of the loop it blocked, by that loop's thread, like the requests.
+ * - Loop lag: how late each loop's 100 ms lag timer fired, one histogram
+ *   per loop (http/loop.c).
  */
 #ifndef SPOKE_STATS_H
 #define SPOKE_STATS_H
@@ -24,9 +29,12 @@
 
 #define SPOKE__STATUS_CLASSES 5 /* 1xx .. 5xx */
 #define SPOKE__LAT_BUCKETS 14   /* finite upper bounds; one more: +Inf */
+#define SPOKE__LAG_BUCKETS 10   /* loop lag: finite bounds; one more: +Inf */
 
 typedef struct spoke__route_counts_s {
   _Atomic uint64_t n[SPOKE__STATUS_CLASSES];
+  _Atomic uint64_t stalls;    /* calls that held the loop past --stall-warn */
+  _Atomic uint64_t stall_us;  /* how long they held it, in all */
 } spoke__route_counts_t;
 
 typedef struct spoke__loop_stats_s {
@@ -36,6 +44,8 @@ typedef struct spoke__loop_stats_s {
   _Atomic uint64_t in_flight;  /* routed to a plugin, not answered yet */
   _Atomic uint64_t abandoned;  /* answered for a plugin that never
                                   completed them (504), not yet freed */
+  _Atomic uint64_t lag[SPOKE__LAG_BUCKETS + 1]; /* lag timer, per bucket */
+  _Atomic uint64_t lag_sum_us;
 } spoke__loop_stats_t;
 
 /* Bumps a counter only its writer thread changes. */
