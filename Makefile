@@ -80,7 +80,7 @@ test-asan: build-asan
 TSAN_TESTS = unit_|integration_(concurrency|misbehave|reload|shutdown|ownwork|backpressure)
 
 test-tsan: build-tsan
-	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp \
 	  ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)'
 
 # make fuzz [FUZZ_SECONDS=N]: runs the connection fuzzer from its seed
