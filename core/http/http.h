@@ -341,9 +341,10 @@ void spoke__request_release(spoke_request_t *req, spoke__hold_t why);
 int spoke__request_held(const spoke_request_t *req, spoke__hold_t why);
 /* Lets go of REQ's plugin version before the request ends (loop
  * thread): a request answered for its plugin (504) whose plugin may
- * never complete it must not keep that version loaded. REQ->inst stays
- * readable for logs until the version is gone; no plugin code may run
- * for REQ through the core afterwards (no handler, no spoke timer). */
+ * never complete it must not keep that version loaded. REQ->inst is NULL
+ * afterwards (spoke__request_orphan keeps the plugin's name for logs);
+ * no plugin code may run for REQ through the core afterwards (no
+ * handler, no spoke timer). */
 void spoke__request_unpin(spoke_request_t *req);
 /* REQ was answered for its plugin (504) and its abort callback ran: it
  * lets go of its version (unpin) and waits, off the count a drain waits

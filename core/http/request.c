@@ -126,7 +126,6 @@ void spoke__request_unpin(spoke_request_t *req) {
   if (inst == NULL || req->unpinned)
     return;
   req->unpinned = 1;
-  snprintf(req->plugin_name, sizeof(req->plugin_name), "%s", inst->name);
   req->inst = NULL; /* may be unloaded from here on */
   spoke__instance_unpinned(inst);
   spoke__loop_defer_unref(req->loop, inst);
@@ -134,6 +133,9 @@ void spoke__request_unpin(spoke_request_t *req) {
 
 void spoke__request_orphan(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
+  if (req->inst != NULL) /* its name outlives the pin, for the logs */
+    snprintf(req->plugin_name, sizeof(req->plugin_name), "%s",
+             req->inst->name);
   spoke__request_unpin(req);
   if (req->orphaned)
     return;
