@@ -171,8 +171,10 @@ void spoke__request_orphans_free(spoke__loop_t *loop) {
   }
 }
 
-/* Exclusive holds: at most one of each at a time. */
-static inline int exclusive(spoke__hold_t why) { return why < SPOKE__HOLD_STACK; }
+#ifndef NDEBUG
+/* Exclusive holds: at most one of each at a time (checked by assert). */
+static int exclusive(spoke__hold_t why) { return why < SPOKE__HOLD_STACK; }
+#endif
 
 void spoke__request_hold(spoke_request_t *req, spoke__hold_t why) {
   assert(!req->pooled && req->nholds > 0); /* a freed request */
