@@ -23,6 +23,19 @@
 #define SPOKE_BUILD_VERSION "dev"
 #endif
 
+/* 1 in a build with AddressSanitizer or ThreadSanitizer (gcc or clang),
+ * which own the fatal signals: the crash handler steps aside there. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SPOKE__SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SPOKE__SANITIZED 1
+#endif
+#endif
+#ifndef SPOKE__SANITIZED
+#define SPOKE__SANITIZED 0
+#endif
+
 #define SPOKE__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SPOKE__CONTAINER_OF(ptr, type, member) \
   ((type *)((char *)(ptr)-offsetof(type, member)))

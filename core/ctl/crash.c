@@ -46,16 +46,6 @@
 
 #include "ctl/ctl.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
                                     SIGABRT};
@@ -324,7 +314,7 @@ static void on_fatal(int signo, siginfo_t *si, void *uctx) {
 void spoke__crash_install(void) {
   struct sigaction sa;
   spoke__crash_thread_init("control");
-  if (SANITIZED) {
+  if (SPOKE__SANITIZED) {
     /* The sanitizer's own handlers report these signals, with a stack. */
     spoke__debug("fatal signals are left to the sanitizer");
     return;

@@ -28,16 +28,6 @@
 
 #include "ctl/ctl.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 static int noop(spoke_request_t *req) {
   (void)req;
@@ -347,14 +337,14 @@ static void crash_for_real(int how, int signo) {
 
 static void handler_on_a_fault(void **st) {
   (void)st;
-  if (SANITIZED)
+  if (SPOKE__SANITIZED)
     skip(); /* the sanitizer keeps the fatal signals */
   crash_for_real(0, SIGSEGV);
 }
 
 static void handler_on_abort(void **st) {
   (void)st;
-  if (SANITIZED)
+  if (SPOKE__SANITIZED)
     skip(); /* the sanitizer keeps the fatal signals */
   crash_for_real(1, SIGABRT);
 }
