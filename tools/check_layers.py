@@ -18,6 +18,9 @@ from the compiled objects (nm: what each object defines and what it
 needs), so a call through a function pointer (a callback a higher floor
 installs) is, rightly, not a call. Includes are read from the sources.
 
+The plugins (plugins/, examples/) have no floors, but no two of their
+files may call each other round a circle either.
+
 Usage: check_layers.py SOURCE_DIR OBJECT_DIR...   (exit 1 on a violation)
 """
 import collections
@@ -30,32 +33,45 @@ FLOORS = ["base", "plugin", "http", "ctl", "cli"]
 
 
 def floor_of(path):
+    """The floor of a file under core/ (core/FLOOR/...), or None."""
     parts = path.replace("\\", "/").split("/")
-    for i in range(len(parts) - 1, -1, -1):
-        if parts[i] in FLOORS and i + 1 < len(parts):
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i - 1] == "core" and parts[i] in FLOORS:
             return parts[i]
     return None
 
 
+# Sources whose objects are checked: ours, not llhttp's.
+OURS = ("core/", "plugins/", "examples/")
+
+
 def objects(dirs):
-    """(floor/file.c, path of its .o) for every core object under DIRS."""
+    """(unit, source path, path of its .o) for every object of ours under
+    DIRS (CMake object directories, TARGET.dir/<source path>.o). Objects
+    of one unit link together: the server (spoke_core and spoke), or one
+    plugin; a symbol resolves only within its unit."""
     for d in dirs:
         for root, _, files in os.walk(d):
             for f in files:
                 if not f.endswith(".c.o"):
                     continue
-                fl = floor_of(os.path.join(root, f))
-                if fl is not None:
-                    yield fl + "/" + f[:-2], os.path.join(root, f)
+                path = os.path.join(root, f).replace("\\", "/")
+                m = re.search(r"/([^/]+)\.dir/(.+)\.o$", path)
+                if m is None or not m.group(2).startswith(OURS):
+                    continue
+                unit = "spoke" if m.group(1) in ("spoke", "spoke_core") \
+                    else m.group(1)
+                yield unit, m.group(2), path
 
 
-def symbols(obj):
+def symbols(obj, functions_only=False):
     out = subprocess.run(["nm", obj], capture_output=True, text=True,
                          check=True).stdout
     defined, needed = set(), set()
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[1] in "TDBRCVW":
+        if len(parts) == 3 and parts[1] in ("TW" if functions_only
+                                            else "TDBRCVW"):
             defined.add(parts[2])
         elif len(parts) == 2 and parts[0] == "U":
             needed.add(parts[1])
@@ -102,26 +118,33 @@ def main():
     src, objdirs = sys.argv[1], sys.argv[2:]
     problems = []
 
-    files = dict(objects(objdirs))
-    if not files:
+    files = {}
+    for unit, name, obj in objects(objdirs):
+        files[name] = (unit, obj)
+    if not any(floor_of(n) for n in files):
         print("check_layers: no core objects under %s" % " ".join(objdirs))
         return 2
     defs, needs = {}, {}
-    for name, obj in files.items():
-        d, u = symbols(obj)
+    for name, (unit, obj) in files.items():
+        # In a plugin every file reads the SDK's one shared variable,
+        # spoke_host, which SPOKE_PLUGIN defines beside the descriptor:
+        # that is the SDK's shape, not a call. Plugins are checked for
+        # calls; the server for every symbol, data too.
+        d, u = symbols(obj, functions_only=(unit != "spoke"))
         needs[name] = u
-        for s in d:
-            defs[s] = name
+        for sym in d:
+            defs[(unit, sym)] = name
     calls = collections.defaultdict(lambda: collections.defaultdict(set))
     for a, syms in needs.items():
-        for s in syms:
-            b = defs.get(s)
+        for sym in syms:
+            b = defs.get((files[a][0], sym))
             if b is not None and b != a:
-                calls[a][b].add(s)
+                calls[a][b].add(sym)
     for a in sorted(calls):
         for b in sorted(calls[a]):
-            fa, fb = a.split("/")[0], b.split("/")[0]
-            if FLOORS.index(fb) > FLOORS.index(fa):
+            fa, fb = floor_of(a), floor_of(b)
+            if fa is not None and fb is not None and \
+                    FLOORS.index(fb) > FLOORS.index(fa):
                 problems.append("%s calls up into %s: %s" % (
                     a, b, ", ".join(sorted(calls[a][b]))))
     for comp in strongly_connected(files.keys(), calls):

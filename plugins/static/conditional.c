@@ -25,7 +25,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "static.h"
+#include "internal.h"
 
 static const char *const day_names[] = { "Sun", "Mon", "Tue", "Wed",
                                          "Thu", "Fri", "Sat" };

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "static.h"
+#include "internal.h"
 
 static const struct {
   const char *ext;

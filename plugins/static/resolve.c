@@ -31,7 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "static.h"
+#include "internal.h"
 
 static int hexval(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';

@@ -27,7 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "static.h"
+#include "internal.h"
 
 #define WHOLE_MAX (1024 * 1024) /* larger bodies are streamed */
 #define CHUNK (64 * 1024)       /* one streamed write */

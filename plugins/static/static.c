@@ -4,7 +4,7 @@
  *
  * This file is the plugin's front: its descriptor, configuration, init
  * and fini, and the handler that ties the other files together
- * (static.h lists them): resolve.c finds the file below ROOT and holds
+ * (internal.h lists them): resolve.c finds the file below ROOT and holds
  * the path invariants (nothing outside ROOT is opened, no symbolic link
  * below it is followed, only regular files are served); conditional.c
  * does ETag, Last-Modified, 304s and Range; mime.c the Content-Type;
@@ -39,7 +39,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "static.h"
+#include "internal.h"
 
 #define PREFIX_MAX 512
 
@@ -57,10 +57,6 @@ static char route_path[PREFIX_MAX + 3];
 static spoke_route_t routes[] = {
   { "GET", "/static/*", SPOKE_SYNC, serve },
 };
-
-const char *static_errstr(int err, char *buf, size_t n) {
-  return strerror_r(err, buf, n); /* the GNU one: returns the message */
-}
 
 /* GET|HEAD PREFIX/...: the handler. */
 static int serve(spoke_request_t *req) {

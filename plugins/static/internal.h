@@ -1,4 +1,4 @@
-/* static.h: what the files of the static plugin share, and nothing more.
+/* internal.h: what the files of the static plugin share, and nothing more.
  *
  *   static.c       descriptor, configuration, init/fini, the handler
  *   resolve.c      finding the file: the walk below ROOT
@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -43,9 +44,11 @@ typedef struct {
   int err;                 /* errno behind a 500 */
 } static_file_t;
 
-/* static.c */
-/* strerror_r's message for ERR (BUF, N bytes, may hold it). */
-const char *static_errstr(int err, char *buf, size_t n);
+/* strerror_r's message for ERR (BUF, N bytes, may hold it): the GNU
+ * strerror_r, which returns the message. */
+static inline const char *static_errstr(int err, char *buf, size_t n) {
+  return strerror_r(err, buf, n);
+}
 
 /* resolve.c */
 /* Finds REL (the request path after the prefix: "" or "/...", still
