@@ -27,6 +27,7 @@ on sockets and on the process.
 
 import atexit
 import os
+import json
 import re
 import shutil
 import signal
@@ -562,6 +563,104 @@ class Conn:
             raise ProtocolError("unexpected bytes %r" % data[:200])
         self.eof = True
         return True
+
+
+# ---------------------------------------------------------------- builds
+
+def _binary_has(*names):
+    """Whether SPOKE_BIN contains one of NAMES (bytes): a sanitizer's entry
+    point tells what kind of build it is."""
+    try:
+        with open(SPOKE_BIN, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False  # Server() says so, as in every other test
+    return any(n in data for n in names)
+
+
+# ASan keeps freed memory in quarantine and TSan in shadow memory: there
+# RSS says nothing about leaks (LeakSanitizer does), and the sanitizer,
+# not spoke, owns the fatal signals.
+ASAN_BUILD = _binary_has(b"__asan_init")
+SANITIZED = _binary_has(b"__asan_init", b"__tsan_init")
+
+
+# ---------------------------------------------------------------- plugins
+
+RUNTIME_RE = re.compile(r"runtime directory (\S+)")
+
+
+class PluginFile:
+    """One plugin file of a running server, replaced the ways users do it:
+    rename (`mv new.so NAME`, atomic) and copy in place (`cp new.so NAME`,
+    seen half-written); and the log lines that follow, waited for in
+    order (each wait starts after the line the last one matched)."""
+
+    def __init__(self, srv, name):
+        self.srv = srv
+        self.name = name
+        self.dst = os.path.join(srv.plugins_dir, name)
+        # Staging beside the plugins directory: same filesystem, so a
+        # rename is atomic, and outside it, so it is never loaded itself.
+        self.stage = srv.plugins_dir + ".stage"
+        os.makedirs(self.stage, exist_ok=True)
+        self.runtime = srv.wait_log(RUNTIME_RE).group(1)
+        self.mark = len(srv.log_lines())
+        self.n = 0
+
+    def rename(self, src):
+        tmp = os.path.join(self.stage, "next-%d.so" % self.n)
+        self.n += 1
+        shutil.copyfile(src, tmp)
+        os.rename(tmp, self.dst)
+
+    def copy_in_place(self, src):
+        shutil.copyfile(src, self.dst)  # open(O_TRUNC), write, close
+
+    def wait(self, pattern, what):
+        """Waits for a log line after the last one waited for."""
+        rx = re.compile(pattern)
+        m = self.srv.wait_log(rx, start=self.mark)
+        check(m is not None, "no log line for %s (%s)\nlog tail:\n%s"
+              % (what, pattern, self.srv.log_tail()))
+        lines = self.srv.log_lines()
+        for i in range(self.mark, len(lines)):
+            if rx.search(lines[i]):
+                self.mark = i + 1
+                break
+        return m
+
+    def wait_reloaded(self, plugin, version):
+        """The reload of this file to VERSION; group 1 is its generation."""
+        return self.wait(r"reloaded plugin %s from %s: \S+ -> %s "
+                         r"\(generation (\d+)"
+                         % (re.escape(plugin), re.escape(self.name),
+                            re.escape(str(version))),
+                         "reload to %s" % version)
+
+    def status(self):
+        with open(os.path.join(self.runtime, "status.json")) as f:
+            return json.load(f)
+
+    def copies(self):
+        return sorted(f for f in os.listdir(self.runtime) if f.endswith(".so"))
+
+    def close(self):
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def wait_answer(srv, path, status, body=None, timeout=10.0):
+    """Polls GET PATH until it answers STATUS (and BODY): each loop takes a
+    new table when it next runs, so a request may still meet the old."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = srv.get(path)
+        if r.status == status and (body is None or r.body == body):
+            return r
+        check(time.monotonic() < deadline,
+              "GET %s: %r, want %d %r within %.0fs\n--- log:\n%s"
+              % (path, r, status, body, timeout, srv.log_tail()))
+        srv.wait_log(r"^$", timeout=0.01)  # a short, bounded pause
 
 
 # ---------------------------------------------------------------- asserts

@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (HELLO, SPOKE_BIN, Server, build_request,  # noqa
+from spoke_harness import (ASAN_BUILD, HELLO, Server, build_request,  # noqa
                            check, check_eq, check_response, main, test,
                            conn_fds, holds_peer, wait_response_started)
 
@@ -37,15 +37,6 @@ WAIT = 20.0
 WARN_RE = re.compile(r" (warn|error): ")
 
 
-def is_asan_build():
-    try:
-        with open(SPOKE_BIN, "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
-ASAN = is_asan_build()
 
 
 def proc_status(pid, field):
@@ -119,7 +110,7 @@ def mem_report(what, base_rss, rss, hwm):
             "%.1f MiB (%+.1f over the RSS before)%s"
             % (what, base_rss / MiB, rss / MiB, (rss - base_rss) / MiB,
                hwm / MiB, (hwm - base_rss) / MiB,
-               " [ASan build: not asserted]" if ASAN else ""))
+               " [ASan build: not asserted]" if ASAN_BUILD else ""))
     print("     " + line, flush=True)
     return line
 
@@ -210,7 +201,7 @@ def two_thousand_connections_opened_and_dropped():
         rss = proc_status(pid, "VmRSS")
         hwm = proc_status(pid, "VmHWM")
         mem_report("%d dropped connections" % n, base_rss, rss, hwm)
-        if not ASAN:
+        if not ASAN_BUILD:
             check(rss <= base_rss + RSS_SLACK,
                   "VmRSS grew from %.1f to %.1f MiB"
                   % (base_rss / MiB, rss / MiB))
@@ -251,8 +242,8 @@ def idle_keepalive_connections_hold_no_read_buffer():
             print("     %d idle keep-alive connections: VmRSS +%.1f MiB, "
                   "%.0f bytes each%s" % (n, (rss - base_rss) / MiB, per,
                                          " [ASan: not asserted]"
-                                         if ASAN else ""), flush=True)
-            if not ASAN:
+                                         if ASAN_BUILD else ""), flush=True)
+            if not ASAN_BUILD:
                 check(per <= per_conn_max, "%.0f bytes per idle connection"
                       " (at most %d)" % (per, per_conn_max))
             hello_ok(srv)
@@ -403,7 +394,7 @@ def client_that_never_reads_64mib_is_cut_and_memory_bounded():
         rss = proc_status(pid, "VmRSS")
         hwm = proc_status(pid, "VmHWM")
         mem_report("64 MiB response never read", base_rss, rss, hwm)
-        if not ASAN:
+        if not ASAN_BUILD:
             check(hwm <= base_rss + PEAK_SLACK,
                   "peak VmHWM %.1f MiB vs %.1f MiB before: the response "
                   "was buffered" % (hwm / MiB, base_rss / MiB))

@@ -34,7 +34,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (SPOKE_BIN, ConnectionClosed, Server,  # noqa
+from spoke_harness import (SANITIZED, SPOKE_BIN, ConnectionClosed,  # noqa
+                           Server,
                            check, check_eq, check_response, main,
                            plugin_path, test)
 
@@ -45,14 +46,6 @@ FATAL_RE = re.compile(
     r"on thread (?P<thread>\S+); the server stops \(core dump as usual\)$")
 LOADED_RE = re.compile(r"loaded plugin bad 1\.0\.0 from bad\.so "
                        r"\(generation (\d+)")
-
-
-def sanitizer_build():
-    if not os.path.isfile(SPOKE_BIN):
-        return False  # Server() says so, as in every other test
-    with open(SPOKE_BIN, "rb") as f:
-        data = f.read()
-    return b"__asan_init" in data or b"__tsan_init" in data
 
 
 def no_cores():
@@ -195,7 +188,7 @@ def crash_in_init_names_init_on_the_control_thread():
 
 
 if __name__ == "__main__":
-    if sanitizer_build():
+    if SANITIZED:
         print("skipped: %s is a sanitizer build (the sanitizer owns the "
               "fatal signals there)" % SPOKE_BIN)
         sys.exit(77)

@@ -21,32 +21,18 @@ import http.client
 import json
 import os
 import re
-import shutil
 import socket
 import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (SPOKE_BIN, Server, check, check_eq,  # noqa: E402
-                           main, plugin_path, test)
+from spoke_harness import (SANITIZED, PluginFile, Server,  # noqa: E402
+                           check, check_eq, main, plugin_path, test)
 
 V = {n: plugin_path("ownwork_v%d.so" % n) for n in (1, 2)}
 
 
-def _sanitized():
-    """ASan keeps freed memory in quarantine and TSan in shadow memory:
-    there RSS says nothing about leaks (LeakSanitizer does)."""
-    try:
-        with open(SPOKE_BIN, "rb") as f:
-            data = f.read()
-        return b"__asan_init" in data or b"__tsan_init" in data
-    except OSError:
-        return False
-
-
-SANITIZED = _sanitized()
-RUNTIME_RE = re.compile(r"runtime directory (\S+)")
 
 
 class Backend:
@@ -99,45 +85,15 @@ class Backend:
         self.sock.close()
 
 
-class Swap:
-    """Replaces ownwork.so by rename (atomic), as a deploy does."""
+class Swap(PluginFile):
+    """ownwork.so, replaced by rename as a deploy does."""
 
     def __init__(self, srv):
-        self.srv = srv
-        self.dst = os.path.join(srv.plugins_dir, "ownwork.so")
-        self.stage = srv.plugins_dir + ".stage"
-        os.makedirs(self.stage, exist_ok=True)
-        self.runtime = srv.wait_log(RUNTIME_RE).group(1)
-        self.mark = len(srv.log_lines())
-        self.n = 0
+        super().__init__(srv, "ownwork.so")
 
     def to(self, version):
-        tmp = os.path.join(self.stage, "next-%d.so" % self.n)
-        self.n += 1
-        shutil.copyfile(V[version], tmp)
-        os.rename(tmp, self.dst)
-        return self.wait(r"reloaded plugin ownwork from ownwork\.so: \S+ -> %d "
-                         r"\(generation (\d+)" % version,
-                         "reload to v%d" % version)
-
-    def wait(self, pattern, what):
-        rx = re.compile(pattern)
-        m = self.srv.wait_log(rx, start=self.mark)
-        check(m is not None, "no log line for %s (%s)\nlog tail:\n%s"
-              % (what, pattern, self.srv.log_tail()))
-        lines = self.srv.log_lines()
-        for i in range(self.mark, len(lines)):
-            if rx.search(lines[i]):
-                self.mark = i + 1
-                break
-        return m
-
-    def status(self):
-        with open(os.path.join(self.runtime, "status.json")) as f:
-            return json.load(f)
-
-    def close(self):
-        shutil.rmtree(self.stage, ignore_errors=True)
+        self.rename(V[version])
+        return self.wait_reloaded("ownwork", version)
 
 
 def instances(st, name="ownwork"):

@@ -12,13 +12,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spoke_harness import (HELLO, SANITIZER_RE, SPOKE_BIN,  # noqa: E402
                            Server, check, check_eq, check_response, main,
-                           plugin_bytes, plugin_path, test)
+                           plugin_bytes, plugin_path, test, wait_answer)
 
 BAD = ["bad_notelf.so", "bad_nodesc.so", "bad_abi.so", "bad_small.so",
        "bad_initfail.so", "twin_hello.so"]
@@ -57,20 +56,6 @@ def bad_plugins_refused_good_ones_serve():
         twin = lines["twin_hello.so"]
         check("/hello" in twin, "conflict refusal does not name the route: %r"
               % twin)
-
-
-def wait_answer(srv, path, status, body=None, timeout=10.0):
-    """Polls GET PATH until it answers STATUS (and BODY): each loop takes a
-    new table when it next runs, so a request may still meet the old."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = srv.get(path)
-        if r.status == status and (body is None or r.body == body):
-            return r
-        check(time.monotonic() < deadline,
-              "GET %s: %r, want %d %r within %.0fs\n--- log:\n%s"
-              % (path, r, status, body, timeout, srv.log_tail()))
-        srv.wait_log(r"^$", timeout=0.01)  # a short, bounded pause
 
 
 def file_id(path):

@@ -16,7 +16,6 @@ loads, listed as such by POST /reload, once the other is gone."""
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 import threading
@@ -24,66 +23,23 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (HELLO, Conn, Server, build_request,  # noqa
-                           check, check_eq, check_response, main,
-                           plugin_path, test)
+from spoke_harness import (HELLO, Conn, PluginFile,  # noqa
+                           Server, build_request, check, check_eq,
+                           check_response, main, plugin_path, test,
+                           wait_answer)
 
 V = {n: plugin_path("versioned_v%d.so" % n) for n in (1, 2, 3)}
 BODY = {n: b"v%d\n" % n for n in (1, 2, 3)}
-RUNTIME_RE = re.compile(r"runtime directory (\S+)")
 
 
-class Reloading:
+class Reloading(PluginFile):
     """A server with versioned v1 as versioned.so, and ways to replace it."""
 
     def __init__(self, srv, name="versioned.so"):
-        self.srv = srv
-        self.name = name
-        self.dst = os.path.join(srv.plugins_dir, name)
-        # Staging beside the plugins directory: same filesystem, so a
-        # rename is atomic, and outside it, so it is never loaded itself.
-        self.stage = srv.plugins_dir + ".stage"
-        os.makedirs(self.stage, exist_ok=True)
-        self.runtime = srv.wait_log(RUNTIME_RE).group(1)
-        self.mark = len(srv.log_lines())
-        self.n = 0
-
-    def rename(self, src):
-        tmp = os.path.join(self.stage, "next-%d.so" % self.n)
-        self.n += 1
-        shutil.copyfile(src, tmp)
-        os.rename(tmp, self.dst)
-
-    def copy_in_place(self, src):
-        shutil.copyfile(src, self.dst)  # open(O_TRUNC), write, close
-
-    def wait(self, pattern, what):
-        """Waits for a log line after the last one waited for."""
-        rx = re.compile(pattern)
-        m = self.srv.wait_log(rx, start=self.mark)
-        check(m is not None, "no log line for %s (%s)\nlog tail:\n%s"
-              % (what, pattern, self.srv.log_tail()))
-        lines = self.srv.log_lines()
-        for i in range(self.mark, len(lines)):
-            if rx.search(lines[i]):
-                self.mark = i + 1
-                break
-        return m
+        super().__init__(srv, name)
 
     def wait_reloaded(self, version):
-        return self.wait(r"reloaded plugin versioned from %s: \S+ -> %d "
-                         r"\(generation (\d+)" % (re.escape(self.name), version),
-                         "reload to v%d" % version)
-
-    def status(self):
-        with open(os.path.join(self.runtime, "status.json")) as f:
-            return json.load(f)
-
-    def copies(self):
-        return sorted(f for f in os.listdir(self.runtime) if f.endswith(".so"))
-
-    def close(self):
-        shutil.rmtree(self.stage, ignore_errors=True)
+        return super().wait_reloaded("versioned", version)
 
 
 def versioned_server(args=()):
@@ -316,20 +272,6 @@ def line_index(srv, rx, start, what):
 
 def count(srv, rx, start, end):
     return sum(1 for l in srv.log_lines()[start:end] if rx.search(l))
-
-
-def wait_answer(srv, path, status, body=None, timeout=10.0):
-    """Polls GET PATH until it answers STATUS (and BODY): each loop takes a
-    new table when it next runs, so a request may still meet the old."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = srv.get(path)
-        if r.status == status and (body is None or r.body == body):
-            return r
-        check(time.monotonic() < deadline,
-              "GET %s: %r, want %d %r within %.0fs\n--- log:\n%s"
-              % (path, r, status, body, timeout, srv.log_tail()))
-        srv.wait_log(r"^$", timeout=0.01)  # a short, bounded pause
 
 
 @test
