@@ -85,6 +85,10 @@ typedef struct spoke__buf_s {
 } spoke__buf_t;
 
 int spoke__buf_append(spoke__buf_t *b, const void *data, size_t len);
+/* Makes room for item N (N + 1 items of SIZE bytes) in the array *ITEMS
+ * (a T **, passed as void *) of *CAP items, doubling it: 0, or
+ * SPOKE_ENOMEM with the array and *CAP unchanged. */
+int spoke__array_grow(void *items, size_t *cap, size_t n, size_t size);
 int spoke__buf_appendf(spoke__buf_t *b, const char *fmt, ...)
     SPOKE__PRINTF(2, 3);
 int spoke__buf_reserve(spoke__buf_t *b, size_t extra);

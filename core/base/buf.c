@@ -3,6 +3,10 @@
  * data is NULL until the first append; after any append data[len] is a
  * NUL byte (not counted in len), so text can be used as a C string.
  * Owned by whoever embeds it; not thread-safe.
+ *
+ * Also the one way an array of the core grows (spoke__array_grow): by
+ * doubling, checked for overflow, the array and its capacity unchanged
+ * when memory runs out.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +14,25 @@
 #include <string.h>
 
 #include "base/base.h"
+
+int spoke__array_grow(void *items, size_t *cap, size_t n, size_t size) {
+  void **p = items;
+  size_t c = *cap ? *cap : 8;
+  void *q;
+  if (n < *cap)
+    return 0;
+  while (c <= n) {
+    if (c > SIZE_MAX / 2 / size)
+      return SPOKE_ENOMEM;
+    c *= 2;
+  }
+  q = realloc(*p, c * size);
+  if (q == NULL)
+    return SPOKE_ENOMEM;
+  *p = q;
+  *cap = c;
+  return 0;
+}
 
 int spoke__buf_reserve(spoke__buf_t *b, size_t extra) {
   size_t need = b->len + extra + 1, cap;

@@ -44,14 +44,8 @@ static char *trim(char *s) {
 static int add_entry(spoke__conffile_t *cf, const char *section,
                      const char *key, const char *value) {
   spoke__conf_entry_t *e;
-  if (cf->n == cf->cap) {
-    size_t cap = cf->cap ? cf->cap * 2 : 16;
-    e = realloc(cf->entries, cap * sizeof(*e));
-    if (e == NULL)
-      return SPOKE_ENOMEM;
-    cf->entries = e;
-    cf->cap = cap;
-  }
+  if (spoke__array_grow(&cf->entries, &cf->cap, cf->n, sizeof(*e)) != 0)
+    return SPOKE_ENOMEM;
   e = &cf->entries[cf->n++];
   e->section = section;
   e->key = key;

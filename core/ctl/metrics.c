@@ -37,14 +37,8 @@ static row_t *row_get(row_t **rows, size_t *n, size_t *cap,
   row_t *r = row_find(*rows, *n, plugin, route);
   if (r != NULL)
     return r;
-  if (*n == *cap) {
-    size_t c = *cap ? *cap * 2 : 16;
-    row_t *p = realloc(*rows, c * sizeof(*p));
-    if (p == NULL)
-      return NULL;
-    *rows = p;
-    *cap = c;
-  }
+  if (spoke__array_grow(rows, cap, *n, sizeof(**rows)) != 0)
+    return NULL;
   r = &(*rows)[*n];
   memset(r, 0, sizeof(*r));
   r->plugin = strdup(plugin);

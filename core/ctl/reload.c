@@ -70,14 +70,9 @@ static int slot_cmp(const void *a, const void *b) {
 
 static spoke__slot_t *slot_add(spoke__server_t *srv, const char *file) {
   spoke__slot_t *s;
-  if (srv->nslots == srv->slots_cap) {
-    size_t cap = srv->slots_cap ? srv->slots_cap * 2 : 16;
-    spoke__slot_t *p = realloc(srv->slots, cap * sizeof(*p));
-    if (p == NULL)
-      return NULL;
-    srv->slots = p;
-    srv->slots_cap = cap;
-  }
+  if (spoke__array_grow(&srv->slots, &srv->slots_cap, srv->nslots,
+                        sizeof(*srv->slots)) != 0)
+    return NULL;
   s = &srv->slots[srv->nslots];
   memset(s, 0, sizeof(*s));
   s->file = strdup(file);
@@ -346,13 +341,8 @@ int spoke__reload_scan(spoke__server_t *srv, int force) {
   while ((de = readdir(d)) != NULL) {
     if (!spoke__admit_is_plugin_name(de->d_name))
       continue;
-    if (n == cap) {
-      char **p = realloc(names, (cap ? cap * 2 : 16) * sizeof(*p));
-      if (p == NULL)
-        break;
-      names = p;
-      cap = cap ? cap * 2 : 16;
-    }
+    if (spoke__array_grow(&names, &cap, n, sizeof(*names)) != 0)
+      break;
     if ((names[n] = strdup(de->d_name)) != NULL)
       n++;
   }

@@ -39,19 +39,14 @@ void spoke__loop_set_current(spoke__loop_t *loop) { current_loop = loop; }
 spoke__loop_t *spoke__loop_current(void) { return current_loop; }
 
 void spoke__loop_defer_unref(spoke__loop_t *loop, spoke__instance_t *inst) {
-  if (loop->nunrefs == loop->unrefs_cap) {
-    size_t cap = loop->unrefs_cap ? loop->unrefs_cap * 2 : 64;
-    spoke__instance_t **p = realloc(loop->unrefs, cap * sizeof(*p));
-    if (p == NULL) {
-      /* Rather than leak the version: give it back now. A reaper runs
-       * finalize on the control thread, so only a callback still
-       * running in the plugin's code is at risk, and only then. */
-      spoke__error("out of memory: unpinning plugin %s at once", inst->name);
-      spoke__instance_unref(inst);
-      return;
-    }
-    loop->unrefs = p;
-    loop->unrefs_cap = cap;
+  if (spoke__array_grow(&loop->unrefs, &loop->unrefs_cap, loop->nunrefs,
+                        sizeof(*loop->unrefs)) != 0) {
+    /* Rather than leak the version: give it back now. A reaper runs
+     * finalize on the control thread, so only a callback still running
+     * in the plugin's code is at risk, and only then. */
+    spoke__error("out of memory: unpinning plugin %s at once", inst->name);
+    spoke__instance_unref(inst);
+    return;
   }
   loop->unrefs[loop->nunrefs++] = inst;
 }

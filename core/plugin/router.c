@@ -126,14 +126,9 @@ int spoke__router_add(spoke__router_t *rt, const spoke__route_t *r,
       return SPOKE_ECONFLICT;
     }
   }
-  if (rt->n == rt->cap) {
-    size_t cap = rt->cap ? rt->cap * 2 : 16;
-    spoke__route_t *p = realloc(rt->routes, cap * sizeof(*p));
-    if (p == NULL)
-      return SPOKE_ENOMEM;
-    rt->routes = p;
-    rt->cap = cap;
-  }
+  if (spoke__array_grow(&rt->routes, &rt->cap, rt->n,
+                        sizeof(*rt->routes)) != 0)
+    return SPOKE_ENOMEM;
   rt->routes[rt->n++] = *r;
   return 0;
 }

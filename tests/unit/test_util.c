@@ -279,6 +279,29 @@ static void buf_appendf(void **state) {
   spoke__buf_free(&b);
 }
 
+/* The one growth rule for the core's arrays: doubling, keeping what is
+ * there, refusing a size that would overflow without touching the array. */
+static void array_grow(void **state) {
+  int *a = NULL;
+  size_t cap = 0;
+  (void)state;
+  for (size_t n = 0; n < 100; n++) {
+    assert_int_equal(spoke__array_grow(&a, &cap, n, sizeof(*a)), 0);
+    assert_true(cap > n);
+    a[n] = (int)n;
+  }
+  for (size_t n = 0; n < 100; n++)
+    assert_int_equal(a[n], (int)n);
+  assert_int_equal(cap, 128);
+  assert_int_equal(spoke__array_grow(&a, &cap, 99, sizeof(*a)), 0);
+  assert_int_equal(cap, 128); /* room already: unchanged */
+  assert_int_equal(spoke__array_grow(&a, &cap, SIZE_MAX / 2, sizeof(*a)),
+                   SPOKE_ENOMEM);
+  assert_int_equal(cap, 128);
+  assert_int_equal(a[99], 99);
+  free(a);
+}
+
 static void buf_reserve(void **state) {
   spoke__buf_t b = {0};
   char *before;
@@ -490,6 +513,7 @@ static void error_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(array_grow),
     cmocka_unit_test(arena_many_small),
     cmocka_unit_test(arena_alignment),
     cmocka_unit_test(arena_lent_storage),
