@@ -28,6 +28,7 @@
 #ifndef SPOKE_HTTP_H
 #define SPOKE_HTTP_H
 
+#include <assert.h>
 #include <signal.h>
 #include <stdatomic.h>
 
@@ -298,7 +299,6 @@ struct spoke_request_s {
   uint8_t routed;             /* counted in the loop's in_flight */
   char peer[48];              /* client address, when logging access */
   uint8_t pooled;             /* in the pool: not a live request */
-  uint8_t unpinned;           /* inst no longer pinned (request.c) */
   uint8_t orphaned;           /* on loop->orphans */
   spoke_request_t *orphan_prev, *orphan_next;
   char plugin_name[64];       /* inst->name, kept for logs once unpinned */
@@ -333,12 +333,32 @@ struct spoke_request_s {
  * (UNCOMPLETED). Loop thread. */
 spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn);
 /* Takes or gives back one hold (loop thread). Releasing the last frees
- * the request: back to the loop's pool, or to malloc when the pool is
- * full. Releasing a hold not held, or holding an exclusive one twice,
- * is a bug and asserts. */
-void spoke__request_hold(spoke_request_t *req, spoke__hold_t why);
-void spoke__request_release(spoke_request_t *req, spoke__hold_t why);
-int spoke__request_held(const spoke_request_t *req, spoke__hold_t why);
+ * the request (spoke__request_free): back to the loop's pool, or to
+ * malloc when the pool is full. Releasing a hold not held, or holding an
+ * exclusive one twice, is a bug and asserts. Inline: several of each run
+ * for every request. */
+void spoke__request_free(spoke_request_t *req);
+
+static inline void spoke__request_hold(spoke_request_t *req,
+                                       spoke__hold_t why) {
+  assert(!req->pooled && req->nholds > 0); /* a freed request */
+  assert(why >= SPOKE__HOLD_STACK || req->holds[why] == 0); /* exclusive */
+  req->holds[why]++;
+  req->nholds++;
+}
+
+static inline void spoke__request_release(spoke_request_t *req,
+                                          spoke__hold_t why) {
+  assert(!req->pooled && req->holds[why] > 0); /* released twice */
+  req->holds[why]--;
+  if (--req->nholds == 0)
+    spoke__request_free(req);
+}
+
+static inline int spoke__request_held(const spoke_request_t *req,
+                                      spoke__hold_t why) {
+  return req->holds[why] > 0;
+}
 /* Lets go of REQ's plugin version before the request ends (loop
  * thread): a request answered for its plugin (504) whose plugin may
  * never complete it must not keep that version loaded. REQ->inst is NULL

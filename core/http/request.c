@@ -97,7 +97,8 @@ static void request_destroy(spoke_request_t *req) {
 
 static void orphan_unlink(spoke_request_t *req);
 
-static void request_free(spoke_request_t *req) {
+/* The last hold went (spoke__request_release, http.h): loop thread. */
+void spoke__request_free(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
   assert(!req->pooled); /* freed twice: a hold was dropped too early */
   if (req->orphaned)
@@ -123,9 +124,8 @@ static void request_free(spoke_request_t *req) {
 
 void spoke__request_unpin(spoke_request_t *req) {
   spoke__instance_t *inst = req->inst;
-  if (inst == NULL || req->unpinned)
+  if (inst == NULL) /* never routed, or unpinned already */
     return;
-  req->unpinned = 1;
   req->inst = NULL; /* may be unloaded from here on */
   spoke__instance_unpinned(inst);
   spoke__loop_defer_unref(req->loop, inst);
@@ -169,29 +169,6 @@ void spoke__request_orphans_free(spoke__loop_t *loop) {
     if (spoke__request_held(req, SPOKE__HOLD_PLUGIN))
       spoke__request_release(req, SPOKE__HOLD_PLUGIN); /* may free it */
   }
-}
-
-#ifndef NDEBUG
-/* Exclusive holds: at most one of each at a time (checked by assert). */
-static int exclusive(spoke__hold_t why) { return why < SPOKE__HOLD_STACK; }
-#endif
-
-void spoke__request_hold(spoke_request_t *req, spoke__hold_t why) {
-  assert(!req->pooled && req->nholds > 0); /* a freed request */
-  assert(!exclusive(why) || req->holds[why] == 0);
-  req->holds[why]++;
-  req->nholds++;
-}
-
-void spoke__request_release(spoke_request_t *req, spoke__hold_t why) {
-  assert(!req->pooled && req->holds[why] > 0); /* released twice */
-  req->holds[why]--;
-  if (--req->nholds == 0)
-    request_free(req);
-}
-
-int spoke__request_held(const spoke_request_t *req, spoke__hold_t why) {
-  return req->holds[why] > 0;
 }
 
 long spoke__request_live_count(void) {

@@ -318,6 +318,11 @@ def post_reload_loads_a_refused_clash_once_the_other_is_gone():
                       "--watch-debounce", "60000"]) as srv:
         check_eq(post_reload(srv)["changed"], [],
                  "changed while hello.so serves")
+        # The answer can overtake the log line on its way through the
+        # harness's stderr reader: wait for the second refusal to arrive.
+        first = next(i for i, l in enumerate(srv.log_lines())
+                     if TWIN_REFUSED.search(l))
+        srv.wait_log(TWIN_REFUSED, start=first + 1)
         check_eq(count(srv, TWIN_REFUSED, 0, None), 2,
                  "twin_hello.so refusals (start-up and POST /reload)")
         check_response(srv.get("/hello"), 200, HELLO)
