@@ -63,7 +63,8 @@ static void host_plugin_release(const spoke_host_t *host) {
 }
 
 static void *host_plugin_state(const spoke_request_t *req) {
-  return req->inst ? req->inst->state : NULL;
+  const spoke__instance_t *inst = spoke__request_inst(req);
+  return inst ? inst->state : NULL;
 }
 
 static spoke_host_t table;

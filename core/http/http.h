@@ -247,7 +247,11 @@ typedef struct spoke__header_s {
 struct spoke_request_s {
   spoke__loop_t *loop;        /* fixed */
   spoke__conn_t *conn;        /* loop thread; NULL once detached */
-  spoke__instance_t *inst;    /* pinned from dispatch until freed */
+  spoke__instance_t *inst;    /* pinned from dispatch (loop thread) until
+                                 freed, or until an orphaned request lets
+                                 go of it (request.c, loop thread: NULL);
+                                 other threads read it only through
+                                 spoke__request_inst */
   spoke_handler_cb handler;   /* in inst's code, so pinned with it; the
                                  route itself lives in a snapshot, which a
                                  reload may free while the request waits */
@@ -301,7 +305,8 @@ struct spoke_request_s {
   uint8_t pooled;             /* in the pool: not a live request */
   uint8_t orphaned;           /* on loop->orphans */
   spoke_request_t *orphan_prev, *orphan_next;
-  char plugin_name[64];       /* inst->name, kept for logs once unpinned */
+  char plugin_name[64];       /* inst->name, kept for logs once unpinned:
+                                 written by the loop before inst goes NULL */
   /* Back-pressure from the loop (SDK 1.3, request.c): the plugin's drain
    * callback, registered and not run yet; drain_msg runs it from the
    * mailbox once the queue is at the low-water mark (a DRAIN hold while
@@ -338,6 +343,15 @@ spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn);
  * exclusive one twice, is a bug and asserts. Inline: several of each run
  * for every request. */
 void spoke__request_free(spoke_request_t *req);
+
+/* REQ's plugin version, or NULL once let go of: from any thread (a
+ * plugin's own thread completing late). The version itself stays mapped
+ * while that thread runs its code only if the plugin holds it (SDK 1.3
+ * spoke_plugin_hold), as its own threads must. */
+static inline const spoke__instance_t *spoke__request_inst(
+    const spoke_request_t *req) {
+  return __atomic_load_n(&req->inst, __ATOMIC_ACQUIRE);
+}
 
 static inline void spoke__request_hold(spoke_request_t *req,
                                        spoke__hold_t why) {

@@ -126,7 +126,9 @@ void spoke__request_unpin(spoke_request_t *req) {
   spoke__instance_t *inst = req->inst;
   if (inst == NULL) /* never routed, or unpinned already */
     return;
-  req->inst = NULL; /* may be unloaded from here on */
+  /* Release: a plugin thread that reads NULL (spoke__request_inst) also
+   * sees plugin_name, written before. It may be unloaded from here on. */
+  __atomic_store_n(&req->inst, NULL, __ATOMIC_RELEASE);
   spoke__instance_unpinned(inst);
   spoke__loop_defer_unref(req->loop, inst);
 }

@@ -125,9 +125,8 @@ static void post_wire(spoke_request_t *req, unsigned flags) {
 /* ---- completion ---- */
 
 static const char *plugin_name(const spoke_request_t *req) {
-  return req->inst ? req->inst->name
-         : req->plugin_name[0] ? req->plugin_name
-                               : "core";
+  const spoke__instance_t *inst = spoke__request_inst(req);
+  return inst ? inst->name : req->plugin_name[0] ? req->plugin_name : "core";
 }
 
 /* Claims the completion for the core (a 404, a 504 ...). */

@@ -31,8 +31,10 @@ typedef struct spoke__instance_s {
   spoke_host_t host;
   atomic_long refs;
   atomic_long snaps;          /* snapshots listing it */
-  atomic_long holds;          /* the plugin's own spoke_plugin_hold()s */
-  atomic_long requests;       /* requests pinned in it (dispatch to free) */
+  atomic_long holds;          /* the plugin's own spoke_plugin_hold()s:
+                                 any thread changes it, each a reference */
+  atomic_long requests;       /* requests pinned in it (dispatch to free):
+                                 loops change it, the control thread reads */
   _Atomic uint64_t retired_at; /* uv_hrtime() when the last snapshot
                                   listing it let go; 0 while listed */
   int warned_retiring;        /* control thread: "still retiring" said */
