@@ -338,10 +338,7 @@ void spoke__conn_deliver(spoke__msg_t *msg) {
     spoke__stats_request_done(req);
     spoke__accesslog_request(req);
     spoke__request_release(req, SPOKE__HOLD_UNCOMPLETED);
-    /* An async plugin's completion ends what it owed; a sync handler's
-     * completion owes nothing (its HANDLER hold goes when it returns). */
-    if ((flags & SPOKE__OUT_PLUGIN) &&
-        spoke__request_held(req, SPOKE__HOLD_PLUGIN))
+    if (flags & SPOKE__OUT_PLUGIN) /* an async plugin paid what it owed */
       spoke__request_release(req, SPOKE__HOLD_PLUGIN);
     if (req->conn != NULL)
       response_done(req->conn, (flags & SPOKE__OUT_CLOSE) != 0);

@@ -101,7 +101,8 @@ struct spoke__msg_s {
 enum {
   SPOKE__OUT_LAST = 1,    /* the response ends with these bytes */
   SPOKE__OUT_CLOSE = 2,   /* close the connection after them */
-  SPOKE__OUT_PLUGIN = 4,  /* the plugin's own completion: it lets go */
+  SPOKE__OUT_PLUGIN = 4,  /* an async plugin's completion: its PLUGIN
+                             hold goes (response.c sets it when owed) */
   SPOKE__OUT_RELEASE = 8, /* no bytes: the plugin completed too late */
   SPOKE__OUT_EMBEDDED = 16 /* req->out: not malloc'd */
 };

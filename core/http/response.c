@@ -140,11 +140,16 @@ static int claim(spoke_request_t *req) {
 /* Claims it for the plugin. A plugin that completes after the core has
  * answered for it (a 504) is let go of the request; one that completes
  * twice is told so and logged. */
-static int plugin_claim(spoke_request_t *req, const char *what) {
+static int plugin_claim(spoke_request_t *req, const char *what,
+                        unsigned *flags) {
   int owed = atomic_exchange(&req->plugin_owes, 0);
   spoke__buf_t none = {0};
-  if (claim(req) == 0)
+  if (claim(req) == 0) {
+    /* An async plugin's completion pays what it owed: its PLUGIN hold
+     * goes with the last bytes. A sync handler owed nothing. */
+    *flags = owed ? SPOKE__OUT_PLUGIN : 0;
     return 0;
+  }
   if (owed) {
     spoke__info("plugin %s: %s %s completed after the server had answered "
                 "for it (discarded)",
@@ -160,7 +165,7 @@ static int plugin_claim(spoke_request_t *req, const char *what) {
 }
 
 /* Serializes a whole response with BODY and posts it. Claimed already;
- * FLAGS adds SPOKE__OUT_PLUGIN when it is the plugin's completion. */
+ * FLAGS adds SPOKE__OUT_PLUGIN when it is an async plugin's completion. */
 static int send_whole(spoke_request_t *req, const void *body, size_t len,
                       unsigned flags) {
   spoke__buf_t *b = &req->wire;
@@ -222,15 +227,16 @@ int spoke__response_header(spoke_request_t *req, const char *name,
 }
 
 int spoke__response_send(spoke_request_t *req, const void *body, size_t len) {
+  unsigned flags;
   int rc;
   if (body == NULL && len != 0)
     return SPOKE_EINVAL;
   if (atomic_load(&req->resp_started) && !atomic_load(&req->completed))
     return SPOKE_ESTATE; /* streaming: use write and end */
-  rc = plugin_claim(req, "send");
+  rc = plugin_claim(req, "send", &flags);
   if (rc != 0)
     return rc;
-  return send_whole(req, body, len, SPOKE__OUT_PLUGIN);
+  return send_whole(req, body, len, flags);
 }
 
 int spoke__response_write(spoke_request_t *req, const void *data,
@@ -273,17 +279,18 @@ int spoke__response_write(spoke_request_t *req, const void *data,
 
 int spoke__response_end(spoke_request_t *req) {
   spoke__buf_t b = {0};
+  unsigned flags;
   int rc;
 
   if (!atomic_load(&req->resp_started))
     return spoke__response_send(req, "", 0);
-  rc = plugin_claim(req, "end");
+  rc = plugin_claim(req, "end", &flags);
   if (rc != 0)
     return rc;
   if (req->http_minor >= 1 && !req->is_head && spoke__status_has_body(req->status))
     rc = spoke__buf_append(&b, "0\r\n\r\n", 5);
   post_out(req, &b,
-           SPOKE__OUT_PLUGIN | SPOKE__OUT_LAST |
+           flags | SPOKE__OUT_LAST |
                (spoke__response_closes(req, 1) ? SPOKE__OUT_CLOSE : 0));
   spoke__buf_free(&b);
   return rc;
