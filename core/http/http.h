@@ -28,7 +28,6 @@
 #ifndef SPOKE_HTTP_H
 #define SPOKE_HTTP_H
 
-#include <assert.h>
 #include <signal.h>
 #include <stdatomic.h>
 
@@ -339,11 +338,12 @@ struct spoke_request_s {
  * (UNCOMPLETED). Loop thread. */
 spoke_request_t *spoke__request_new(spoke__loop_t *loop, spoke__conn_t *conn);
 /* Takes or gives back one hold (loop thread). Releasing the last frees
- * the request (spoke__request_free): back to the loop's pool, or to
- * malloc when the pool is full. Releasing a hold not held, or holding an
- * exclusive one twice, is a bug and asserts. Inline: several of each run
- * for every request. */
-void spoke__request_free(spoke_request_t *req);
+ * the request: back to the loop's pool, or to malloc when the pool is
+ * full. Releasing a hold not held, or holding an exclusive one twice,
+ * is a bug and asserts. */
+void spoke__request_hold(spoke_request_t *req, spoke__hold_t why);
+void spoke__request_release(spoke_request_t *req, spoke__hold_t why);
+int spoke__request_held(const spoke_request_t *req, spoke__hold_t why);
 
 /* REQ's plugin version, or NULL once let go of: from any thread (a
  * plugin's own thread completing late). The version itself stays mapped
@@ -354,26 +354,7 @@ static inline const spoke__instance_t *spoke__request_inst(
   return __atomic_load_n(&req->inst, __ATOMIC_ACQUIRE);
 }
 
-static inline void spoke__request_hold(spoke_request_t *req,
-                                       spoke__hold_t why) {
-  assert(!req->pooled && req->nholds > 0); /* a freed request */
-  assert(why >= SPOKE__HOLD_STACK || req->holds[why] == 0); /* exclusive */
-  req->holds[why]++;
-  req->nholds++;
-}
 
-static inline void spoke__request_release(spoke_request_t *req,
-                                          spoke__hold_t why) {
-  assert(!req->pooled && req->holds[why] > 0); /* released twice */
-  req->holds[why]--;
-  if (--req->nholds == 0)
-    spoke__request_free(req);
-}
-
-static inline int spoke__request_held(const spoke_request_t *req,
-                                      spoke__hold_t why) {
-  return req->holds[why] > 0;
-}
 /* Lets go of REQ's plugin version before the request ends (loop
  * thread): a request answered for its plugin (504) whose plugin may
  * never complete it must not keep that version loaded. REQ->inst is NULL

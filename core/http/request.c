@@ -97,8 +97,8 @@ static void request_destroy(spoke_request_t *req) {
 
 static void orphan_unlink(spoke_request_t *req);
 
-/* The last hold went (spoke__request_release, http.h): loop thread. */
-void spoke__request_free(spoke_request_t *req) {
+/* The last hold went (spoke__request_release): loop thread. */
+static void request_free(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
   assert(!req->pooled); /* freed twice: a hold was dropped too early */
   if (req->orphaned)
@@ -171,6 +171,24 @@ void spoke__request_orphans_free(spoke__loop_t *loop) {
     if (spoke__request_held(req, SPOKE__HOLD_PLUGIN))
       spoke__request_release(req, SPOKE__HOLD_PLUGIN); /* may free it */
   }
+}
+
+void spoke__request_hold(spoke_request_t *req, spoke__hold_t why) {
+  assert(!req->pooled && req->nholds > 0); /* a freed request */
+  assert(why >= SPOKE__HOLD_STACK || req->holds[why] == 0); /* exclusive */
+  req->holds[why]++;
+  req->nholds++;
+}
+
+void spoke__request_release(spoke_request_t *req, spoke__hold_t why) {
+  assert(!req->pooled && req->holds[why] > 0); /* released twice */
+  req->holds[why]--;
+  if (--req->nholds == 0)
+    request_free(req);
+}
+
+int spoke__request_held(const spoke_request_t *req, spoke__hold_t why) {
+  return req->holds[why] > 0;
 }
 
 long spoke__request_live_count(void) {
