@@ -114,7 +114,7 @@ int spoke__admit(const spoke__admit_t *in, spoke__instance_t **inst_out,
   if (rc != 0) {
     if (in->refused != NULL)
       in->refused(in->ctx, err);
-    spoke__instance_unref(inst); /* fini runs: it was never served */
+    spoke__instance_discard(inst); /* fini runs now: never served */
     return rc;
   }
   if (snap_out != NULL)

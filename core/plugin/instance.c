@@ -388,6 +388,12 @@ void spoke__instance_unref(spoke__instance_t *inst) {
     spoke__instance_finalize(inst);
 }
 
+void spoke__instance_discard(spoke__instance_t *inst) {
+  if (atomic_fetch_sub_explicit(&inst->refs, 1, memory_order_acq_rel) != 1)
+    return; /* its init took a hold of its own: the reaper will see to it */
+  spoke__instance_finalize(inst);
+}
+
 void spoke__instance_hold(spoke__instance_t *inst) {
   atomic_fetch_add_explicit(&inst->holds, 1, memory_order_relaxed);
   spoke__instance_ref(inst);

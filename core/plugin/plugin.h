@@ -101,6 +101,12 @@ spoke__instance_t *spoke__instance_live_first(void);
 
 void spoke__instance_ref(spoke__instance_t *inst);
 void spoke__instance_unref(spoke__instance_t *inst);
+/* Drops the last reference of an instance that was never published (a
+ * refused newcomer): no loop saw it and none of its code is on a stack,
+ * so it is finalized now, on the calling (control) thread, rather than
+ * through the reaper. Its private copy is gone when this returns, so a
+ * retry at the same generation can make its own. */
+void spoke__instance_discard(spoke__instance_t *inst);
 
 /* The plugin's own hold on its version (spoke_plugin_hold, any thread):
  * a reference, counted apart so status can say what keeps a version.
