@@ -98,7 +98,7 @@ static int check_one(check_t *c, int index) {
   const char *path = c->files[index];
   const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
   spoke__instance_t *inst;
-  spoke__admit_t in;
+  spoke__admit_t in = {0};
   struct stat st;
   char err[512];
 

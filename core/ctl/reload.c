@@ -208,7 +208,7 @@ static void load_slot(spoke__server_t *srv, spoke__slot_t *s,
                       const char *path) {
   spoke__instance_t *inst, *old = s->inst, **others;
   spoke__snapshot_t *snap;
-  spoke__admit_t in;
+  spoke__admit_t in = {0};
   refusing_t r = {srv, s};
   char err[512];
   size_t n;

@@ -9,7 +9,9 @@
  *      the server ignores other files rather than refusing them, so the
  *      callers filter names themselves, each with its own words);
  *   2. the file loads (spoke__instance_load: private copy, ELF check,
- *      dlopen, descriptor and ABI check, init or hand-over);
+ *      dlopen, descriptor and ABI check, init or hand-over; neither for
+ *      a quarantined newcomer, IN->quarantine, which is otherwise
+ *      admitted by the same rule and whose routes the core answers 503);
  *   3. its name differs from every instance already serving;
  *   4. its routes fit beside theirs: a candidate snapshot is built with
  *      the serving instances in their order and the newcomer last, so a
@@ -86,6 +88,7 @@ static int candidate(const spoke__admit_t *in, spoke__instance_t *inst,
 
 int spoke__admit(const spoke__admit_t *in, spoke__instance_t **inst_out,
                  spoke__snapshot_t **snap_out, char *err, size_t errlen) {
+  spoke__load_opts_t opts;
   spoke__instance_t *inst;
   spoke__snapshot_t *snap = NULL;
   refusal_t r;
@@ -94,8 +97,10 @@ int spoke__admit(const spoke__admit_t *in, spoke__instance_t **inst_out,
   *inst_out = NULL;
   if (snap_out != NULL)
     *snap_out = NULL;
+  opts.quarantine = in->quarantine;
+  opts.file = in->file;
   rc = spoke__instance_load(in->path, in->runtime_dir, in->generation,
-                            in->prev, in->host, &inst, err, errlen);
+                            in->prev, in->host, &opts, &inst, err, errlen);
   if (rc != 0) {
     if (in->refused != NULL)
       in->refused(in->ctx, err);

@@ -9,6 +9,18 @@
  * globals would bind together). The copy is removed when the instance is
  * finalized.
  *
+ * While copying, the bytes are hashed (FNV-1a 64) into the instance's
+ * build id, so a build is known by its content: two copies of the same
+ * bytes have the same id, and spoke__build_id_of_file gives it for a file
+ * without loading it.
+ *
+ * A quarantined load (spoke__load_opts_t) maps the copy and checks the
+ * descriptor like any other but runs none of the plugin's code: no init,
+ * no handover, hence no fini; the core answers its routes (dispatch.c).
+ * Only what dlopen itself runs (the object's constructors) cannot be
+ * avoided. A quarantined instance is never handed over from: the next
+ * version of its name starts with init.
+ *
  * Refcount: snapshots listing the instance plus requests pinned in it.
  * The last unref hands the instance to the reaper (the control thread),
  * which calls fini and dlclose; fini therefore never runs on a loop or a
@@ -120,7 +132,53 @@ static int check_elf(int fd, char *err, size_t errlen) {
   return 0;
 }
 
-static int copy_fd(int in, int out) {
+/* ---- build ids: FNV-1a 64 over a file's bytes ---- */
+
+#define FNV64_OFFSET 0xcbf29ce484222325ULL
+#define FNV64_PRIME 0x100000001b3ULL
+
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= FNV64_PRIME;
+  }
+  return h;
+}
+
+static void build_hex(uint64_t h, char out[17]) {
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--, h >>= 4)
+    out[i] = digits[h & 0xf];
+  out[16] = '\0';
+}
+
+int spoke__build_id_of_file(const char *path, char out[17]) {
+  unsigned char buf[65536];
+  uint64_t h = FNV64_OFFSET;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+  out[0] = '\0';
+  if (fd < 0)
+    return SPOKE_EIO;
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      close(fd);
+      return SPOKE_EIO;
+    }
+    if (n == 0)
+      break;
+    h = fnv1a(h, buf, (size_t)n);
+  }
+  close(fd);
+  build_hex(h, out);
+  return 0;
+}
+
+/* Copies IN to OUT, folding the bytes into *HASH (FNV-1a 64). */
+static int copy_fd(int in, int out, uint64_t *hash) {
   char buf[65536];
   for (;;) {
     ssize_t n = read(in, buf, sizeof(buf)), off = 0;
@@ -130,6 +188,7 @@ static int copy_fd(int in, int out) {
       return -1;
     if (n == 0)
       return 0;
+    *hash = fnv1a(*hash, (const unsigned char *)buf, (size_t)n);
     while (off < n) {
       ssize_t w = write(out, buf + off, (size_t)(n - off));
       if (w < 0 && errno == EINTR)
@@ -141,11 +200,13 @@ static int copy_fd(int in, int out) {
   }
 }
 
-/* Copies SRC to a fresh private file; *copy gets its malloc'd path. */
+/* Copies SRC to a fresh private file; *copy gets its malloc'd path and
+ * BUILD the build id of the bytes copied. */
 static int make_private_copy(int src, const char *runtime_dir,
                              const char *stem, uint64_t gen, char **copy,
-                             char *err, size_t errlen) {
+                             char build[17], char *err, size_t errlen) {
   char path[4096];
+  uint64_t hash = FNV64_OFFSET;
   int out;
 
   snprintf(path, sizeof(path), "%s/%s.%llu.so", runtime_dir, stem,
@@ -156,11 +217,18 @@ static int make_private_copy(int src, const char *runtime_dir,
              strerror(errno));
     return SPOKE_EIO;
   }
-  if (copy_fd(src, out) != 0 || close(out) != 0) {
+  if (copy_fd(src, out, &hash) != 0) {
+    snprintf(err, errlen, "cannot copy to %s: %s", path, strerror(errno));
+    close(out);
+    unlink(path);
+    return SPOKE_EIO;
+  }
+  if (close(out) != 0) {
     snprintf(err, errlen, "cannot copy to %s: %s", path, strerror(errno));
     unlink(path);
     return SPOKE_EIO;
   }
+  build_hex(hash, build);
   *copy = strdup(path);
   if (*copy == NULL) {
     unlink(path);
@@ -204,6 +272,8 @@ static void instance_free(spoke__instance_t *inst) {
   free(inst->name);
   free(inst->version);
   free(inst->src_path);
+  free(inst->file);
+  free(inst->quarantined);
   free(inst->copy_path);
   free(inst);
 }
@@ -229,16 +299,22 @@ static void call_fini(spoke__instance_t *inst) {
 
 int spoke__instance_load(const char *path, const char *runtime_dir,
                          uint64_t generation, spoke__instance_t *prev,
-                         const spoke_host_t *host, spoke__instance_t **out,
-                         char *err, size_t errlen) {
+                         const spoke_host_t *host,
+                         const spoke__load_opts_t *opts,
+                         spoke__instance_t **out, char *err, size_t errlen) {
+  static const spoke__load_opts_t normal = {0};
   spoke__call_save_t save;
   spoke__instance_t *inst;
   char stem[256];
-  const char *base = base_name(path);
-  size_t blen = strlen(base);
-  int fd, rc;
+  const char *base;
+  size_t blen;
+  int fd, rc = 0;
 
   *out = NULL;
+  if (opts == NULL)
+    opts = &normal;
+  base = base_name(opts->file != NULL ? opts->file : path);
+  blen = strlen(base);
   if (blen > 3 && strcmp(base + blen - 3, ".so") == 0)
     blen -= 3;
   snprintf(stem, sizeof(stem), "%.*s", (int)blen, base);
@@ -248,11 +324,14 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
     return SPOKE_ENOMEM;
   inst->generation = generation;
   inst->src_path = strdup(path);
-  if (inst->src_path == NULL) {
+  inst->file = strdup(base);
+  if (opts->quarantine != NULL)
+    inst->quarantined = strdup(opts->quarantine);
+  if (inst->src_path == NULL || inst->file == NULL ||
+      (opts->quarantine != NULL && inst->quarantined == NULL)) {
     instance_free(inst);
     return SPOKE_ENOMEM;
   }
-  inst->file = base_name(inst->src_path);
 
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -263,7 +342,7 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
   /* Check the copy, not the watched file: the copy is what gets mapped,
    * and the watched file may change under us at any time. */
   rc = make_private_copy(fd, runtime_dir, stem, generation, &inst->copy_path,
-                         err, errlen);
+                         inst->build, err, errlen);
   close(fd);
   if (rc != 0) {
     instance_free(inst);
@@ -320,7 +399,13 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
   atomic_init(&inst->requests, 0);
   atomic_init(&inst->retired_at, 0);
 
-  if (prev != NULL && strcmp(prev->name, inst->name) == 0 &&
+  if (inst->quarantined != NULL) {
+    /* None of its code runs: no init, and no fini owed. The descriptor
+     * was checked above; nothing ran since that could change it. */
+    goto loaded;
+  }
+  if (prev != NULL && prev->quarantined == NULL &&
+      strcmp(prev->name, inst->name) == 0 &&
       handover_of(inst->desc) != NULL) {
     spoke__call_enter(&save, inst, "handover", SPOKE__CALL_NO_ROUTE);
     rc = handover_of(inst->desc)(&inst->host, prev->state, prev->version,
@@ -351,13 +436,15 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
     inst->initialized = 0;
     goto fail;
   }
+loaded:
   if (spoke__stats_nloops > 0 && inst->desc->nroutes > 0) {
     inst->counts = calloc((size_t)spoke__stats_nloops * inst->desc->nroutes,
                           sizeof(*inst->counts));
     if (inst->counts == NULL) {
       snprintf(err, errlen, "%s", spoke_strerror(SPOKE_ENOMEM));
       rc = SPOKE_ENOMEM;
-      call_fini(inst);
+      if (inst->initialized)
+        call_fini(inst);
       inst->initialized = 0;
       goto fail;
     }

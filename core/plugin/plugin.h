@@ -43,9 +43,19 @@ typedef struct spoke__instance_s {
   void *state;                /* what init stored */
   char *name;                 /* copies: valid after dlclose */
   char *version;
-  char *src_path;             /* the watched file */
-  const char *file;           /* its base name, inside src_path */
+  char *src_path;             /* the file loaded (the watched file, or an
+                                 archived build: see spoke__load_opts_t) */
+  char *file;                 /* the base name it reports (status, logs,
+                                 the private copy's stem): src_path's, or
+                                 the one the loader was told; a copy */
   char *copy_path;            /* the private copy that is mapped */
+  char build[17];             /* build id: FNV-1a 64 of the file's bytes
+                                 as copied, 16 lowercase hex digits (the
+                                 same as spoke__build_id_of_file gives) */
+  char *quarantined;          /* NULL, or why this instance is loaded but
+                                 never run: no init, handover or fini, and
+                                 its routes answer 503 (http/dispatch.c)
+                                 without calling its code; a copy */
   uint64_t generation;
   int initialized;            /* init ran and succeeded: fini is owed */
   int handed_over;            /* state came from the previous version */
@@ -75,17 +85,41 @@ int spoke__descriptor_warning(const spoke_plugin_t *d, char *buf,
 
 /* instance.c */
 
-/* Copies PATH into RUNTIME_DIR as NAME.GEN.so, dlopens the copy, checks
- * the descriptor and runs init, or handover when PREV (the version being
- * replaced, or NULL) has the same name and the new descriptor offers one.
- * On failure returns a SPOKE_E* code, writes the reason into ERR and
- * leaves nothing behind. HOST is the function table the plugin is
- * handed (http/host.c's, or a test's): the instance keeps a copy of its
- * own. Control thread. */
+/* How to load (spoke__instance_load); NULL, or a zeroed struct, is a
+ * normal load. */
+typedef struct spoke__load_opts_s {
+  /* Non-NULL: load the file (private copy, dlopen, descriptor checked)
+   * but run none of its code: no init, no handover, so no fini is owed.
+   * The instance is marked quarantined with a copy of this reason and
+   * its routes are answered 503 by the core. */
+  const char *quarantine;
+  /* Non-NULL: the base name the instance reports as its file (and the
+   * stem of its private copy) instead of PATH's: a rollback build loaded
+   * from an archive (DIR/builds/0123abcd.so) shows as the file it
+   * stands for (bad.so). Only the part after the last '/' is used. */
+  const char *file;
+} spoke__load_opts_t;
+
+/* Copies PATH into RUNTIME_DIR as STEM.GEN.so (STEM: the reported file
+ * name without ".so"), hashing its bytes into inst->build, dlopens the
+ * copy, checks the descriptor and runs init, or handover when PREV (the
+ * version being replaced, or NULL) has the same name, was not
+ * quarantined, and the new descriptor offers one; a quarantined load
+ * (OPTS->quarantine) runs neither. On failure returns a SPOKE_E* code,
+ * writes the reason into ERR and leaves nothing behind. HOST is the
+ * function table the plugin is handed (http/host.c's, or a test's): the
+ * instance keeps a copy of its own. OPTS may be NULL. Control thread. */
 int spoke__instance_load(const char *path, const char *runtime_dir,
                          uint64_t generation, spoke__instance_t *prev,
-                         const spoke_host_t *host, spoke__instance_t **out,
-                         char *err, size_t errlen);
+                         const spoke_host_t *host,
+                         const spoke__load_opts_t *opts,
+                         spoke__instance_t **out, char *err, size_t errlen);
+
+/* The build id of the file at PATH into OUT: FNV-1a 64 of its bytes as
+ * 16 lowercase hex digits and a NUL, the same as inst->build of an
+ * instance loaded from the same bytes. 0, or SPOKE_EIO (OUT is then "").
+ * Any thread. */
+int spoke__build_id_of_file(const char *path, char out[17]);
 
 /* In-flight requests pinned in INST (a momentary reading). */
 long spoke__instance_inflight(spoke__instance_t *inst);
@@ -183,6 +217,13 @@ typedef struct spoke__admit_s {
    * line, as it always has). May be NULL. */
   void (*refused)(void *ctx, const char *why);
   void *ctx;
+  /* Optional (NULL: a normal load), passed to the loader as its
+   * spoke__load_opts_t: QUARANTINE loads the file without running any of
+   * its code and marks the instance (its routes answer 503); FILE is the
+   * base name the instance reports instead of PATH's. A quarantined
+   * newcomer is admitted by the same name and route rule. */
+  const char *quarantine;
+  const char *file;
 } spoke__admit_t;
 
 /* Loads IN->path (spoke__instance_load) and checks that it fits beside

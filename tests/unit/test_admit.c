@@ -11,6 +11,12 @@
  * left in it (teardown checks it ends empty). No reaper is installed, so
  * a refused newcomer is finalized at once. The refused hook must be
  * called exactly once per refusal, with the text left in ERR.
+ *
+ * A quarantined newcomer (spoke__admit_t.quarantine) is admitted by the
+ * same rule but none of its code runs: initcount.so logs whenever its
+ * init, handover or fini runs, and a recording host table catches the
+ * lines. spoke__admit_t.file renames what the instance reports (and its
+ * private copy), not what is loaded.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -254,6 +260,206 @@ static void refuses_clashes(void **state) {
   }
 }
 
+/* ---- quarantined newcomers ---- */
+
+/* What initcount.so said on its log (its code ran), one line each. */
+static char said[1024];
+
+static void record_logv(const spoke_host_t *host, int level, const char *fmt,
+                        va_list ap) {
+  size_t len = strlen(said);
+  (void)host;
+  (void)level;
+  vsnprintf(said + len, sizeof(said) - len, fmt, ap);
+  len = strlen(said);
+  snprintf(said + len, sizeof(said) - len, "\n");
+}
+
+/* The server's table, but the plugin's log lines go to SAID. */
+static spoke_host_t recording_host;
+
+static const spoke_host_t *recording(void) {
+  recording_host = *spoke__host_table();
+  recording_host.logv = record_logv;
+  said[0] = '\0';
+  return &recording_host;
+}
+
+/* Admits PATH at GEN with QUARANTINE and FILE (each may be NULL) and the
+ * recording host, replacing PREV, beside SERVING[0..n). */
+static int admit_as(const char *path, uint64_t gen, const char *quarantine,
+                    const char *file, spoke__instance_t *prev,
+                    spoke__instance_t **serving, size_t n,
+                    spoke__instance_t **inst, spoke__snapshot_t **snap) {
+  spoke__admit_t in = {
+    .path = path,
+    .runtime_dir = rt,
+    .generation = gen,
+    .prev = prev,
+    .host = &recording_host,
+    .serving = serving,
+    .nserving = n,
+    .refused = on_refused,
+    .ctx = &hook_calls,
+    .quarantine = quarantine,
+    .file = file,
+  };
+  *inst = (spoke__instance_t *)&err;
+  if (snap != NULL)
+    *snap = (spoke__snapshot_t *)&err;
+  err[0] = '\0';
+  hook_calls = 0;
+  return spoke__admit(&in, inst, snap, err, sizeof(err));
+}
+
+static void quarantined_runs_none_of_its_code(void **state) {
+  spoke__instance_t *inst;
+  spoke__snapshot_t *snap;
+  spoke__match_t m;
+  (void)state;
+
+  /* The recorder works: a normal load says init, its end fini. */
+  recording();
+  assert_int_equal(admit_as(FIXTURE("initcount"), 1, NULL, NULL, NULL, NULL,
+                            0, &inst, NULL),
+                   0);
+  assert_string_equal(said, "initcount: init\n");
+  assert_null(inst->quarantined);
+  assert_int_equal(inst->initialized, 1);
+  spoke__instance_unref(inst);
+  assert_string_equal(said, "initcount: init\ninitcount: fini\n");
+
+  /* Quarantined: admitted, routes and all, but nothing of it runs. */
+  recording();
+  assert_int_equal(admit_as(FIXTURE("initcount"), 2, "crashed 3 times",
+                            NULL, NULL, NULL, 0, &inst, &snap),
+                   0);
+  assert_int_equal(hook_calls, 0);
+  assert_string_equal(said, "");
+  assert_non_null(inst->quarantined);
+  assert_string_equal(inst->quarantined, "crashed 3 times");
+  assert_int_equal(inst->initialized, 0);
+  assert_int_equal(inst->handed_over, 0);
+  assert_null(inst->state);
+  assert_string_equal(inst->name, "initcount");
+  assert_string_equal(inst->version, "7");
+  assert_string_equal(inst->file, "initcount.so");
+  assert_true(spoke__snapshot_has(snap, inst));
+  assert_int_equal(spoke__router_match(&snap->router, "GET", "/initcount",
+                                       10, &m),
+                   SPOKE__MATCH_FOUND);
+  assert_ptr_equal(m.route->inst, inst);
+  assert_int_equal(count_files(rt), 1);
+  spoke__snapshot_unref(snap);
+  spoke__instance_unref(inst);
+  /* No fini was owed, and none ran. */
+  assert_string_equal(said, "");
+  assert_int_equal(count_files(rt), 0);
+}
+
+static void quarantined_initfail_is_admitted(void **state) {
+  spoke__instance_t *inst;
+  (void)state;
+
+  /* Its init would refuse it: quarantined, init is never asked. */
+  recording();
+  assert_int_equal(admit_as(FIXTURE("bad_initfail"), 1, "rolled back", NULL,
+                            NULL, NULL, 0, &inst, NULL),
+                   0);
+  assert_string_equal(inst->quarantined, "rolled back");
+  spoke__instance_unref(inst);
+}
+
+static void quarantined_still_obeys_the_rule(void **state) {
+  spoke__instance_t *hello, *inst;
+  spoke__snapshot_t *s1, *snap;
+  int rc;
+  (void)state;
+
+  recording();
+  assert_int_equal(admit_as(EXAMPLE("hello"), 1, NULL, NULL, NULL, NULL, 0,
+                            &hello, &s1),
+                   0);
+  rc = admit_as(FIXTURE("twin_hello"), 2, "held back", NULL, NULL, &hello, 1,
+                &inst, &snap);
+  assert_refused(rc, SPOKE_ECONFLICT,
+                 "route GET /hello already taken by plugin hello (GET /hello)",
+                 1, inst, snap, 1);
+  spoke__snapshot_unref(s1);
+  spoke__instance_unref(hello);
+}
+
+static void no_handover_to_or_from_quarantine(void **state) {
+  spoke__instance_t *v1, *v2, *v3;
+  (void)state;
+
+  recording();
+  assert_int_equal(admit_as(FIXTURE("initcount"), 1, NULL, NULL, NULL, NULL,
+                            0, &v1, NULL),
+                   0);
+  /* Quarantined over a running version: no handover either. */
+  assert_int_equal(admit_as(FIXTURE("initcount"), 2, "bad build", NULL, v1,
+                            NULL, 0, &v2, NULL),
+                   0);
+  assert_string_equal(said, "initcount: init\n");
+  assert_int_equal(v2->handed_over, 0);
+  /* Over a quarantined version (whose init never ran): init, not a
+   * handover of a state that never was. */
+  said[0] = '\0';
+  assert_int_equal(admit_as(FIXTURE("initcount"), 3, NULL, NULL, v2, NULL, 0,
+                            &v3, NULL),
+                   0);
+  assert_string_equal(said, "initcount: init\n");
+  assert_int_equal(v3->handed_over, 0);
+  assert_int_equal(v3->initialized, 1);
+  spoke__instance_unref(v3);
+  spoke__instance_unref(v2);
+  spoke__instance_unref(v1);
+  assert_string_equal(said, "initcount: init\ninitcount: fini\n"
+                            "initcount: fini\n");
+}
+
+/* ---- the file an instance reports ---- */
+
+static void reports_the_file_it_was_told(void **state) {
+  spoke__instance_t *inst, *other, *none;
+  spoke__snapshot_t *snap;
+  char want[17];
+  const char *copy;
+  int rc;
+  (void)state;
+
+  /* A rollback build from an archive shows as the file it stands for,
+   * and its private copy is named after it; what was loaded stays in
+   * src_path, and its build id is the archived file's. */
+  recording();
+  assert_int_equal(admit_as(EXAMPLE("hello"), 4, "rolled back",
+                            "/plugins/bad.so", NULL, NULL, 0, &inst, &snap),
+                   0);
+  assert_string_equal(inst->file, "bad.so");
+  assert_string_equal(inst->src_path, EXAMPLE("hello"));
+  copy = strrchr(inst->copy_path, '/');
+  assert_non_null(copy);
+  assert_string_equal(copy, "/bad.4.so");
+  assert_int_equal(spoke__build_id_of_file(EXAMPLE("hello"), want), 0);
+  assert_string_equal(inst->build, want);
+  /* Others are told of it by that name. */
+  rc = admit_as(EXAMPLE("hello"), 5, NULL, NULL, NULL, &inst, 1, &other,
+                NULL);
+  assert_refused(rc, SPOKE_ECONFLICT,
+                 "name \"hello\" is already used by bad.so", 1, other, NULL,
+                 1);
+  /* Without it, the path's own base name. */
+  assert_int_equal(admit_as(EXAMPLE("counter"), 6, NULL, NULL, NULL, NULL, 0,
+                            &none, NULL),
+                   0);
+  assert_string_equal(none->file, "counter.so");
+  assert_null(none->quarantined);
+  spoke__instance_unref(none);
+  spoke__snapshot_unref(snap);
+  spoke__instance_unref(inst);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -265,6 +471,11 @@ int main(void) {
     T(replacing_is_no_name_clash),
     T(refuses_broken_fixtures),
     T(refuses_clashes),
+    T(quarantined_runs_none_of_its_code),
+    T(quarantined_initfail_is_admitted),
+    T(quarantined_still_obeys_the_rule),
+    T(no_handover_to_or_from_quarantine),
+    T(reports_the_file_it_was_told),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,8 @@
  * whatever happens, nothing is left in it once instances are finalized
  * or refused. No server runs: where a handler is called, the instance's
  * own host table is patched so response calls are recorded instead of
- * sent.
+ * sent. Build ids (inst->build, spoke__build_id_of_file) are checked
+ * against FNV-1a 64 test vectors and against each other.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -50,7 +51,8 @@ static int teardown(void **state) {
 static int load(const char *path, uint64_t gen, spoke__instance_t **out) {
   *out = (spoke__instance_t *)&err; /* must be reset, also on failure */
   err[0] = '\0';
-  return spoke__instance_load(path, rt, gen, NULL, spoke__host_table(), out, err, sizeof(err));
+  return spoke__instance_load(path, rt, gen, NULL, spoke__host_table(), NULL, out,
+                              err, sizeof(err));
 }
 
 /* Loading PATH is refused with WANT; nothing is left behind. */
@@ -330,7 +332,7 @@ static void refuses_missing_runtime_dir(void **state) {
   (void)state;
   snprintf(missing, sizeof(missing), "%s/not-there", rt);
   assert_int_equal(spoke__instance_load(EXAMPLE("hello"), missing, 1, NULL,
-                                           spoke__host_table(), &inst,
+                                        spoke__host_table(), NULL, &inst,
                                         err, sizeof(err)),
                    SPOKE_EIO);
   assert_null(inst);
@@ -347,6 +349,96 @@ static void same_generation_collides(void **state) {
   assert_null(two);
   assert_int_equal(count_files(rt), 1);
   assert_true(exists(one->copy_path));
+  spoke__instance_unref(one);
+}
+
+/* ---- build ids ---- */
+
+/* Writes LEN bytes of DATA to RT/NAME; its path into PATH. */
+static void write_file(const char *name, const void *data, size_t len,
+                       char *path, size_t cap) {
+  FILE *f;
+  snprintf(path, cap, "%s/%s", rt, name);
+  f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, len, f), len);
+  assert_int_equal(fclose(f), 0);
+}
+
+static void build_id_known_values(void **state) {
+  static const struct {
+    const char *data;
+    const char *id;
+  } cases[] = {
+    /* FNV-1a 64: the offset basis, and the published test vectors. */
+    {"", "cbf29ce484222325"},
+    {"a", "af63dc4c8601ec8c"},
+    {"foobar", "85944171f73967e8"},
+  };
+  char path[8192], id[17];
+  (void)state;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    write_file("vector", cases[i].data, strlen(cases[i].data), path,
+               sizeof(path));
+    assert_int_equal(spoke__build_id_of_file(path, id), 0);
+    assert_string_equal(id, cases[i].id);
+    unlink(path);
+  }
+  /* Past one read's worth (64 KiB): the hash runs on across reads. */
+  {
+    size_t n = 200000;
+    char *big = malloc(n), id2[17];
+    assert_non_null(big);
+    for (size_t i = 0; i < n; i++)
+      big[i] = (char)(i * 7);
+    write_file("big", big, n, path, sizeof(path));
+    assert_int_equal(spoke__build_id_of_file(path, id), 0);
+    big[n - 1] ^= 1;
+    write_file("big", big, n, path, sizeof(path));
+    assert_int_equal(spoke__build_id_of_file(path, id2), 0);
+    assert_string_not_equal(id, id2);
+    unlink(path);
+    free(big);
+  }
+}
+
+static void build_id_missing_file(void **state) {
+  char path[8192], id[17] = "poison";
+  (void)state;
+  snprintf(path, sizeof(path), "%s/not-there.so", rt);
+  assert_int_equal(spoke__build_id_of_file(path, id), SPOKE_EIO);
+  assert_string_equal(id, "");
+}
+
+static int is_build_id(const char *id) {
+  if (strlen(id) != 16)
+    return 0;
+  for (int i = 0; i < 16; i++)
+    if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+      return 0;
+  return 1;
+}
+
+static void build_id_of_loaded(void **state) {
+  spoke__instance_t *one, *two, *other;
+  char id[17], copy_id[17];
+  (void)state;
+
+  assert_int_equal(load(EXAMPLE("hello"), 1, &one), 0);
+  assert_int_equal(load(EXAMPLE("hello"), 2, &two), 0);
+  assert_int_equal(load(EXAMPLE("counter"), 3, &other), 0);
+  assert_true(is_build_id(one->build));
+  /* By content: the same bytes, the same id, whatever copy it is. */
+  assert_string_equal(one->build, two->build);
+  assert_int_equal(spoke__build_id_of_file(EXAMPLE("hello"), id), 0);
+  assert_string_equal(one->build, id);
+  assert_int_equal(spoke__build_id_of_file(one->copy_path, copy_id), 0);
+  assert_string_equal(copy_id, id);
+  /* Other bytes, another id. */
+  assert_true(is_build_id(other->build));
+  assert_string_not_equal(other->build, one->build);
+  spoke__instance_unref(other);
+  spoke__instance_unref(two);
   spoke__instance_unref(one);
 }
 
@@ -367,6 +459,9 @@ int main(void) {
     T(refuses_truncated),
     T(refuses_missing_runtime_dir),
     T(same_generation_collides),
+    T(build_id_known_values),
+    T(build_id_missing_file),
+    T(build_id_of_loaded),
   };
   return cmocka_run_group_tests_name("loader", tests, NULL, NULL);
 }
