@@ -12,6 +12,14 @@
  * After a handler: a sync handler that did not complete gets 500; any
  * handler that returned an error without completing gets 500. Either is
  * logged once with the plugin's name.
+ *
+ * A quarantined version (plugin.h: loaded, but none of its code may run)
+ * keeps its routes so that its requests are answered, not 404: the core
+ * answers each 503 with Retry-After and a line naming the plugin and the
+ * reason, right here, sync and async routes alike. The request is pinned
+ * and counted like any routed one, but takes no HANDLER or PLUGIN hold
+ * and never reaches the pool or the handler: it completes at once, as a
+ * 404 does.
  */
 #include <string.h>
 
@@ -84,6 +92,22 @@ static void run_async(spoke_request_t *req) {
   spoke__request_release(req, SPOKE__HOLD_HANDLER); /* after the 500 */
 }
 
+/* The answer for a route of a quarantined version: nothing of the
+ * plugin runs, not even its handler's first instruction. */
+static void answer_quarantined(spoke_request_t *req) {
+  const spoke__instance_t *inst = req->inst;
+  char body[512];
+  int n = snprintf(body, sizeof(body), "503 plugin %s %s is quarantined: %s\n",
+                   inst->name, inst->version, inst->quarantined);
+  if (n < 0)
+    n = 0;
+  if ((size_t)n >= sizeof(body)) { /* a long reason: cut, still a line */
+    n = (int)sizeof(body) - 1;
+    body[n - 1] = '\n';
+  }
+  spoke__response_text(req, 503, "Retry-After: 10\r\n", body, (size_t)n);
+}
+
 void spoke__dispatch(spoke_request_t *req) {
   spoke__match_t m;
   spoke__snapshot_t *snap = req->loop->snap;
@@ -109,7 +133,9 @@ void spoke__dispatch(spoke_request_t *req) {
   spoke__instance_pin(req->inst);
   req->nparams = m.nparams;
   memcpy(req->params, m.params, m.nparams * sizeof(m.params[0]));
-  if (m.route->mode == SPOKE_SYNC)
+  if (req->inst->quarantined != NULL)
+    answer_quarantined(req);
+  else if (m.route->mode == SPOKE_SYNC)
     run_sync(req);
   else
     run_async(req);

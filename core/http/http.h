@@ -429,6 +429,10 @@ int spoke__response_head(spoke_request_t *req, spoke__buf_t *out,
  * unless already completed. */
 int spoke__response_simple(spoke_request_t *req, int status,
                            const char *extra_headers);
+/* The same with BODY[0..len) (text/plain) instead of "STATUS Reason". */
+int spoke__response_text(spoke_request_t *req, int status,
+                         const char *extra_headers, const char *body,
+                         size_t len);
 
 /* The host-table response functions (spoke_host_t members). */
 int spoke__response_status(spoke_request_t *req, int status);

@@ -299,7 +299,15 @@ int spoke__response_end(spoke_request_t *req) {
 int spoke__response_simple(spoke_request_t *req, int status,
                            const char *extra_headers) {
   char body[64];
-  int n, rc;
+  int n = snprintf(body, sizeof(body), "%d %s\n", status,
+                   spoke__status_reason(status));
+  return spoke__response_text(req, status, extra_headers, body, (size_t)n);
+}
+
+int spoke__response_text(spoke_request_t *req, int status,
+                         const char *extra_headers, const char *body,
+                         size_t len) {
+  int rc;
 
   rc = claim(req);
   if (rc != 0)
@@ -318,9 +326,7 @@ int spoke__response_simple(spoke_request_t *req, int status,
                       strlen(extra_headers));
   spoke__buf_appendf(&req->resp_headers,
                      "Content-Type: text/plain; charset=utf-8\r\n");
-  n = snprintf(body, sizeof(body), "%d %s\n", status,
-               spoke__status_reason(status));
-  return send_whole(req, body, (size_t)n, 0);
+  return send_whole(req, body, len, 0);
 }
 
 /* ---- back-pressure for loop-side streams (SDK 1.3) ---- */

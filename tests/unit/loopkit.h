@@ -84,6 +84,7 @@ typedef struct lk_s {
  * (the snapshot's, or a request's pin) frees them here. */
 static inline void lk_reaper(spoke__instance_t *inst) {
   free(inst->name);
+  free(inst->quarantined); /* a test may have marked it */
   free(inst);
 }
 

@@ -13,6 +13,10 @@
  * - Sync admission: with every worker blocked and the queue full, the
  *   next sync request gets 503 with Retry-After; the blocked ones finish
  *   once released, and admission opens again.
+ * - A quarantined instance: every route, sync or async, GET or HEAD, is
+ *   answered 503 with Retry-After: 10 and a line naming the plugin and
+ *   the reason, without running a handler; a wrong method is still 405;
+ *   every hold and the pin are given back, no sync slot is taken.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -289,8 +293,79 @@ static void sync_queue_full_503(void **state) {
   uv_mutex_unlock(&block_mu);
 }
 
+/* ---- a quarantined instance: 503, no handler ---- */
+
+static void quarantined_routes_503(void **state) {
+  static const char *const requests[] = {
+    "GET /async HTTP/1.1\r\nHost: t\r\n\r\n",
+    "GET /sync HTTP/1.1\r\nHost: t\r\n\r\n",
+    "POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+    "GET /async-err HTTP/1.1\r\nHost: t\r\n\r\n",
+    "GET /block HTTP/1.1\r\nHost: t\r\n\r\n",
+  };
+  static const char want[] =
+      "503 plugin dispatch 1 is quarantined: crashed 3 times in 60 s\n";
+  lk_t *k = *state;
+  spoke__instance_t *inst;
+  lk_client_t *c;
+  lk_resp_t r[8];
+  size_t n = sizeof(requests) / sizeof(requests[0]);
+  char v[64];
+  long refs;
+
+  uv_mutex_lock(&block_mu);
+  block_entered = block_released = block_gave_up = 0;
+  uv_mutex_unlock(&block_mu);
+  lk_start(k, &plugin);
+  inst = k->loop.snap->inst[0];
+  inst->quarantined = strdup("crashed 3 times in 60 s");
+  assert_non_null(inst->quarantined);
+  refs = inst_refs(k);
+  atomic_store(&ran_on_loop, -1);
+
+  c = lk_connect(k, 0);
+  for (size_t i = 0; i < n; i++) {
+    lk_send_str(c, requests[i]);
+    lk_wait_responses(k, c, r, i + 1);
+    assert_int_equal(r[i].status, 503);
+    assert_true(lk_header(&r[i], "Retry-After", v, sizeof(v)));
+    assert_string_equal(v, "10");
+    assert_true(lk_header(&r[i], "Content-Type", v, sizeof(v)));
+    assert_true(strncmp(v, "text/plain", 10) == 0);
+    assert_int_equal(r[i].body_len, strlen(want));
+    assert_memory_equal(r[i].body, want, r[i].body_len);
+  }
+  /* HEAD: the same head, no body. */
+  lk_send_str(c, "HEAD /async HTTP/1.1\r\nHost: t\r\n\r\n");
+  LK_RUN_UNTIL(k, lk_pump(c) &&
+                      lk_responses_heads(c->in.data, c->in.len, r, n + 1,
+                                         1u << n) == n + 1);
+  assert_int_equal(r[n].status, 503);
+  assert_true(lk_header(&r[n], "Retry-After", v, sizeof(v)));
+  /* The router still says 405 for a method no route takes. */
+  lk_send_str(c, "DELETE /items HTTP/1.1\r\nHost: t\r\n\r\n");
+  LK_RUN_UNTIL(k, lk_pump(c) &&
+                      lk_responses_heads(c->in.data, c->in.len, r, n + 2,
+                                         1u << n) == n + 2);
+  assert_int_equal(r[n + 1].status, 405);
+
+  /* None of the plugin ran, nowhere. */
+  assert_int_equal(atomic_load(&ran_on_loop), -1);
+  assert_int_equal(entered(), 0);
+  /* Every hold and the pin given back; no sync slot taken or refused. */
+  LK_RUN_UNTIL(k, k->loop.live_requests == 0);
+  LK_RUN_UNTIL(k, inst_refs(k) == refs);
+  assert_int_equal(atomic_load(&inst->requests), 0);
+  assert_int_equal(atomic_load(&k->loop.stats.in_flight), 0);
+  assert_int_equal(atomic_load(&k->shared.sync_admitted), 0);
+  assert_int_equal(atomic_load(&k->shared.sync_waiting), 0);
+  assert_int_equal(atomic_load(&k->shared.sync_rejected), 0);
+  /* The connection stays usable (keep-alive after a 503). */
+  assert_false(c->eof);
+}
+
 int main(void) {
-  struct CMUnitTest tests[sizeof(cases) / sizeof(cases[0]) + 1];
+  struct CMUnitTest tests[sizeof(cases) / sizeof(cases[0]) + 2];
   size_t n = 0;
 
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -302,6 +377,8 @@ int main(void) {
   }
   tests[n++] = (struct CMUnitTest)cmocka_unit_test_setup_teardown(
       sync_queue_full_503, setup, teardown);
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test_setup_teardown(
+      quarantined_routes_503, setup, teardown);
   return _cmocka_run_group_tests("dispatch", tests, n, group_setup,
                                  group_teardown);
 }
