@@ -338,7 +338,7 @@ int spoke__server_run(spoke__server_t *srv) {
     begin_shutdown(srv, "start-up failed"); /* the loops that run drain */
   } else {
     if (spoke__watchdog_start(srv->loops, srv->nloops,
-                              cfg->stall_warn_ms) != 0)
+                              cfg->stall_warn_ms, 0, NULL) != 0)
       spoke__warn("cannot start the stall watchdog: loops that block are "
                   "not reported");
     atomic_store(&srv->bound_port, port);

@@ -633,13 +633,28 @@ extern const uint64_t spoke__lag_bound_us[SPOKE__LAG_BUCKETS];
 
 /* ---- watchdog.c: loops held by one call ---- */
 
+/* The hard limit's callback (--stall-kill): LOOP_ID's loop has been held
+ * by CALL (that loop thread's record, depth > 0, the same seq, heartbeat
+ * frozen) for STALLED_MS >= kill_ms (estimated from the look before the
+ * first that saw it). Called once per call, on the watchdog thread; CALL
+ * stays valid while it runs and its inst is loaded as long as the call
+ * is in progress (it was just before the callback). Installed by a
+ * higher floor (it records the crash and kills the process). */
+typedef void (*spoke__stall_kill_cb)(int loop_id, const spoke__call_t *call,
+                                     uint64_t stalled_ms);
+
 /* Starts the spoke-watchdog thread over LOOPS[0..n) (control thread,
  * after the loops started) and installs the stall hook: a loop held
  * inside one plugin call for WARN_MS or more is logged and counted by
  * that loop when the call returns; a loop held as long outside any call
- * spoke made is logged by the watchdog. WARN_MS 0: nothing is started.
- * Stop (control thread, before the loops are joined) ends the thread. */
-int spoke__watchdog_start(spoke__loop_t *loops, int n, uint64_t warn_ms);
+ * spoke made is logged by the watchdog. A call holding its loop for
+ * KILL_MS or more is handed to ON_KILL once. WARN_MS 0: no warnings;
+ * KILL_MS 0 or ON_KILL NULL: no hard limit; both off: nothing is
+ * started. It ticks every min(WARN_MS, KILL_MS)/4 ms of those on (at
+ * least 5). Stop (control thread, before the loops are joined) ends the
+ * thread. */
+int spoke__watchdog_start(spoke__loop_t *loops, int n, uint64_t warn_ms,
+                          uint64_t kill_ms, spoke__stall_kill_cb on_kill);
 void spoke__watchdog_stop(void);
 
 #endif /* SPOKE_HTTP_H */

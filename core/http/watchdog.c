@@ -31,6 +31,20 @@
  *   a loop blocked for at least --stall-warn: the watchdog logs it once
  *   per frozen heartbeat, as nobody else can.
  *
+ * - The hard limit (--stall-kill): a call seen holding its loop for
+ *   kill_ms or more (counted, like the warning, from the first look that
+ *   saw it, so never early) is handed to the on_kill callback the
+ *   control floor installed, once per call, from the watchdog thread,
+ *   with the estimated time held (from the look before: at least
+ *   kill_ms). Just before, the record is read again: a call that has
+ *   returned meanwhile is not reported. The callback runs while the
+ *   loop's record is being read (call_reading), so the record stays
+ *   valid; the instance it points at is loaded while the call is still
+ *   in progress, which is the case the callback is for (it kills the
+ *   process). The warning and the kill are independent: either may be
+ *   off (0), and the watchdog runs when either is on, ticking at a
+ *   quarter of the smaller one (at least 5 ms).
+ *
  * Only loops are watched: sync handlers run on the workers, which are
  * there to block (their long jobs show in /status, pool.c).
  *
@@ -55,13 +69,16 @@ typedef struct seen_s {
                        depth) */
   uint64_t before;  /* the look before that one: the estimated start */
   int marked;       /* stalled_at set for this call */
+  int killed;       /* on_kill called for this call */
   int logged;       /* "blocked outside" logged for this heartbeat */
 } seen_t;
 
 static struct {
   spoke__loop_t *loops;
   int n;
-  uint64_t warn_ns, tick_ms;
+  uint64_t warn_ns, tick_ms; /* warn_ns 0: no warnings */
+  uint64_t kill_ns;          /* 0: no hard limit */
+  spoke__stall_kill_cb on_kill;
   seen_t *seen;
   uint64_t last_look;
   uv_thread_t thread;
@@ -157,12 +174,21 @@ static void look(int i, uint64_t now) {
     s->first = now;
     s->before = wd.last_look;
     s->marked = 0;
+    s->killed = 0;
   } else if (depth > 0) {
-    if (!s->marked && now - s->first >= wd.warn_ns) {
+    if (wd.warn_ns != 0 && !s->marked && now - s->first >= wd.warn_ns) {
       mark(rec, seq, s->before);
       s->marked = 1;
     }
-  } else if (!s->logged &&
+    if (wd.kill_ns != 0 && !s->killed && now - s->first >= wd.kill_ns) {
+      s->killed = 1;
+      /* Still the same call? (It may have returned since the loads.) */
+      if (atomic_load(&rec->seq) == seq && atomic_load(&rec->depth) > 0 &&
+          atomic_load_explicit(&loop->heartbeat, memory_order_relaxed) ==
+              hb)
+        wd.on_kill(loop->id, rec, (now - s->before) / 1000000);
+    }
+  } else if (wd.warn_ns != 0 && !s->logged &&
              now - s->first >=
                  wd.warn_ns + SPOKE__LAG_PERIOD_MS * 1000000ull) {
     spoke__warn("loop %d blocked over %llu ms outside a plugin call spoke "
@@ -194,9 +220,13 @@ static void watchdog_main(void *arg) {
   uv_mutex_unlock(&wd.mu);
 }
 
-int spoke__watchdog_start(spoke__loop_t *loops, int n, uint64_t warn_ms) {
+int spoke__watchdog_start(spoke__loop_t *loops, int n, uint64_t warn_ms,
+                          uint64_t kill_ms, spoke__stall_kill_cb on_kill) {
+  uint64_t least;
   int rc;
-  if (warn_ms == 0 || wd.running)
+  if (on_kill == NULL)
+    kill_ms = 0;
+  if ((warn_ms == 0 && kill_ms == 0) || wd.running)
     return 0;
   spoke__call_set_stall_hook(stall_hook);
   wd.seen = calloc((size_t)n, sizeof(*wd.seen));
@@ -205,7 +235,12 @@ int spoke__watchdog_start(spoke__loop_t *loops, int n, uint64_t warn_ms) {
   wd.loops = loops;
   wd.n = n;
   wd.warn_ns = warn_ms * 1000000ull;
-  wd.tick_ms = warn_ms / 4 < 5 ? 5 : warn_ms / 4;
+  wd.kill_ns = kill_ms * 1000000ull;
+  wd.on_kill = on_kill;
+  least = warn_ms == 0 ? kill_ms
+          : kill_ms == 0 ? warn_ms
+          : warn_ms < kill_ms ? warn_ms : kill_ms;
+  wd.tick_ms = least / 4 < 5 ? 5 : least / 4;
   wd.last_look = uv_hrtime();
   for (int i = 0; i < n; i++) /* as if each loop turned just now */
     wd.seen[i].first = wd.seen[i].before = wd.last_look;
@@ -238,5 +273,7 @@ void spoke__watchdog_stop(void) {
   wd.seen = NULL;
   wd.loops = NULL;
   wd.n = 0;
+  wd.warn_ns = wd.kill_ns = 0;
+  wd.on_kill = NULL;
   wd.running = 0;
 }
