@@ -55,6 +55,11 @@ typedef struct spoke__config_s {
   uint64_t retire_warn_ms;    /* a version retiring longer is logged */
   uint64_t stall_warn_ms;     /* a loop held longer by one plugin call is
                                  logged and counted; 0: no watchdog */
+  uint64_t stall_kill_ms;     /* a loop held this long by one plugin call
+                                 gets its worker process replaced; 0: off
+                                 (needs --processes) */
+  int processes;              /* worker processes under a master; 0: one
+                                 process, no master (ctl/supervise.c) */
   int log_level;
 } spoke__config_t;
 

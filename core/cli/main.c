@@ -61,5 +61,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "spoke: %s (see spoke --help)\n", err);
     return 2;
   }
+  if (srv.cfg.processes > 0)
+    return spoke__supervise_run(&srv) == 0 ? 0 : 1;
   return spoke__server_run(&srv) == 0 ? 0 : 1;
 }

@@ -365,6 +365,16 @@ int spoke__admin_start(spoke__server_t *srv, int *port) {
   struct sockaddr_storage sa;
   int rc, len = sizeof(sa);
 
+  if (srv->supervised) { /* the master's socket, bound and listening */
+    uv_tcp_init(srv->control, &listener);
+    listener.data = srv;
+    listening = 1;
+    if ((rc = uv_tcp_open(&listener, srv->admin_fd)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&listener, 64, on_connection)) != 0)
+      return rc;
+    *port = cfg->admin_port;
+    return 0;
+  }
   if (strchr(cfg->admin_host, ':') != NULL)
     rc = uv_ip6_addr(cfg->admin_host, cfg->admin_port,
                      (struct sockaddr_in6 *)&sa);

@@ -274,6 +274,16 @@ static const spoke__opt_t options[] = {
    .help = "an async handler or callback that holds its I/O loop this many "
            "milliseconds is logged and counted (spoke_loop_stalls_total) "
            "with its plugin and route; 0: no watchdog"},
+  {.name = "stall-kill", .arg = "MS", COUNT, U64_AT(stall_kill_ms),
+   .lo = 0, .hi = 600000, .def = "0",
+   .help = "a loop held this many milliseconds by one plugin call gets its "
+           "worker process replaced, counted as a crash of that plugin; 0: "
+           "never (needs --processes 1 or more)"},
+  {.name = "processes", .arg = "N", COUNT, INT_AT(processes), .lo = 0,
+   .hi = 64, .def = "0",
+   .help = "worker processes run by a supervising master that keeps the "
+           "sockets and replaces a worker that dies (a plugin crash); 0: "
+           "one process, no master"},
   {.name = "log-level", .arg = "LEVEL", .kind = SPOKE__OPT_ENUM,
    INT_AT(log_level), .names = log_levels, .def = "info",
    .help = "error, warn, info or debug"},

@@ -137,6 +137,7 @@ void spoke__crash_record(spoke__crash_record_t *rec, int signo,
   rec->generation = inst->generation;
   copy_fixed(rec->plugin, sizeof(rec->plugin), inst->name);
   copy_fixed(rec->version, sizeof(rec->version), inst->version);
+  copy_fixed(rec->build, sizeof(rec->build), inst->build);
   copy_fixed(rec->what, sizeof(rec->what), what != NULL ? what : "?");
   if (route != SPOKE__CALL_NO_ROUTE && inst->desc != NULL &&
       inst->desc->routes != NULL && route < inst->desc->nroutes) {
@@ -148,8 +149,8 @@ void spoke__crash_record(spoke__crash_record_t *rec, int signo,
   }
 }
 
-size_t spoke__crash_describe(char *buf, size_t len,
-                             const spoke__crash_record_t *rec) {
+size_t spoke__crash_cause(char *buf, size_t len,
+                          const spoke__crash_record_t *rec) {
   out_t o = {buf, len, 0};
   const char *sig = signal_name(rec->signo);
 
@@ -198,6 +199,13 @@ size_t spoke__crash_describe(char *buf, size_t len,
     put(&o, " on a thread spoke did not start (a plugin's own thread, or "
             "a library's)");
   }
+  return o.n;
+}
+
+size_t spoke__crash_describe(char *buf, size_t len,
+                             const spoke__crash_record_t *rec) {
+  size_t n = spoke__crash_cause(buf, len, rec);
+  out_t o = {buf, len, n};
   put(&o, "; the server stops (core dump as usual)");
   return o.n;
 }
@@ -300,15 +308,45 @@ static void on_fatal(int signo, siginfo_t *si, void *uctx) {
       if (line[len] == '\n' || line[len] == '\r')
         line[len] = ' ';
     line[n++] = '\n';
-    (void)!write(STDERR_FILENO, line, n);
-    if (fd >= 0)
-      (void)!write(fd, &report, sizeof(report));
+    /* A supervised worker hands the record to its master, which logs
+     * the death with what it did about it; alone, the process says it. */
+    if (fd < 0 || write(fd, &report, sizeof(report)) != sizeof(report))
+      (void)!write(STDERR_FILENO, line, n);
   }
   default_action(signo);
   if (si == NULL || si->si_code <= 0)
     raise(signo); /* sent (abort, kill): acts when the handler returns */
   /* else a fault: returning runs the faulting instruction again */
   errno = saved_errno;
+}
+
+void spoke__crash_report_ready(void) {
+  spoke__crash_record_t rec;
+  int fd = atomic_load(&report_fd);
+  if (fd < 0)
+    return;
+  spoke__crash_record(&rec, 0, NULL, NULL);
+  rec.kind = SPOKE__REC_READY;
+  rec.pid = (int32_t)getpid();
+  (void)!write(fd, &rec, sizeof(rec));
+}
+
+void spoke__crash_stall_kill(int loop_id, const spoke__call_t *call,
+                             uint64_t stalled_ms) {
+  char thread[16] = "spoke-loop-";
+  out_t o = {thread, sizeof(thread), strlen(thread)};
+  int fd = atomic_load(&report_fd);
+  put_uint(&o, loop_id < 0 ? 0 : (uint64_t)loop_id, 1);
+  if (!atomic_flag_test_and_set(&reporting)) {
+    spoke__crash_record(&report, SIGKILL, call, thread);
+    report.kind = SPOKE__REC_STALL;
+    report.pid = (int32_t)getpid();
+    report.stalled_ms = stalled_ms > UINT32_MAX ? UINT32_MAX
+                                                : (uint32_t)stalled_ms;
+    if (fd >= 0)
+      (void)!write(fd, &report, sizeof(report));
+  }
+  kill(getpid(), SIGKILL);
 }
 
 void spoke__crash_install(void) {

@@ -79,6 +79,13 @@ typedef struct spoke__server_s {
   uv_mutex_t reap_mu;             /* guards reap_list */
   struct spoke__reap_s *reap_list;
   uv_async_t reap_async;          /* finalizes instances on control */
+  /* A worker process of a master (supervise.c) gets these at fork and
+   * owns its copies: the master keeps its own. */
+  int supervised;                 /* 1 in a worker process */
+  int *listen_fds;                /* supervised: cfg.loops listening sockets */
+  int listen_port;                /* supervised: their bound port */
+  int admin_fd;                   /* supervised: listening, or -1 */
+  int report_fd;                  /* supervised: records to the master */
 } spoke__server_t;
 
 /* reload.c: the one path by which plugins come, change and go (control
@@ -133,6 +140,7 @@ void spoke__rundir_sweep(const char *parent);
 /* server.c: runs until SIGTERM/SIGINT and the drain finish. */
 int spoke__server_run(spoke__server_t *srv);
 
+
 /* crash.c: a crash names its culprit.
  *
  * spoke__crash_install (server.c, at start-up, before any plugin is
@@ -175,7 +183,31 @@ typedef struct spoke__crash_record_s {
   char method[16];      /* the route's; "" without one */
   char path[256];
   char thread[16];      /* "" on a thread spoke did not start */
+  char build[17];       /* the instance's build id ("" outside a plugin) */
+  char pad[3];
+  uint32_t kind;        /* SPOKE__REC_* */
+  uint32_t stalled_ms;  /* SPOKE__REC_STALL: how long the loop was held */
 } spoke__crash_record_t;
+
+/* What a record says (a worker to its master, ctl/supervise.c). */
+enum {
+  SPOKE__REC_CRASH = 0, /* a fatal signal; the process dies of it */
+  SPOKE__REC_READY = 1, /* the worker serves: its loops accept */
+  SPOKE__REC_STALL = 2  /* a call held a loop past --stall-kill; the
+                           worker kills itself (SIGKILL) */
+};
+
+/* A READY record to the report fd, if one is set (the worker serves). */
+void spoke__crash_report_ready(void);
+/* The watchdog's --stall-kill callback (http/watchdog.c, its thread):
+ * writes a STALL record naming CALL's plugin and route to the report fd,
+ * then kills this process with SIGKILL, so its master replaces it. */
+void spoke__crash_stall_kill(int loop_id, const spoke__call_t *call,
+                             uint64_t stalled_ms);
+/* The cause alone: "SIGSEGV in plugin bad 1.0.0 (generation 4, GET
+ * /bad/crash, sync) on thread spoke-worker-3", without what follows. */
+size_t spoke__crash_cause(char *buf, size_t len,
+                          const spoke__crash_record_t *rec);
 
 /* Installs the handler (control thread, once, before threads start). */
 void spoke__crash_install(void);
@@ -205,5 +237,23 @@ size_t spoke__crash_prefix(char *buf, size_t len, const struct timespec *now,
  * picks, the rest follow). FDS gets them; *bound_port the real port. */
 int spoke__listen_open(const char *host, int port, int n, int *fds,
                        int *bound_port, char *err, size_t errlen);
+
+/* supervise.c: the master of --processes N: owns the listening sockets,
+ * forks N workers (each runs spoke__server_run) and replaces one that
+ * dies; returns when every worker has ended after SIGTERM/SIGINT. */
+int spoke__supervise_run(spoke__server_t *srv);
+
+/* crashcount.c: what the master counted before it forked the process
+ * reading them (a worker's /metrics). Add and restart: the master only;
+ * a worker reads. signal_name: "SIGSEGV", ..., or "signal N". */
+typedef struct spoke__crash_count_s {
+  char plugin[64], version[64], signal[16];
+  uint64_t n;
+} spoke__crash_count_t;
+uint64_t spoke__supervise_restarts(void);
+const spoke__crash_count_t *spoke__supervise_crashes(size_t *n);
+void spoke__crashcount_add(const spoke__crash_record_t *rec);
+void spoke__crashcount_restart(void);
+const char *spoke__signal_name(int signo);
 
 #endif /* SPOKE_CTL_H */

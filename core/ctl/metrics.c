@@ -279,6 +279,28 @@ static void versions_metric(spoke__buf_t *b, spoke__server_t *srv) {
         "requests or holds are not done).", retiring);
 }
 
+/* The master's counts, as of this worker's fork (supervise.c). */
+static void supervise_metrics(spoke__buf_t *b) {
+  size_t n;
+  const spoke__crash_count_t *c = spoke__supervise_crashes(&n);
+  gauge(b, "spoke_worker_restarts_total", "counter",
+        "Worker processes the master replaced (a crash, a --stall-kill, a "
+        "death), as of this worker's start.",
+        spoke__supervise_restarts());
+  help(b, "spoke_plugin_crashes_total", "counter",
+       "Worker processes lost to a plugin: its crash (by signal) or its "
+       "stall past --stall-kill (signal=\"stall\"), as of this worker's "
+       "start.");
+  for (size_t i = 0; i < n; i++) {
+    spoke__buf_appendf(b, "spoke_plugin_crashes_total{plugin=\"");
+    label_value(b, c[i].plugin);
+    spoke__buf_appendf(b, "\",version=\"");
+    label_value(b, c[i].version);
+    spoke__buf_appendf(b, "\",signal=\"%s\"} %llu\n", c[i].signal,
+                       (unsigned long long)c[i].n);
+  }
+}
+
 int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b) {
   uint64_t in_flight = 0, abandoned = 0;
   row_t *rows = NULL;
@@ -313,5 +335,7 @@ int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b) {
         "Requests answered 504 for an async plugin that has not completed "
         "them; they no longer keep its version loaded.", abandoned);
   versions_metric(b, srv);
+  if (srv->supervised)
+    supervise_metrics(b);
   return b->data != NULL ? 0 : SPOKE_ENOMEM;
 }

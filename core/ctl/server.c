@@ -193,7 +193,12 @@ static int control_open(spoke__server_t *srv) {
   spoke__instance_set_unloaded_hook(unloaded);
   if ((rc = watch_signals(srv)) != 0)
     return rc;
-  if (cfg->admin_on) {
+  if (cfg->admin_on && srv->supervised) {
+    if ((rc = spoke__admin_start(srv, &(int){0})) != 0) {
+      spoke__error("admin listener: %s", uv_strerror(rc));
+      return rc;
+    }
+  } else if (cfg->admin_on) {
     int admin_port = 0;
     rc = spoke__admin_start(srv, &admin_port);
     if (rc != 0) {
@@ -292,13 +297,25 @@ int spoke__server_run(spoke__server_t *srv) {
   signal(SIGPIPE, SIG_IGN);
   spoke__log_level = cfg->log_level;
   spoke__crash_install(); /* before any plugin code: init crashes too */
+  if (srv->supervised)
+    spoke__crash_set_report_fd(srv->report_fd);
+  else if (cfg->stall_kill_ms > 0)
+    spoke__warn("--stall-kill needs --processes 1 or more (a master to "
+                "replace the worker): stalls are only logged");
   the_server = srv;
   srv->start_hrtime = uv_hrtime();
   spoke__stats_nloops = cfg->loops; /* instances count per loop */
 
-  /* Bind first: a busy port fails before any plugin code runs. */
-  rc = spoke__listen_open(cfg->listen_host, cfg->listen_port, cfg->loops, fds,
-                          &port, err, sizeof(err));
+  /* Bind first: a busy port fails before any plugin code runs. A worker
+   * process has its master's sockets. */
+  if (srv->supervised) {
+    memcpy(fds, srv->listen_fds, sizeof(int) * (size_t)cfg->loops);
+    port = srv->listen_port;
+    rc = 0;
+  } else {
+    rc = spoke__listen_open(cfg->listen_host, cfg->listen_port, cfg->loops,
+                            fds, &port, err, sizeof(err));
+  }
   if (rc != 0) {
     spoke__error("cannot listen on %s:%d: %s", cfg->listen_host,
                  cfg->listen_port, err);
@@ -337,16 +354,24 @@ int spoke__server_run(spoke__server_t *srv) {
       goto out_pool;
     begin_shutdown(srv, "start-up failed"); /* the loops that run drain */
   } else {
-    if (spoke__watchdog_start(srv->loops, srv->nloops,
-                              cfg->stall_warn_ms, 0, NULL) != 0)
+    if (spoke__watchdog_start(srv->loops, srv->nloops, cfg->stall_warn_ms,
+                              srv->supervised ? cfg->stall_kill_ms : 0,
+                              spoke__crash_stall_kill) != 0)
       spoke__warn("cannot start the stall watchdog: loops that block are "
                   "not reported");
     atomic_store(&srv->bound_port, port);
-    spoke__info("listening on %s%s%s:%d (%d loop%s, %d worker%s)",
-                strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
-                strchr(cfg->listen_host, ':') ? "]" : "", port, cfg->loops,
-                cfg->loops == 1 ? "" : "s", cfg->workers,
-                cfg->workers == 1 ? "" : "s");
+    if (srv->supervised) {
+      spoke__info("worker process serving (%d loop%s, %d worker%s)",
+                  cfg->loops, cfg->loops == 1 ? "" : "s", cfg->workers,
+                  cfg->workers == 1 ? "" : "s");
+      spoke__crash_report_ready();
+    } else {
+      spoke__info("listening on %s%s%s:%d (%d loop%s, %d worker%s)",
+                  strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+                  strchr(cfg->listen_host, ':') ? "]" : "", port, cfg->loops,
+                  cfg->loops == 1 ? "" : "s", cfg->workers,
+                  cfg->workers == 1 ? "" : "s");
+    }
   }
 
   uv_run(srv->control, UV_RUN_DEFAULT);

@@ -131,6 +131,8 @@ static void record_fields(void **st) {
   set_call(&c, &inst, "handler", 1);
   spoke__crash_record(&r, SIGSEGV, &c, "spoke-loop-2");
   assert_int_equal(r.magic, SPOKE__CRASH_MAGIC);
+  assert_int_equal(r.kind, SPOKE__REC_CRASH);
+  assert_string_equal(r.build, inst.build);
   assert_int_equal(r.size, sizeof(r));
   assert_int_equal(r.signo, SIGSEGV);
   assert_int_equal(r.pid, 0);
@@ -261,14 +263,14 @@ static void thread_init_and_fini(void **st) {
 
 /* In the child: runs "handler" of route 0 of the hand-made instance and
  * crashes inside it, by a fault (HOW 0) or abort() (HOW 1). */
-static void crash_child(int how, int report_fd, int err_fd) {
+static void crash_child(int how, int report_fd, int err_fd, int report) {
   struct rlimit no_core = {0, 0};
   spoke__call_save_t save;
   setrlimit(RLIMIT_CORE, &no_core);
   dup2(err_fd, STDERR_FILENO);
   make_instance();
   spoke__crash_install();
-  spoke__crash_set_report_fd(report_fd);
+  spoke__crash_set_report_fd(report ? report_fd : -1);
   spoke__call_enter(&save, &inst, "handler", 0);
   if (how == 0) {
     volatile int *volatile p = NULL;
@@ -279,7 +281,10 @@ static void crash_child(int how, int report_fd, int err_fd) {
   _exit(3); /* not reached */
 }
 
-static void crash_for_real(int how, int signo) {
+/* REPORT: the child has a report fd (a supervised worker): the record
+ * goes there and nothing to stderr (its master logs the death); else the
+ * line goes to stderr and no record anywhere. */
+static void crash_for_real(int how, int signo, int report) {
   int rep[2], err[2], status;
   spoke__crash_record_t r;
   char line[1024];
@@ -293,22 +298,28 @@ static void crash_for_real(int how, int signo) {
   if (pid == 0) {
     close(rep[0]);
     close(err[0]);
-    crash_child(how, rep[1], err[1]);
+    crash_child(how, rep[1], err[1], report);
   }
   close(rep[1]);
   close(err[1]);
   while ((n = read(err[0], line + got, sizeof(line) - 1 - (size_t)got)) > 0)
     got += n;
   line[got] = '\0';
-  assert_int_equal(read(rep[0], &r, sizeof(r)), sizeof(r));
+  n = read(rep[0], &r, sizeof(r));
   assert_int_equal(waitpid(pid, &status, 0), pid);
   close(rep[0]);
   close(err[0]);
 
   assert_true(WIFSIGNALED(status));
   assert_int_equal(WTERMSIG(status), signo);
+  if (!report) {
+    assert_int_equal(n, 0); /* no record */
+  } else {
+    assert_int_equal(n, sizeof(r));
+    assert_int_equal(got, 0); /* no line */
+  }
   /* One line, in the log's format, for this child. */
-  {
+  if (!report) {
     char head[64], *fatal = strstr(line, "] fatal: ");
     snprintf(head, sizeof(head), "Z spoke[%d] fatal: ", (int)pid);
     assert_non_null(strstr(line, head));
@@ -325,7 +336,11 @@ static void crash_for_real(int how, int signo) {
                               "GET /bad/crash, sync) on thread control; the "
                               "server stops (core dump as usual)\n");
   }
+  if (!report)
+    return;
   assert_int_equal(r.magic, SPOKE__CRASH_MAGIC);
+  assert_int_equal(r.kind, SPOKE__REC_CRASH);
+  assert_string_equal(r.build, inst.build);
   assert_int_equal(r.size, sizeof(r));
   assert_int_equal(r.signo, signo);
   assert_int_equal(r.pid, pid);
@@ -339,14 +354,16 @@ static void handler_on_a_fault(void **st) {
   (void)st;
   if (SPOKE__SANITIZED)
     skip(); /* the sanitizer keeps the fatal signals */
-  crash_for_real(0, SIGSEGV);
+  crash_for_real(0, SIGSEGV, 0);
+  crash_for_real(0, SIGSEGV, 1);
 }
 
 static void handler_on_abort(void **st) {
   (void)st;
   if (SPOKE__SANITIZED)
     skip(); /* the sanitizer keeps the fatal signals */
-  crash_for_real(1, SIGABRT);
+  crash_for_real(1, SIGABRT, 0);
+  crash_for_real(1, SIGABRT, 1);
 }
 
 int main(void) {

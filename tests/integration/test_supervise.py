@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Supervised worker processes (--processes N, core/ctl/supervise.c).
+
+A master keeps the sockets and replaces a worker that dies. A segfault in
+a sync handler and in an async handler each cost one worker: the server
+answers /hello again, the master logs one line naming the plugin,
+version, generation, route and mode, and the next worker's /metrics
+counts the crash and the restart. A loop held past --stall-kill gets its
+worker replaced the same way, named and counted as a stall. Deaths with
+no plugin to blame back off before the respawn. SIGTERM to the master
+drains every worker: requests in flight get their answers.
+
+The crash tests need spoke's fatal-signal handler, which sanitizer builds
+leave to the sanitizer (ctl/crash.c): there the tests check only that the
+worker is replaced and the server answers. Nothing sleeps to synchronize:
+the tests wait for log lines and answers.
+"""
+
+import os
+import re
+import resource
+import signal
+import socket
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from spoke_harness import (SANITIZED, ConnectionClosed, Conn,  # noqa
+                           Server, check, check_eq, check_response, main,
+                           test)
+
+ADMIN_RE = re.compile(r"admin endpoint at (\S+):(\d+) ")
+SERVING_RE = re.compile(r"spoke\[(\d+)\] info: worker process serving")
+RESPAWN_RE = (r"spoke\[(?P<master>\d+)\] error: worker (?P<old>\d+) died: "
+              r"(?P<cause>.*); respawned as (?P<new>\d+) in (?P<ms>\d+) ms$")
+
+
+def no_cores():
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+
+
+def start(plugins, extra=()):
+    no_cores()  # inherited by the server: a crash leaves no core file
+    return Server(plugins, args=["--processes", "1", "--loops", "2",
+                                 "--workers", "2", "--admin", "127.0.0.1:0"]
+                  + list(extra))
+
+
+def metrics(srv):
+    m = srv.wait_log(ADMIN_RE)
+    check(m is not None, "no admin endpoint line:\n%s" % srv.log_text())
+    with Conn(int(m.group(2)), m.group(1)) as c:
+        r = c.roundtrip("GET", "/metrics")
+    check_response(r, 200)
+    values = {}
+    for line in r.body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def wait_count(srv, pattern, n):
+    """Waits until N stderr lines match PATTERN."""
+    while True:
+        lines = srv.log_lines()
+        if sum(re.search(pattern, l) is not None for l in lines) >= n:
+            return
+        check(srv.wait_log(pattern, start=len(lines)) is not None,
+              "fewer than %d lines match %r:\n%s"
+              % (n, pattern, srv.log_tail()))
+
+
+def lose_connection(srv, path):
+    """GET PATH must end the connection without an answer."""
+    with srv.conn() as c:
+        c.request("GET", path)
+        try:
+            r = c.read_response()
+            raise AssertionError("GET %s answered: %r" % (path, r))
+        except (ConnectionClosed, ConnectionResetError, socket.timeout):
+            pass
+
+
+def crash_and_respawn(path, cause_re, signal_label):
+    with start(["bad.so", "hello.so"]) as srv:
+        first = srv.wait_log(SERVING_RE)
+        check(first is not None, "no worker serving line")
+        check_response(srv.get("/bad/ok"), 200, b"bad ok\n")
+        lose_connection(srv, path)
+        m = srv.wait_log(RESPAWN_RE)
+        check(m is not None, "no respawn line:\n" + srv.log_tail())
+        check_eq(int(m.group("master")), srv.proc.pid, "master pid")
+        check_eq(m.group("old"), first.group(1), "the dead worker")
+        check(m.group("new") != m.group("old"), "a new worker")
+        if not SANITIZED:
+            check(re.fullmatch(cause_re, m.group("cause")) is not None,
+                  "cause %r, want %s" % (m.group("cause"), cause_re))
+        # The replacement serves, the other plugins as well as the one
+        # that crashed.
+        check_response(srv.get("/hello"), 200, b"Hello, World!")
+        check_response(srv.get("/bad/ok"), 200, b"bad ok\n")
+        v = metrics(srv)
+        check_eq(v.get("spoke_worker_restarts_total"), 1.0, "restarts")
+        if not SANITIZED:
+            key = ('spoke_plugin_crashes_total{plugin="bad",'
+                   'version="1.0.0",signal="%s"}' % signal_label)
+            check_eq(v.get(key), 1.0, key)
+        check(srv.alive(), "the master is alive")
+
+
+@test
+def sync_segfault_costs_one_worker():
+    crash_and_respawn(
+        "/bad/crash",
+        r"SIGSEGV in plugin bad 1\.0\.0 \(generation \d+, GET /bad/crash, "
+        r"sync\) on thread spoke-worker-\d+", "SIGSEGV")
+
+
+@test
+def async_segfault_costs_one_worker():
+    crash_and_respawn(
+        "/bad/crash-async",
+        r"SIGSEGV in plugin bad 1\.0\.0 \(generation \d+, "
+        r"GET /bad/crash-async, async\) on thread spoke-loop-\d+", "SIGSEGV")
+
+
+@test
+def stall_past_stall_kill_replaces_the_worker():
+    with start(["blocker.so", "hello.so"], ["--stall-kill", "300"]) as srv:
+        check(srv.wait_log(SERVING_RE) is not None, "no serving line")
+        lose_connection(srv, "/blocker/block?ms=20000")
+        m = srv.wait_log(RESPAWN_RE)
+        check(m is not None, "no respawn line:\n" + srv.log_tail())
+        cm = re.fullmatch(
+            r"loop held (\d+) ms \(past --stall-kill\) by plugin blocker "
+            r"1\.0\.0 \(generation \d+, GET /blocker/block, async\) on "
+            r"thread spoke-loop-\d+", m.group("cause"))
+        check(cm is not None, "cause %r" % m.group("cause"))
+        check(int(cm.group(1)) >= 300, "held %s ms" % cm.group(1))
+        check_response(srv.get("/hello"), 200, b"Hello, World!")
+        v = metrics(srv)
+        check_eq(v.get('spoke_plugin_crashes_total{plugin="blocker",'
+                       'version="1.0.0",signal="stall"}'), 1.0, "stalls")
+        check_eq(v.get("spoke_worker_restarts_total"), 1.0, "restarts")
+
+
+@test
+def deaths_with_no_plugin_back_off():
+    with start(["hello.so"]) as srv:
+        first = srv.wait_log(SERVING_RE)
+        check(first is not None, "no serving line")
+        n = len(srv.log_lines())
+        os.kill(int(first.group(1)), signal.SIGKILL)
+        m = srv.wait_log(RESPAWN_RE, start=n)
+        check(m is not None, "no respawn line:\n" + srv.log_tail())
+        check_eq(m.group("cause"), "killed by SIGKILL (no report from the "
+                 "worker)", "cause")
+        n = len(srv.log_lines())
+        os.kill(int(m.group("new")), signal.SIGKILL)
+        b = srv.wait_log(r"worker %s died: killed by SIGKILL \(no report "
+                         r"from the worker\); respawning in 50 ms \(2 deaths "
+                         r"in a row with no plugin to blame\)"
+                         % m.group("new"), start=n)
+        check(b is not None, "no back-off line:\n" + srv.log_tail())
+        check(srv.wait_log(SERVING_RE, start=n) is not None,
+              "not respawned after the pause")
+        check_response(srv.get("/hello"), 200, b"Hello, World!")
+
+
+@test
+def sigterm_drains_every_worker():
+    with Server(["blocker.so"], args=["--processes", "2", "--loops", "1",
+                                      "--workers", "4"]) as srv:
+        results = []
+        started = threading.Semaphore(0)
+
+        def client():
+            try:
+                with srv.conn() as c:
+                    c.request("GET", "/blocker/sync?ms=400")
+                    started.release()
+                    results.append(c.read_response())
+            except Exception as e:  # noqa: a failure is what we count
+                started.release()
+                results.append(e)
+
+        threads = [threading.Thread(target=client) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for _ in threads:
+            started.acquire()
+        # Each request has been sent; wait until all six run on a worker.
+        wait_count(srv, r"blocker: sync start", 6)
+        srv.stop()  # SIGTERM to the master; exit code 0
+        for t in threads:
+            t.join()
+        for r in results:
+            check(not isinstance(r, Exception), "client error: %r" % (r,))
+            check_response(r, 200, b"blocked 400 ms\n")
+
+
+if __name__ == "__main__":
+    main()
