@@ -33,6 +33,7 @@ spoke__call_t *spoke__call_mine(void) { return &mine; }
 
 void spoke__call_set_stall_hook(spoke__stall_hook_cb cb) { stall_hook = cb; }
 
+#ifndef SPOKE__NO_CALL_MARKER /* else plugin.h's no-ops (benchmarks) */
 void spoke__call_enter(spoke__call_save_t *save,
                        const spoke__instance_t *inst, const char *what,
                        uint32_t route) {
@@ -72,3 +73,4 @@ void spoke__call_leave(const spoke__call_save_t *save) {
   atomic_store_explicit(&mine.what, save->what, memory_order_relaxed);
   atomic_store_explicit(&mine.route, save->route, memory_order_relaxed);
 }
+#endif /* SPOKE__NO_CALL_MARKER */

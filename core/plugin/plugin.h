@@ -263,10 +263,21 @@ typedef struct spoke__call_save_s {
 } spoke__call_save_t;
 
 /* Brackets a call into INST's code on this thread (any thread). */
+#ifndef SPOKE__NO_CALL_MARKER
 void spoke__call_enter(spoke__call_save_t *save,
                        const spoke__instance_t *inst, const char *what,
                        uint32_t route);
 void spoke__call_leave(const spoke__call_save_t *save);
+#else /* -DSPOKE_CALL_MARKER=OFF: no marker, for measuring its cost only */
+static inline void spoke__call_enter(spoke__call_save_t *save,
+                                     const spoke__instance_t *inst,
+                                     const char *what, uint32_t route) {
+  (void)save, (void)inst, (void)what, (void)route;
+}
+static inline void spoke__call_leave(const spoke__call_save_t *save) {
+  (void)save;
+}
+#endif
 /* This thread's record (valid while the thread lives). */
 spoke__call_t *spoke__call_mine(void);
 /* Run by spoke__call_leave, on the stalled thread, when a call the

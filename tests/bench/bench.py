@@ -11,6 +11,13 @@ OUT/results.json and OUT/chart.png (report.py).
 
     tests/bench/bench.py [--rounds N] [--only W1,W3] [--peers nginx,flask]
                          [--build build] [--out build/bench] [--smoke]
+                         [--compare-build DIR]
+
+--compare-build DIR adds the peer spoke-without: DIR/spoke (a build with
+-DSPOKE_CALL_MARKER=OFF) run with --stall-warn 0, alternated with spoke
+as any peer is, to measure what the per-call marker and the watchdog
+cost; the only peer unless --peers names others. Prints each server's
+min..max besides the medians.
 
 --smoke is the 20-second version that ctest runs (bench_smoke): spoke and
 nginx only, one round, small sizes. It checks behaviour, never timings:
@@ -34,7 +41,7 @@ import tempfile
 import time
 
 from clients import ClientError
-from report import Results, fmt, write_all
+from report import Results, fmt, spread_text, write_all
 from servers import SERVERS, ServerError, missing, raise_nofile, stop_all
 from workloads import WORKLOADS, Params
 
@@ -49,6 +56,8 @@ class Ctx:
 
     def __init__(self, args, params, servers, workloads):
         self.build = os.path.abspath(args.build)
+        self.compare_build = args.compare_build and os.path.abspath(
+            args.compare_build)
         self.waitclient = os.path.join(self.build, "tests", "bench",
                                        "waitclient")
         self.smoke = args.smoke
@@ -80,6 +89,9 @@ def parse_args(argv):
     ap.add_argument("--budget", type=float,
                     help="seconds after which no measurement starts "
                     "(default 840, 90 with --smoke)")
+    ap.add_argument("--compare-build", metavar="DIR",
+                    help="a -DSPOKE_CALL_MARKER=OFF build tree: adds the "
+                    "peer spoke-without (its spoke, --stall-warn 0)")
     args = ap.parse_args(argv)
     args.out = args.out or os.path.join(
         args.build, "bench-smoke" if args.smoke else "bench")
@@ -97,15 +109,21 @@ def choose(args):
         if not os.path.exists(os.path.join(args.build, path)):
             sys.exit("%s/%s missing: build first (make build)"
                      % (args.build, path))
+    for path in ("spoke", "plugins/hello.so", "plugins/sleep.so"):
+        if args.compare_build and not os.path.exists(
+                os.path.join(args.compare_build, path)):
+            sys.exit("%s/%s missing: build it first (--compare-build)"
+                     % (args.compare_build, path))
     if shutil.which("wrk") is None:
         print("SKIP: wrk not installed (apt-get install wrk)")
         sys.exit(fail)
-    wanted = (args.peers or ("nginx" if args.smoke else ",".join(PEERS)))
+    wanted = (args.peers or ("nginx" if args.smoke else
+                             "" if args.compare_build else ",".join(PEERS)))
     peers = [p for p in wanted.split(",") if p]
     if any(p not in PEERS for p in peers):
         sys.exit("unknown peer in --peers %s (known: %s)"
                  % (wanted, ", ".join(PEERS)))
-    servers = ["spoke"]
+    servers = ["spoke"] + (["spoke-without"] if args.compare_build else [])
     for p in peers:
         why = missing(p)
         if why and (args.smoke or p == "nginx"):
@@ -273,6 +291,8 @@ def main(argv):
                  params.rounds, ctx.work), flush=True)
         spoke_ok = run(ctx, args.budget, t0)
         written = write_all(ctx, args.out, time.monotonic() - t0)
+        if args.compare_build:
+            print(spread_text(ctx.results, workloads, params))
         print("\nwrote %s (%.0f s)" % (", ".join(written),
                                        time.monotonic() - t0))
         keep_work = bool(ctx.results.notes)

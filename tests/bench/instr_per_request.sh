@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# instr_per_request.sh BUILD [N]: instructions spoke spends per pipelined
-# GET /hello, counted by valgrind's callgrind (repeatable, unlike wall
-# time): one loop, one connection, N requests 16 deep, minus a run of
-# N/10, divided by the difference. Compare two builds of spoke with it:
+# instr_per_request.sh BUILD [N [SPOKE_OPTION...]]: instructions spoke
+# spends per pipelined GET /hello, counted by valgrind's callgrind
+# (repeatable, unlike wall time): one loop, one connection, N requests 16
+# deep, minus a run of N/10, divided by the difference. Options after N
+# go to spoke. Compare two builds of spoke with it:
 #   tests/bench/instr_per_request.sh build-old; ... build
+#   tests/bench/instr_per_request.sh build-off 22000 --stall-warn 0
 set -euo pipefail
-build=${1:?usage: instr_per_request.sh BUILD [N]}
+build=${1:?usage: instr_per_request.sh BUILD [N [SPOKE_OPTION...]]}
 n=${2:-22000}
+shift $(( $# < 2 ? $# : 2 ))
+opts=("$@")
 small=$((n / 11))
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
@@ -41,7 +45,8 @@ count() { # COUNT -> total instructions of one server run
   rm -f "$out" "$log"
   valgrind --tool=callgrind --callgrind-out-file="$out" \
     "$build/spoke" --listen 127.0.0.1:0 --plugins "$work/plugins" \
-    --loops 1 --workers 1 --max-requests 1000000000 >"$log" 2>&1 &
+    --loops 1 --workers 1 --max-requests 1000000000 ${opts[@]+"${opts[@]}"} \
+    >"$log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 300); do
     port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
@@ -56,5 +61,6 @@ count() { # COUNT -> total instructions of one server run
 
 a=$(count "$small")
 b=$(count "$n")
-echo "$build: $(( (b - a) / (n - small) )) instructions per request" \
+echo "$build${opts[*]+ ${opts[*]}}: $(( (b - a) / (n - small) ))" \
+     "instructions per request" \
      "($small and $n requests: $a and $b)"

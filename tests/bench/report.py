@@ -90,6 +90,23 @@ def table_rows(results, workloads, params):
     return rows
 
 
+def spread_text(results, workloads, params):
+    """Each server's min..max over the rounds, per metric with a unit of
+    req/s or ms: how far apart the rounds were (bench.py --compare-build)."""
+    out = ["min..max over the rounds:"]
+    for wl in workloads:
+        for m in wl.metrics(params):
+            if m.unit not in ("req/s", "ms"):
+                continue
+            for s in results.servers:
+                vs = results.all(wl.id, m.key, s)
+                if vs:
+                    out.append("  %s %s, %s: %s..%s %s (%d rounds)" % (
+                        wl.id, m.label, s, fmt(min(vs), m.unit),
+                        fmt(max(vs), m.unit), m.unit, len(vs)))
+    return "\n".join(out)
+
+
 def header(results):
     return ["metric", "unit", "better"] + [
         s if s == "spoke" else "%s (x spoke)" % s for s in results.servers]

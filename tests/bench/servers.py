@@ -2,6 +2,9 @@
 loopback, one fresh process tree per measurement.
 
   spoke   build/spoke with hello.so and sleep.so, --loops 2
+  spoke-without  the same from bench.py --compare-build DIR (a build with
+          -DSPOKE_CALL_MARKER=OFF), with --stall-warn 0: spoke without its
+          per-call marker and watchdog, to measure what they cost
   nginx   Debian's nginx 1.22, worker_processes 2; /sleep/async through
           the echo module's echo_sleep when libnginx-mod-http-echo is there
   flask   peers/flask_app.py under gunicorn: 2 workers x 16 threads
@@ -231,23 +234,42 @@ class Spoke(Server):
              "sleep.so; --max-conns 20000 in W2 and W5; W3 sets --workers "
              "and --max-queue as its rows say")
 
+    extra = []  # options after the common ones
+
+    def build(self):
+        return self.ctx.build
+
     def argv(self):
         c = self.ctx
-        plugins = os.path.join(c.work, "plugins")
+        plugins = os.path.join(c.work, self.name + "-plugins")
         if not os.path.isdir(plugins):
             os.makedirs(plugins)
             for so in ("hello.so", "sleep.so"):
-                shutil.copy(os.path.join(c.build, "plugins", so), plugins)
+                shutil.copy(os.path.join(self.build(), "plugins", so),
+                            plugins)
         runtime = os.path.join(c.work, "spoke-runtime-%d" % self.port)
         os.makedirs(runtime, exist_ok=True)
-        argv = [os.path.join(c.build, "spoke"),
+        argv = [os.path.join(self.build(), "spoke"),
                 "--listen", "127.0.0.1:%d" % self.port, "--plugins", plugins,
                 "--loops", "2", "--log-level", "warn",
-                "--runtime-dir", runtime]
+                "--runtime-dir", runtime] + self.extra
         for opt in ("workers", "max_queue", "max_conns"):
             if opt in self.opts:
                 argv += ["--" + opt.replace("_", "-"), str(self.opts[opt])]
         return argv
+
+
+class SpokeWithout(Spoke):
+    """spoke without its fault containment: the --compare-build tree's
+    binary (-DSPOKE_CALL_MARKER=OFF) and no watchdog."""
+    name = "spoke-without"
+    about = ("COMPARE/spoke (bench.py --compare-build COMPARE, built with "
+             "-DSPOKE_CALL_MARKER=OFF) with --stall-warn 0: no per-call "
+             "marker, no watchdog thread; otherwise as spoke")
+    extra = ["--stall-warn", "0"]
+
+    def build(self):
+        return self.ctx.compare_build
 
 
 NGINX_CONF = """\
@@ -395,7 +417,8 @@ class Quart(PythonPeer):
                 "--bind", "127.0.0.1:%d" % self.port, "quart_app:app"]
 
 
-SERVERS = {"spoke": Spoke, "nginx": Nginx, "flask": Flask, "quart": Quart}
+SERVERS = {"spoke": Spoke, "spoke-without": SpokeWithout, "nginx": Nginx,
+           "flask": Flask, "quart": Quart}
 
 
 def missing(name):
