@@ -119,10 +119,9 @@ static void stall_hook(const spoke__call_t *call, uint64_t stalled_at) {
   else
     snprintf(where, sizeof(where), "%s: this callback blocks; move the "
              "blocking work off the loop", what);
-  spoke__warn("loop %d blocked %llu ms by plugin %s %s, %s", loop->id,
-              (unsigned long long)(us / 1000), inst->name, inst->version,
-              where);
-  /* This loop's row of the route: this thread is its only writer. */
+  /* This loop's row of the route: this thread is its only writer.
+   * Counted before the line is logged, so whoever reads the line finds
+   * the stall in /metrics. */
   if (route != NULL && inst->counts != NULL && ri < inst->counts_nroutes &&
       loop->id < spoke__stats_nloops) {
     spoke__route_counts_t *row =
@@ -130,6 +129,9 @@ static void stall_hook(const spoke__call_t *call, uint64_t stalled_at) {
     spoke__stat_add(&row->stalls, 1);
     spoke__stat_add(&row->stall_us, us);
   }
+  spoke__warn("loop %d blocked %llu ms by plugin %s %s, %s", loop->id,
+              (unsigned long long)(us / 1000), inst->name, inst->version,
+              where);
 }
 
 /* ---- the watchdog thread ---- */
