@@ -60,6 +60,8 @@ typedef struct spoke__config_s {
                                  (needs --processes) */
   int processes;              /* worker processes under a master; 0: one
                                  process, no master (ctl/supervise.c) */
+  int quarantine_after;       /* crashes of one build that quarantine it */
+  uint64_t quarantine_window_ms; /* ... within this long; 0 after: never */
   int log_level;
 } spoke__config_t;
 

@@ -13,10 +13,12 @@
  * silent for 10 s before its answer is closed. The admin
  * listener is for operators: bind it to loopback.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "ctl/ctl.h"
 
@@ -129,9 +131,11 @@ static void status_json(admin_conn_t *c) {
   jobs_t jobs = {&b, 1};
   spoke__buf_appendf(&b,
                      "{\"build\": \"%s\", \"sdk_abi\": \"%d.%d\", "
+                     "\"pid\": %d, \"master_pid\": %d, "
                      "\"uptime_s\": %.3f, \"loops\": %d, \"workers\": %d, "
                      "\"queue_depth\": %zu, \"open_connections\": %zu, ",
                      SPOKE_BUILD_VERSION, SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR,
+                     (int)getpid(), srv->supervised ? (int)getppid() : 0,
                      uptime, srv->cfg.loops, srv->cfg.workers,
                      atomic_load(&srv->shared.sync_waiting),
                      atomic_load(&srv->shared.open_conns));
@@ -186,6 +190,8 @@ static void reload(admin_conn_t *c) {
   }
   spoke__info("POST /reload: rescanning %s", srv->cfg.plugins_dir);
   spoke__reload_scan(srv, 0);
+  if (srv->supervised)
+    kill(getppid(), SIGHUP); /* the master has the other workers rescan */
   spoke__buf_appendf(&b, "{\"generation\": %llu, \"changed\": [",
                      (unsigned long long)srv->generation);
   for (size_t i = 0; i < srv->nslots; i++) {

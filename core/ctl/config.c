@@ -284,6 +284,14 @@ static const spoke__opt_t options[] = {
    .help = "worker processes run by a supervising master that keeps the "
            "sockets and replaces a worker that dies (a plugin crash); 0: "
            "one process, no master"},
+  {.name = "quarantine-after", .arg = "N", COUNT, INT_AT(quarantine_after),
+   .lo = 0, .hi = 16, .def = "3",
+   .help = "a plugin build whose code crashes (or is stall-killed) this "
+           "many times within --quarantine-window is quarantined: the "
+           "workers serve the last build of it that never crashed, or "
+           "answer its routes 503; 0: never (needs --processes)"},
+  {.name = "quarantine-window", TIME, U64_AT(quarantine_window_ms),
+   .def = "60s", .help = "the window of --quarantine-after"},
   {.name = "log-level", .arg = "LEVEL", .kind = SPOKE__OPT_ENUM,
    INT_AT(log_level), .names = log_levels, .def = "info",
    .help = "error, warn, info or debug"},

@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,8 +109,18 @@ static const char *signal_name(int signo) {
     case SIGFPE: return "SIGFPE";
     case SIGILL: return "SIGILL";
     case SIGABRT: return "SIGABRT";
+    case SIGKILL: return "SIGKILL";
+    case SIGTERM: return "SIGTERM";
     default: return NULL;
   }
+}
+
+const char *spoke__signal_name(int signo) {
+  static char other[16]; /* the master's thread only */
+  if (signal_name(signo) != NULL)
+    return signal_name(signo);
+  snprintf(other, sizeof(other), "signal %d", signo);
+  return other;
 }
 
 void spoke__crash_record(spoke__crash_record_t *rec, int signo,
@@ -328,6 +339,21 @@ void spoke__crash_report_ready(void) {
   spoke__crash_record(&rec, 0, NULL, NULL);
   rec.kind = SPOKE__REC_READY;
   rec.pid = (int32_t)getpid();
+  (void)!write(fd, &rec, sizeof(rec));
+}
+
+void spoke__crash_report_loaded(const spoke__instance_t *inst) {
+  spoke__crash_record_t rec;
+  int fd = atomic_load(&report_fd);
+  if (fd < 0)
+    return;
+  spoke__crash_record(&rec, 0, NULL, NULL);
+  rec.kind = SPOKE__REC_LOADED;
+  rec.pid = (int32_t)getpid();
+  rec.generation = inst->generation;
+  snprintf(rec.plugin, sizeof(rec.plugin), "%s", inst->name);
+  snprintf(rec.version, sizeof(rec.version), "%s", inst->version);
+  snprintf(rec.build, sizeof(rec.build), "%s", inst->build);
   (void)!write(fd, &rec, sizeof(rec));
 }
 

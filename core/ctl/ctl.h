@@ -86,6 +86,8 @@ typedef struct spoke__server_s {
   int listen_port;                /* supervised: their bound port */
   int admin_fd;                   /* supervised: listening, or -1 */
   int report_fd;                  /* supervised: records to the master */
+  char *archive_dir;              /* supervised: the master's archive of
+                                     builds that served (rollback.c) */
 } spoke__server_t;
 
 /* reload.c: the one path by which plugins come, change and go (control
@@ -193,12 +195,17 @@ typedef struct spoke__crash_record_s {
 enum {
   SPOKE__REC_CRASH = 0, /* a fatal signal; the process dies of it */
   SPOKE__REC_READY = 1, /* the worker serves: its loops accept */
-  SPOKE__REC_STALL = 2  /* a call held a loop past --stall-kill; the
+  SPOKE__REC_STALL = 2, /* a call held a loop past --stall-kill; the
                            worker kills itself (SIGKILL) */
+  SPOKE__REC_LOADED = 3 /* a build loaded from the plugins directory
+                           served and was archived (plugin, version,
+                           build filled) */
 };
 
 /* A READY record to the report fd, if one is set (the worker serves). */
 void spoke__crash_report_ready(void);
+/* A LOADED record for INST, if a report fd is set (control thread). */
+void spoke__crash_report_loaded(const spoke__instance_t *inst);
 /* The watchdog's --stall-kill callback (http/watchdog.c, its thread):
  * writes a STALL record naming CALL's plugin and route to the report fd,
  * then kills this process with SIGKILL, so its master replaces it. */
@@ -213,6 +220,8 @@ size_t spoke__crash_cause(char *buf, size_t len,
 void spoke__crash_install(void);
 /* Where the handler also writes the record; -1 for nowhere (default). */
 void spoke__crash_set_report_fd(int fd);
+/* "SIGSEGV", ..., or "signal N" (not for the handler: not reentrant). */
+const char *spoke__signal_name(int signo);
 
 /* The pure parts the handler uses, async-signal-safe (no allocation, no
  * lock, no libc formatting), exposed for the unit tests.
@@ -243,17 +252,76 @@ int spoke__listen_open(const char *host, int port, int n, int *fds,
  * dies; returns when every worker has ended after SIGTERM/SIGINT. */
 int spoke__supervise_run(spoke__server_t *srv);
 
-/* crashcount.c: what the master counted before it forked the process
- * reading them (a worker's /metrics). Add and restart: the master only;
- * a worker reads. signal_name: "SIGSEGV", ..., or "signal N". */
+/* ledger.c: what the master knows of its workers' deaths and of the
+ * plugin builds they serve, in memory shared with the workers: the
+ * master writes (its one thread), workers read consistent copies. Open
+ * maps it (the master, before its first fork; ARCHIVE_DIR holds the
+ * archived builds, BUILD.so); without it reads give an empty ledger. */
+#define SPOKE__LEDGER_ROWS 64
+#define SPOKE__LEDGER_BUILDS 128
+#define SPOKE__LEDGER_MAX_AFTER 16 /* the largest --quarantine-after */
+
 typedef struct spoke__crash_count_s {
-  char plugin[64], version[64], signal[16];
+  char plugin[64], version[64], signal[16]; /* signal: "SIGSEGV", "stall" */
   uint64_t n;
 } spoke__crash_count_t;
-uint64_t spoke__supervise_restarts(void);
-const spoke__crash_count_t *spoke__supervise_crashes(size_t *n);
-void spoke__crashcount_add(const spoke__crash_record_t *rec);
-void spoke__crashcount_restart(void);
-const char *spoke__signal_name(int signo);
+
+/* One plugin build (its content's id, inst->build). */
+typedef struct spoke__build_s {
+  char build[17];
+  char plugin[64], version[64];
+  uint64_t order;      /* 1, 2, ...: when the master first heard of it */
+  uint32_t crashes;    /* its crashes and stall kills, all told */
+  int archived;        /* it served: ARCHIVE_DIR/BUILD.so is a copy */
+  int quarantined;     /* crashed --quarantine-after times in the window */
+  char reason[128];    /* quarantined: why, for logs and 503 bodies */
+} spoke__build_t;
+
+typedef struct spoke__ledger_s {
+  uint64_t restarts;   /* worker processes replaced */
+  size_t ncrashes;
+  spoke__crash_count_t crashes[SPOKE__LEDGER_ROWS];
+  size_t nbuilds;
+  spoke__build_t builds[SPOKE__LEDGER_BUILDS];
+} spoke__ledger_t;
+
+int spoke__ledger_open(const char *archive_dir);
+void spoke__ledger_read(spoke__ledger_t *out);
+/* On a copy: BUILD's entry, or NULL. Rollback: the newest build of
+ * PLUGIN other than EXCEPT that is archived, not quarantined and never
+ * crashed, or NULL. */
+const spoke__build_t *spoke__ledger_find(const spoke__ledger_t *l,
+                                         const char *build);
+const spoke__build_t *spoke__ledger_rollback(const spoke__ledger_t *l,
+                                             const char *plugin,
+                                             const char *except);
+/* The master's writes. Crash counts REC (a crash or a stall kill; one
+ * outside plugin code counts nothing) against its plugin version and
+ * build; when that makes AFTER (> 0) crashes of the build within
+ * WINDOW_NS before NOW, the build is quarantined: returns 1 with its
+ * entry copied into *QUARANTINED. Loaded: a worker archived REC's build
+ * (a SPOKE__REC_LOADED record). */
+void spoke__ledger_restart(void);
+int spoke__ledger_crash(const spoke__crash_record_t *rec, int after,
+                        uint64_t window_ns, uint64_t now,
+                        spoke__build_t *quarantined);
+void spoke__ledger_loaded(const spoke__crash_record_t *rec);
+
+/* rollback.c (a supervised worker's control thread; elsewhere a no-op).
+ * Pick: what to load for the plugin file PATH, given the ledger's
+ * quarantine (see rollback.c). Stale: INST's build was quarantined since
+ * it loaded. Archive: INST (loaded from the plugins directory) goes into
+ * the master's archive and is reported to it as a rollback target. */
+typedef struct spoke__pick_s {
+  char path[4096];      /* the file, or an archived build's copy */
+  int rollback;         /* 1: PATH is an archived build */
+  char quarantine[128]; /* "" or why: load the file quarantined */
+  char from[64];        /* a quarantined build's version, or "" */
+} spoke__pick_t;
+void spoke__rollback_pick(spoke__server_t *srv, const char *path,
+                          spoke__pick_t *out);
+int spoke__rollback_stale(spoke__server_t *srv, const spoke__instance_t *inst);
+void spoke__rollback_archive(spoke__server_t *srv,
+                             const spoke__instance_t *inst);
 
 #endif /* SPOKE_CTL_H */

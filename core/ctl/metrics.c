@@ -279,26 +279,34 @@ static void versions_metric(spoke__buf_t *b, spoke__server_t *srv) {
         "requests or holds are not done).", retiring);
 }
 
-/* The master's counts, as of this worker's fork (supervise.c). */
+/* The master's counts (its ledger, shared with this worker). */
 static void supervise_metrics(spoke__buf_t *b) {
-  size_t n;
-  const spoke__crash_count_t *c = spoke__supervise_crashes(&n);
+  spoke__ledger_t *l = malloc(sizeof(*l));
+  size_t quarantined = 0;
+  if (l == NULL)
+    return;
+  spoke__ledger_read(l);
   gauge(b, "spoke_worker_restarts_total", "counter",
         "Worker processes the master replaced (a crash, a --stall-kill, a "
-        "death), as of this worker's start.",
-        spoke__supervise_restarts());
+        "death).", l->restarts);
   help(b, "spoke_plugin_crashes_total", "counter",
        "Worker processes lost to a plugin: its crash (by signal) or its "
-       "stall past --stall-kill (signal=\"stall\"), as of this worker's "
-       "start.");
-  for (size_t i = 0; i < n; i++) {
+       "stall past --stall-kill (signal=\"stall\").");
+  for (size_t i = 0; i < l->ncrashes; i++) {
+    const spoke__crash_count_t *c = &l->crashes[i];
     spoke__buf_appendf(b, "spoke_plugin_crashes_total{plugin=\"");
-    label_value(b, c[i].plugin);
+    label_value(b, c->plugin);
     spoke__buf_appendf(b, "\",version=\"");
-    label_value(b, c[i].version);
-    spoke__buf_appendf(b, "\",signal=\"%s\"} %llu\n", c[i].signal,
-                       (unsigned long long)c[i].n);
+    label_value(b, c->version);
+    spoke__buf_appendf(b, "\",signal=\"%s\"} %llu\n", c->signal,
+                       (unsigned long long)c->n);
   }
+  for (size_t i = 0; i < l->nbuilds; i++)
+    quarantined += l->builds[i].quarantined != 0;
+  gauge(b, "spoke_plugin_builds_quarantined", "gauge",
+        "Plugin builds quarantined for crashing --quarantine-after times "
+        "within --quarantine-window.", quarantined);
+  free(l);
 }
 
 int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b) {

@@ -36,6 +36,10 @@
  *     to look again (a missing library installed since, say); one that
  *     is still refused logs its refusal again, one line per rescan.
  *
+ * In a supervised worker a file whose build the master quarantined is
+ * served from its rollback build, or quarantined (rollback.c); a slot
+ * serving a build quarantined since counts as changed.
+ *
  * Retries go in file name order, as the start-up scan does, each against
  * the table as the previous one left it; after a lift a slot is retried
  * once, and again only after another lift. spoke__admit also calls a
@@ -210,7 +214,8 @@ static void load_slot(spoke__server_t *srv, spoke__slot_t *s,
   spoke__snapshot_t *snap;
   spoke__admit_t in = {0};
   refusing_t r = {srv, s};
-  char err[512];
+  spoke__pick_t pick;
+  char err[512], note[256] = "";
   size_t n;
   int rc;
 
@@ -220,7 +225,18 @@ static void load_slot(spoke__server_t *srv, spoke__slot_t *s,
     refuse(srv, s, "out of memory");
     return;
   }
-  in.path = path;
+  /* A quarantined build (supervised workers): its rollback, or 503s. */
+  spoke__rollback_pick(srv, path, &pick);
+  in.path = pick.path;
+  if (pick.rollback) {
+    in.file = s->file;
+    snprintf(note, sizeof(note), ", rolled back from %s: its build is "
+             "quarantined", pick.from);
+  } else if (pick.quarantine[0] != '\0') {
+    in.quarantine = pick.quarantine;
+    snprintf(note, sizeof(note), ", quarantined: %s; its routes answer 503",
+             pick.quarantine);
+  }
   in.runtime_dir = srv->runtime_dir;
   in.generation = srv->generation + 1;
   in.prev = old;
@@ -246,17 +262,19 @@ static void load_slot(spoke__server_t *srv, spoke__slot_t *s,
     srv->lifts++; /* its name and routes may be gone */
   spoke__instance_unref(inst); /* the snapshot holds it now */
   spoke__status_write(srv);
+  if (!pick.rollback && inst->quarantined == NULL)
+    spoke__rollback_archive(srv, inst); /* a build that may be rolled to */
   if (old == NULL) {
-    spoke__info("loaded plugin %s %s from %s (generation %llu, %zu route%s)",
+    spoke__info("loaded plugin %s %s from %s (generation %llu, %zu route%s%s)",
                 inst->name, inst->version, s->file,
                 (unsigned long long)inst->generation, inst->desc->nroutes,
-                inst->desc->nroutes == 1 ? "" : "s");
+                inst->desc->nroutes == 1 ? "" : "s", note);
     log_routes(inst);
   } else {
-    spoke__info("reloaded plugin %s from %s: %s -> %s (generation %llu%s)",
+    spoke__info("reloaded plugin %s from %s: %s -> %s (generation %llu%s%s)",
                 inst->name, s->file, old->version, inst->version,
                 (unsigned long long)inst->generation,
-                inst->handed_over ? ", state handed over" : "");
+                inst->handed_over ? ", state handed over" : "", note);
     retire(old, "replaced");
   }
 }
@@ -282,8 +300,8 @@ static void reload_one(spoke__server_t *srv, const char *file, int force,
       return;
     }
   } else if (!force && !(refused && s->refused != SPOKE__ADMITTED) &&
-             same_file(&s->seen, &st)) {
-    return; /* unchanged since the last attempt */
+             same_file(&s->seen, &st) && !spoke__rollback_stale(srv, s->inst)) {
+    return; /* unchanged since the last attempt, and not quarantined */
   }
   s->seen = st;
   load_slot(srv, s, path);

@@ -6,10 +6,14 @@
  * the moment of writing. Control thread only.
  *
  *   {"generation": 7, "plugins_dir": "...",
- *    "instances": [{"name", "version", "file", "generation",
+ *    "instances": [{"name", "version", "file", "build", "quarantined"
+ *                   (null or why), "generation",
  *                   "state": "current"|"retiring", "in_flight",
  *                   "routes": [{"method", "path", "mode"}]}],
- *    "files": [{"file", "plugin", "error"}]}
+ *    "files": [{"file", "plugin", "error"}],
+ *    "quarantine": [{"plugin", "version", "build", "crashes", "reason",
+ *                    "rollback": {"version", "build"} or null}]}
+ * (quarantine: a supervised worker's, from its master's ledger; [] else)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +44,13 @@ static void instance_json(spoke__buf_t *b, spoke__server_t *srv,
   spoke__json_str(b, inst->version);
   spoke__buf_appendf(b, ", \"file\": ");
   spoke__json_str(b, inst->file);
+  spoke__buf_appendf(b, ", \"build\": ");
+  spoke__json_str(b, inst->build);
+  spoke__buf_appendf(b, ", \"quarantined\": ");
+  if (inst->quarantined != NULL)
+    spoke__json_str(b, inst->quarantined);
+  else
+    spoke__buf_appendf(b, "null");
   uint64_t retired = atomic_load(&inst->retired_at);
   int current = spoke__snapshot_has(srv->current, inst);
   long holds = atomic_load(&inst->holds);
@@ -62,6 +73,44 @@ static void instance_json(spoke__buf_t *b, spoke__server_t *srv,
                        d->routes[i].mode == SPOKE_SYNC ? "sync" : "async");
   }
   spoke__buf_appendf(b, "]}");
+}
+
+/* The builds the master quarantined (its ledger; none without one),
+ * each with the build its workers roll back to, or null (503s). */
+static void quarantine_json(spoke__buf_t *b) {
+  spoke__ledger_t *l = malloc(sizeof(*l));
+  int first = 1;
+  if (l == NULL)
+    return;
+  spoke__ledger_read(l);
+  spoke__buf_appendf(b, ", \"quarantine\": [");
+  for (size_t i = 0; i < l->nbuilds; i++) {
+    const spoke__build_t *q = &l->builds[i], *t;
+    if (!q->quarantined)
+      continue;
+    spoke__buf_appendf(b, "%s{\"plugin\": ", first ? "" : ", ");
+    spoke__json_str(b, q->plugin);
+    spoke__buf_appendf(b, ", \"version\": ");
+    spoke__json_str(b, q->version);
+    spoke__buf_appendf(b, ", \"build\": ");
+    spoke__json_str(b, q->build);
+    spoke__buf_appendf(b, ", \"crashes\": %u, \"reason\": ", q->crashes);
+    spoke__json_str(b, q->reason);
+    spoke__buf_appendf(b, ", \"rollback\": ");
+    if ((t = spoke__ledger_rollback(l, q->plugin, q->build)) != NULL) {
+      spoke__buf_appendf(b, "{\"version\": ");
+      spoke__json_str(b, t->version);
+      spoke__buf_appendf(b, ", \"build\": ");
+      spoke__json_str(b, t->build);
+      spoke__buf_appendf(b, "}");
+    } else {
+      spoke__buf_appendf(b, "null");
+    }
+    spoke__buf_appendf(b, "}");
+    first = 0;
+  }
+  spoke__buf_appendf(b, "]");
+  free(l);
 }
 
 int spoke__status_json(spoke__server_t *srv, spoke__buf_t *b) {
@@ -93,7 +142,9 @@ int spoke__status_json(spoke__server_t *srv, spoke__buf_t *b) {
       spoke__buf_appendf(b, "null");
     spoke__buf_appendf(b, "}");
   }
-  return spoke__buf_appendf(b, "]}\n");
+  spoke__buf_appendf(b, "]");
+  quarantine_json(b);
+  return spoke__buf_appendf(b, "}\n");
 }
 
 void spoke__status_write(spoke__server_t *srv) {

@@ -30,7 +30,9 @@
  *
  * Signals: SIGTERM and SIGINT are passed to every worker (each drains)
  * and the master exits when all have ended, 0 if all ended cleanly;
- * SIGHUP (rescan) and SIGUSR1 (log reopen) are passed on. Workers get
+ * SIGHUP (rescan) and SIGUSR1 (log reopen) are passed on; a worker that
+ * answered POST /reload sends its master SIGHUP, passed on to the
+ * others, so one request reloads every worker. Workers get
  * SIGTERM if the master dies (PR_SET_PDEATHSIG), and have a process
  * group of their own, so a terminal's ^C is passed on once, by the
  * master, not delivered twice.
@@ -85,6 +87,7 @@ static struct {
   int started;         /* every worker was ready once: start-up is over */
   int shutting_down;
   int failed;          /* a worker ended badly during shutdown or start */
+  char *archive;       /* the master's runtime directory: archived builds */
 } m = {.sigfd = -1, .admin_fd = -1};
 
 static void drain_records(worker_t *w) {
@@ -102,6 +105,9 @@ static void drain_records(worker_t *w) {
         w->ready = 1;
         w->ready_ns = uv_hrtime();
       }
+    } else if (rec.kind == SPOKE__REC_LOADED) {
+      rec.build[sizeof(rec.build) - 1] = '\0';
+      spoke__ledger_loaded(&rec);
     } else {
       w->last = rec;
       w->has_last = 1;
@@ -129,6 +135,8 @@ static void become_worker(spoke__server_t *srv, int report_fd, pid_t master) {
   srv->listen_port = m.port;
   srv->admin_fd = m.admin_fd;
   srv->report_fd = report_fd;
+  srv->archive_dir = m.archive;
+  srv->runtime_dir = NULL; /* the master's: the worker makes its own */
   exit(spoke__server_run(srv) == 0 ? 0 : 1);
 }
 
@@ -160,9 +168,10 @@ static int spawn(worker_t *w) {
   return 0;
 }
 
-static void forward(int signo) {
+/* SIGNO to every worker but FROM (a worker that asked, or 0). */
+static void forward(int signo, pid_t from) {
   for (int i = 0; i < m.n; i++)
-    if (m.w[i].pid > 0)
+    if (m.w[i].pid > 0 && m.w[i].pid != from)
       kill(m.w[i].pid, signo);
 }
 
@@ -200,6 +209,38 @@ static int cause_of(worker_t *w, int status, char *buf, size_t len) {
   return 0;
 }
 
+/* A crash or stall kill in plugin code, REC: counted against its build,
+ * which may now be quarantined. Then the other workers rescan, so all
+ * serve the rollback (or the 503s) and not only the replacement. */
+static void counted(const spoke__crash_record_t *rec, uint64_t now) {
+  spoke__config_t *cfg = &m.srv->cfg;
+  spoke__build_t q;
+  spoke__ledger_t *l;
+  const spoke__build_t *t;
+  if (!spoke__ledger_crash(rec, cfg->quarantine_after,
+                           cfg->quarantine_window_ms * 1000000ull, now, &q))
+    return;
+  l = malloc(sizeof(*l));
+  t = NULL;
+  if (l != NULL) {
+    spoke__ledger_read(l);
+    t = spoke__ledger_rollback(l, q.plugin, q.build);
+  }
+  if (t != NULL)
+    spoke__error("rolled back plugin %s %s -> %s after %u crashes: %s; "
+                 "quarantined until a different build of it is in %s",
+                 q.plugin, q.version, t->version, q.crashes, q.reason,
+                 cfg->plugins_dir);
+  else
+    spoke__error("quarantined plugin %s %s after %u crashes: %s; no "
+                 "earlier build of it served without crashing, so its "
+                 "routes answer 503 until a different build of it is in %s",
+                 q.plugin, q.version, q.crashes, q.reason, cfg->plugins_dir);
+  free(l);
+  if (!m.shutting_down)
+    forward(SIGHUP, 0);
+}
+
 static void reaped(worker_t *w, int status) {
   char cause[900];
   uint64_t now = uv_hrtime();
@@ -212,7 +253,7 @@ static void reaped(worker_t *w, int status) {
   w->pid = 0;
   blamed = cause_of(w, status, cause, sizeof(cause));
   if (w->has_last && w->last.in_plugin)
-    spoke__crashcount_add(&w->last);
+    counted(&w->last, now);
   if (m.shutting_down) {
     if (!clean) {
       m.failed = 1;
@@ -225,7 +266,7 @@ static void reaped(worker_t *w, int status) {
     m.failed = 1;
     return;
   }
-  spoke__crashcount_restart();
+  spoke__ledger_restart();
   if (blamed || (w->ready && now - w->ready_ns >= STREAK_RESET_NS))
     w->streak = 0;
   if (!blamed)
@@ -271,7 +312,7 @@ static void on_ready(worker_t *w) {
   }
 }
 
-static void on_signal(int signo) {
+static void on_signal(int signo, pid_t from) {
   if (signo == SIGCHLD) {
     int status;
     pid_t pid;
@@ -281,20 +322,20 @@ static void on_signal(int signo) {
           reaped(&m.w[i], status);
     if (m.failed && !m.started && !m.shutting_down) {
       m.shutting_down = 1;
-      forward(SIGTERM);
+      forward(SIGTERM, 0);
     }
     return;
   }
   if (signo == SIGHUP || signo == SIGUSR1) {
     if (!m.shutting_down)
-      forward(signo);
+      forward(signo, from);
     return;
   }
   spoke__info("%s: draining %d worker process%s",
               signo == SIGTERM ? "SIGTERM" : "SIGINT", running(),
               running() == 1 ? "" : "es");
   m.shutting_down = 1;
-  forward(SIGTERM); /* a second one makes the workers exit at once */
+  forward(SIGTERM, 0); /* a second one makes the workers exit at once */
 }
 
 /* The admin socket, bound and listening, handed to every worker. */
@@ -350,6 +391,18 @@ int spoke__supervise_run(spoke__server_t *srv) {
                 strchr(cfg->admin_host, ':') ? "[" : "", cfg->admin_host,
                 strchr(cfg->admin_host, ':') ? "]" : "", admin_port);
   }
+  /* The archive of builds that served, in a runtime directory of the
+   * master's own (removed when it exits), and the ledger, shared with
+   * every worker it forks. */
+  if ((rc = spoke__rundir_make(srv)) != 0)
+    return rc;
+  m.archive = srv->runtime_dir;
+  srv->runtime_dir = NULL;
+  if (spoke__ledger_open(m.archive) != 0) {
+    spoke__rundir_remove(m.archive);
+    return SPOKE_ENOMEM;
+  }
+  spoke__info("plugin build archive in %s (rollback targets)", m.archive);
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
@@ -367,7 +420,7 @@ int spoke__supervise_run(spoke__server_t *srv) {
   for (int i = 0; i < m.n; i++)
     if (spawn(&m.w[i]) != 0) {
       m.failed = m.shutting_down = 1;
-      forward(SIGTERM);
+      forward(SIGTERM, 0);
       break;
     }
 
@@ -409,7 +462,7 @@ int spoke__supervise_run(spoke__server_t *srv) {
     if (pfd[0].revents & POLLIN) {
       struct signalfd_siginfo si;
       while (read(m.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-        on_signal((int)si.ssi_signo);
+        on_signal((int)si.ssi_signo, (pid_t)si.ssi_pid);
     }
   }
   close(m.sigfd);
@@ -417,6 +470,8 @@ int spoke__supervise_run(spoke__server_t *srv) {
     close(m.fds[i]);
   if (m.admin_fd >= 0)
     close(m.admin_fd);
+  spoke__rundir_remove(m.archive);
+  free(m.archive);
   free(m.fds);
   free(m.w);
   spoke__conffile_free(&cfg->conf);

@@ -29,6 +29,7 @@ import atexit
 import os
 import json
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -661,6 +662,60 @@ def wait_answer(srv, path, status, body=None, timeout=10.0):
               "GET %s: %r, want %d %r within %.0fs\n--- log:\n%s"
               % (path, r, status, body, timeout, srv.log_tail()))
         srv.wait_log(r"^$", timeout=0.01)  # a short, bounded pause
+
+
+# ------------------------------------------------- worker processes, admin
+
+ADMIN_RE = re.compile(r"admin endpoint at (\S+):(\d+) ")
+
+
+def no_cores():
+    """No core files from this process and what it starts (a test that
+    crashes a worker on purpose)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+
+
+def admin_get(srv, path):
+    """GET PATH on the server's --admin listener (from its log line)."""
+    m = srv.wait_log(ADMIN_RE)
+    check(m is not None, "no admin endpoint line:\n%s" % srv.log_text())
+    with Conn(int(m.group(2)), m.group(1)) as c:
+        r = c.roundtrip("GET", path)
+    check_response(r, 200)
+    return r
+
+
+def admin_metrics(srv):
+    """/metrics as {"name{labels}": value}."""
+    values = {}
+    for line in admin_get(srv, "/metrics").body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def wait_count(srv, pattern, n):
+    """Waits until N stderr lines match PATTERN."""
+    while True:
+        lines = srv.log_lines()
+        if sum(re.search(pattern, l) is not None for l in lines) >= n:
+            return
+        check(srv.wait_log(pattern, start=len(lines)) is not None,
+              "fewer than %d lines match %r:\n%s"
+              % (n, pattern, srv.log_tail()))
+
+
+def lose_connection(srv, path):
+    """GET PATH must end the connection without an answer (a crash)."""
+    with srv.conn() as c:
+        c.request("GET", path)
+        try:
+            r = c.read_response()
+            raise AssertionError("GET %s answered: %r" % (path, r))
+        except (ConnectionClosed, ConnectionResetError, socket.timeout):
+            pass
 
 
 # ---------------------------------------------------------------- asserts

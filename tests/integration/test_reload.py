@@ -90,11 +90,23 @@ def sync_request_in_flight_keeps_v1_new_ones_get_v2():
 
 @test
 def replaced_200_times_under_load_drops_nothing():
+    replaced_200_times_under_load([])
+
+
+@test
+def replaced_200_times_under_load_with_2_worker_processes():
+    # Each worker process watches the directory and reloads on its own;
+    # the clients are spread over both by the shared listening sockets.
+    replaced_200_times_under_load(["--processes", "2"])
+
+
+def replaced_200_times_under_load(extra):
     conns, per_conn = 32, []
     stop = threading.Event()
     errors = []
     # Keep-alive connections live for the whole test: no request cap.
-    with Server([], args=["--loops", "2", "--max-requests", "1000000000"],
+    with Server([], args=["--loops", "2", "--max-requests", "1000000000"]
+                + extra,
                 files={"versioned.so": open(V[1], "rb").read()}) as srv:
         rl = Reloading(srv)
 

@@ -20,10 +20,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (Conn, Server, check, check_eq,  # noqa
-                           check_response, main, test)
+from spoke_harness import (Server, admin_get, admin_metrics,  # noqa
+                           check, check_eq, check_response, main, test)
 
-ADMIN_RE = re.compile(r"admin endpoint at (\S+):(\d+) ")
 ADVICE = ("this handler blocks; make it SPOKE_SYNC or move the blocking "
           "work off the loop")
 STALL_RE = re.compile(
@@ -40,29 +39,6 @@ OUTSIDE_RE = re.compile(
     r"\(a plugin's own libuv callback, or the core\)$")
 MARK_RE = re.compile(r"blocker: sync start")
 ARGS = ["--admin", "127.0.0.1:0", "--loops", "1"]
-
-
-def admin(srv):
-    m = srv.wait_log(ADMIN_RE)
-    check(m is not None, "no admin endpoint line:\n%s" % srv.log_text())
-    host, port = m.group(1), int(m.group(2))
-    return lambda: Conn(port, host)
-
-
-def admin_get(connect, path):
-    with connect() as c:
-        r = c.roundtrip("GET", path)
-    check_response(r, 200)
-    return r
-
-
-def metrics(connect):
-    values = {}
-    for line in admin_get(connect, "/metrics").body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
 
 
 def stall_lines(srv):
@@ -84,7 +60,6 @@ def stall_key(metric, route):
 @test
 def blocking_async_handler_is_named_and_counted():
     with Server(["blocker.so"], args=ARGS) as srv:
-        connect = admin(srv)
         check_response(srv.get("/blocker/block?ms=300"), 200,
                        b"blocked 300 ms\n")
         m = srv.wait_log(BLOCK_RE)
@@ -96,7 +71,7 @@ def blocking_async_handler_is_named_and_counted():
         check(" warn: " in stall_lines(srv)[0],
               "not a warning: %s" % stall_lines(srv))
 
-        v = metrics(connect)
+        v = admin_metrics(srv)
         route = "GET /blocker/block"
         check_eq(v.get(stall_key("spoke_loop_stalls_total", route)), 1.0,
                  "spoke_loop_stalls_total")
@@ -118,13 +93,12 @@ def blocking_async_handler_is_named_and_counted():
 @test
 def blocking_timer_callback_is_named():
     with Server(["blocker.so"], args=ARGS) as srv:
-        connect = admin(srv)
         check_response(srv.get("/blocker/timer?ms=300"), 200,
                        b"blocked 300 ms\n")
         m = srv.wait_log(TIMER_RE)
         check(m is not None, "no stall warning:\n%s" % srv.log_tail())
         check(int(m.group(1)) >= 300, "reported %s ms" % m.group(1))
-        v = metrics(connect)
+        v = admin_metrics(srv)
         check_eq(v.get(stall_key("spoke_loop_stalls_total",
                                  "GET /blocker/timer")), 1.0, "stalls")
 
@@ -146,7 +120,6 @@ def blocked_outside_a_plugin_call_is_logged_by_the_watchdog():
 @test
 def fast_async_and_blocking_sync_are_not_stalls():
     with Server(["blocker.so"], args=ARGS) as srv:
-        connect = admin(srv)
         for _ in range(20):
             check_response(srv.get("/blocker/ok"), 200, b"ok\n")
         check_response(srv.get("/blocker/sync?ms=300"), 200,
@@ -160,7 +133,7 @@ def fast_async_and_blocking_sync_are_not_stalls():
         lines = stall_lines(srv)
         check_eq(len(lines), 1, "stall warnings: %s" % lines)
         check("/blocker/block" in lines[0], lines[0])
-        v = metrics(connect)
+        v = admin_metrics(srv)
         for route in ("GET /blocker/ok", "GET /blocker/sync"):
             check(stall_key("spoke_loop_stalls_total", route) not in v,
                   "%s counted as a stall" % route)
@@ -169,8 +142,7 @@ def fast_async_and_blocking_sync_are_not_stalls():
 @test
 def status_lists_long_sync_jobs():
     with Server(["blocker.so"], args=ARGS) as srv:
-        connect = admin(srv)
-        st = json.loads(admin_get(connect, "/status").body)
+        st = json.loads(admin_get(srv, "/status").body)
         check_eq(st["sync_running"], [], "sync_running when idle")
         with srv.conn() as c:
             c.request("GET", "/blocker/sync?ms=1000")
@@ -180,7 +152,7 @@ def status_lists_long_sync_jobs():
             deadline = time.monotonic() + 10
             jobs = []
             while not jobs and time.monotonic() < deadline:
-                st = json.loads(admin_get(connect, "/status").body)
+                st = json.loads(admin_get(srv, "/status").body)
                 jobs = st["sync_running"]
                 if not jobs:
                     time.sleep(0.02)
@@ -193,7 +165,7 @@ def status_lists_long_sync_jobs():
             check(job["running_s"] >= 0.1, "running_s %s" % job["running_s"])
             r = c.read_response()
             check_response(r, 200, b"blocked 1000 ms\n")
-        st = json.loads(admin_get(connect, "/status").body)
+        st = json.loads(admin_get(srv, "/status").body)
         check_eq(st["sync_running"], [], "sync_running once done")
         check_eq(stall_lines(srv), [], "stall warnings")
 
@@ -201,14 +173,13 @@ def status_lists_long_sync_jobs():
 @test
 def stall_warn_zero_disables():
     with Server(["blocker.so"], args=ARGS + ["--stall-warn", "0"]) as srv:
-        connect = admin(srv)
         check_response(srv.get("/blocker/block?ms=300"), 200,
                        b"blocked 300 ms\n")
         marker(srv, 0)
         check_eq(stall_lines(srv), [], "stall warnings")
         check(not any("outside a plugin call" in line
                       for line in srv.log_lines()), "blocked-outside line")
-        v = metrics(connect)
+        v = admin_metrics(srv)
         check(not any(k.startswith("spoke_loop_stalls_total{") for k in v),
               "stalls counted: %s" % [k for k in v if "stall" in k])
 

@@ -18,27 +18,19 @@ the tests wait for log lines and answers.
 
 import os
 import re
-import resource
 import signal
-import socket
 import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (SANITIZED, ConnectionClosed, Conn,  # noqa
-                           Server, check, check_eq, check_response, main,
-                           test)
+from spoke_harness import (SANITIZED, Server, admin_metrics,  # noqa
+                           check, check_eq, check_response, lose_connection,
+                           main, no_cores, test, wait_count)
 
-ADMIN_RE = re.compile(r"admin endpoint at (\S+):(\d+) ")
 SERVING_RE = re.compile(r"spoke\[(\d+)\] info: worker process serving")
 RESPAWN_RE = (r"spoke\[(?P<master>\d+)\] error: worker (?P<old>\d+) died: "
               r"(?P<cause>.*); respawned as (?P<new>\d+) in (?P<ms>\d+) ms$")
-
-
-def no_cores():
-    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
 
 
 def start(plugins, extra=()):
@@ -46,42 +38,6 @@ def start(plugins, extra=()):
     return Server(plugins, args=["--processes", "1", "--loops", "2",
                                  "--workers", "2", "--admin", "127.0.0.1:0"]
                   + list(extra))
-
-
-def metrics(srv):
-    m = srv.wait_log(ADMIN_RE)
-    check(m is not None, "no admin endpoint line:\n%s" % srv.log_text())
-    with Conn(int(m.group(2)), m.group(1)) as c:
-        r = c.roundtrip("GET", "/metrics")
-    check_response(r, 200)
-    values = {}
-    for line in r.body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
-
-
-def wait_count(srv, pattern, n):
-    """Waits until N stderr lines match PATTERN."""
-    while True:
-        lines = srv.log_lines()
-        if sum(re.search(pattern, l) is not None for l in lines) >= n:
-            return
-        check(srv.wait_log(pattern, start=len(lines)) is not None,
-              "fewer than %d lines match %r:\n%s"
-              % (n, pattern, srv.log_tail()))
-
-
-def lose_connection(srv, path):
-    """GET PATH must end the connection without an answer."""
-    with srv.conn() as c:
-        c.request("GET", path)
-        try:
-            r = c.read_response()
-            raise AssertionError("GET %s answered: %r" % (path, r))
-        except (ConnectionClosed, ConnectionResetError, socket.timeout):
-            pass
 
 
 def crash_and_respawn(path, cause_re, signal_label):
@@ -101,7 +57,7 @@ def crash_and_respawn(path, cause_re, signal_label):
         # that crashed.
         check_response(srv.get("/hello"), 200, b"Hello, World!")
         check_response(srv.get("/bad/ok"), 200, b"bad ok\n")
-        v = metrics(srv)
+        v = admin_metrics(srv)
         check_eq(v.get("spoke_worker_restarts_total"), 1.0, "restarts")
         key = ('spoke_plugin_crashes_total{plugin="bad",'
                'version="1.0.0",signal="%s"}' % signal_label)
@@ -147,10 +103,33 @@ def stall_past_stall_kill_replaces_the_worker():
         check(cm is not None, "cause %r" % m.group("cause"))
         check(int(cm.group(1)) >= 300, "held %s ms" % cm.group(1))
         check_response(srv.get("/hello"), 200, b"Hello, World!")
-        v = metrics(srv)
+        v = admin_metrics(srv)
         check_eq(v.get('spoke_plugin_crashes_total{plugin="blocker",'
                        'version="1.0.0",signal="stall"}'), 1.0, "stalls")
         check_eq(v.get("spoke_worker_restarts_total"), 1.0, "restarts")
+
+
+@test
+def queued_connections_outlive_a_dead_worker():
+    # One loop, held by a handler until --stall-kill replaces its worker:
+    # connections made meanwhile wait in the kernel's accept queue of the
+    # master's socket, and the replacement serves every one of them.
+    with start(["blocker.so", "hello.so"],
+               ["--stall-kill", "300", "--loops", "1"]) as srv:
+        check(srv.wait_log(SERVING_RE) is not None, "no serving line")
+        held = srv.conn()
+        held.request("GET", "/blocker/block?ms=10000")
+        check(srv.wait_log(r"blocker: loop block start") is not None,
+              "the handler did not start:\n" + srv.log_tail())
+        queued = [srv.conn() for _ in range(8)]
+        for c in queued:
+            c.request("GET", "/hello")
+        check(srv.wait_log(RESPAWN_RE) is not None,
+              "no respawn line:\n" + srv.log_tail())
+        for c in queued:
+            check_response(c.read_response(), 200, b"Hello, World!")
+            c.close()
+        held.close()
 
 
 @test

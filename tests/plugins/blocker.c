@@ -1,7 +1,9 @@
 /* blocker.c: a fixture plugin that blocks, for the stall watchdog tests.
  *
- *   GET /blocker/block?ms=N   ASYNC, blocks its I/O loop N ms (nanosleep),
- *                             then answers "blocked N ms": a stall
+ *   GET /blocker/block?ms=N   ASYNC, logs "blocker: loop block start"
+ *                             (a marker), blocks its I/O loop N ms
+ *                             (nanosleep), then answers "blocked N ms":
+ *                             a stall
  *   GET /blocker/sync?ms=N    SYNC, the same on a worker: allowed; logs
  *                             "blocker: sync start" first (a marker)
  *   GET /blocker/timer?ms=N   ASYNC, a 1 ms spoke timer whose callback
@@ -46,6 +48,7 @@ static int answer(spoke_request_t *req, long ms) {
 
 static int blocking(spoke_request_t *req) {
   long ms = ms_of(req);
+  spoke_log(SPOKE_LOG_INFO, "blocker: loop block start (%ld ms)", ms);
   block(ms);
   return answer(req, ms);
 }

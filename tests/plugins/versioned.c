@@ -4,6 +4,9 @@
  *
  *   GET /v/async?ms=N  ->  "vV\n" after N ms (SPOKE_ASYNC, timer helper)
  *   GET /v/sync?ms=N   ->  "vV\n" after N ms (SPOKE_SYNC, nanosleep)
+ *   GET /v/crash       ->  build 2 writes through a NULL pointer (the
+ *                          quarantine tests' bad build); the others
+ *                          answer "vV\n" (SPOKE_SYNC)
  *
  * N defaults to 0 (answer at once), is clamped to 60000, and anything but
  * decimal digits gets 400. A request that is waiting when the reload
@@ -83,9 +86,19 @@ static int v_sync(spoke_request_t *req) {
   return send_body(req);
 }
 
+/* Volatile: the compiler may not know it is NULL. */
+static int *volatile nowhere;
+
+static int v_crash(spoke_request_t *req) {
+  if (VERSION == 2)
+    *nowhere = 1;
+  return send_body(req);
+}
+
 static const spoke_route_t routes[] = {
   { "GET", "/v/async", SPOKE_ASYNC, v_async },
   { "GET", "/v/sync", SPOKE_SYNC, v_sync },
+  { "GET", "/v/crash", SPOKE_SYNC, v_crash },
 };
 
 SPOKE_PLUGIN(.name = "versioned", .version = STR(VERSION),
