@@ -21,10 +21,11 @@
  *     /bad/crash, sync) on thread spoke-worker-3; respawned as 4130 in 9 ms
  *
  * (one line, logged when the replacement is ready). A death with no
- * plugin to blame (a core bug, or a kill from outside) that follows
- * another such death gets an exponential pause before the respawn,
- * 50 ms doubling up to 1 s, never a tight fork loop; a worker that
- * served 10 s ends the streak. A worker that dies before it was ever
+ * plugin to blame (a core bug, or a kill from outside), or one before
+ * the worker served (a plugin crashing in init), that follows another
+ * such death gets an exponential pause before the respawn, 50 ms
+ * doubling up to 1 s, never a tight fork loop; a worker that served
+ * 10 s ends the streak. A worker that dies before it was ever
  * ready at start-up fails the start: the master stops the others and
  * exits 1.
  *
@@ -267,9 +268,14 @@ static void reaped(worker_t *w, int status) {
     return;
   }
   spoke__ledger_restart();
-  if (blamed || (w->ready && now - w->ready_ns >= STREAK_RESET_NS))
+  /* A plugin to blame and a worker that served: respawn at once (the
+   * quarantine deals with a build that keeps crashing). No plugin to
+   * blame, or a death before serving (a crash in init, say, where
+   * --quarantine-after 0 would otherwise fork for ever): the streak. */
+  if ((blamed && w->ready) ||
+      (w->ready && now - w->ready_ns >= STREAK_RESET_NS))
     w->streak = 0;
-  if (!blamed)
+  if (!blamed || !w->ready)
     w->streak++;
   snprintf(w->death, sizeof(w->death), "worker %d died: %s", (int)pid,
            cause);
@@ -278,9 +284,9 @@ static void reaped(worker_t *w, int status) {
     uint64_t ms = 50ull << (w->streak - 2 > 5 ? 5 : w->streak - 2);
     if (ms > 1000)
       ms = 1000;
-    spoke__error("%s; respawning in %llu ms (%d deaths in a row with no "
-                 "plugin to blame)", w->death, (unsigned long long)ms,
-                 w->streak);
+    spoke__error("%s; respawning in %llu ms (%d deaths in a row %s)",
+                 w->death, (unsigned long long)ms, w->streak,
+                 blamed ? "before serving" : "with no plugin to blame");
     w->death[0] = '\0';
     w->respawn_at = now + ms * 1000000ull;
     return;

@@ -7,7 +7,9 @@ replacement and the ones still running, serves the newest earlier build
 of that plugin that served without crashing (its own answers prove it),
 or, with none, answers the plugin's routes 503 while the other plugins
 serve. A different build in the directory lifts it; the quarantined
-build brought back stays quarantined.
+build brought back stays quarantined. A build that crashes in init
+kills each replacement before it serves: those respawns back off, and
+the quarantine ends it.
 
 The fixture is versioned.so: build 2 segfaults on GET /v/crash, builds 1
 and 3 answer it. Crashes need spoke's fatal-signal handler, so this runs
@@ -19,6 +21,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -145,6 +148,32 @@ def no_earlier_build_answers_503_and_other_plugins_serve():
         pf = PluginFile(srv, "versioned.so")
         pf.rename(V[1])
         wait_answer(srv, "/v/crash", 200, b"v1\n")
+
+
+@test
+def crash_in_init_backs_off_then_quarantines():
+    # A build that crashes in init kills the worker that reloads it and
+    # then each replacement before it serves: the respawns back off, and
+    # the third crash quarantines it; the next worker serves the rest.
+    fd, conf = tempfile.mkstemp(prefix="spoke-it-", suffix=".conf")
+    with os.fdopen(fd, "w") as f:
+        f.write("[plugin bad]\ncrash = init\n")
+    no_cores()
+    with Server(["hello.so"], args=["--processes", "1", "--config", conf]) \
+            as srv:
+        wait_count(srv, SERVING, 1)
+        PluginFile(srv, "bad.so").rename(plugin_path("bad.so"))
+        check(srv.wait_log(r"error: worker \d+ died: SIGSEGV in plugin bad "
+                           r"1\.0\.0 \(generation \d+, init\) .*; "
+                           r"respawning in 50 ms \(2 deaths in a row before "
+                           r"serving\)$") is not None,
+              "no back-off line:\n" + srv.log_tail())
+        check(srv.wait_log(r"error: quarantined plugin bad 1\.0\.0 after 3 "
+                           r"crashes") is not None,
+              "no quarantine line:\n" + srv.log_tail())
+        wait_answer(srv, "/bad/ok", 503)
+        answers_all(srv, "/hello", 200, b"Hello, World!", n=4)
+    os.unlink(conf)
 
 
 @test
