@@ -7,17 +7,29 @@
  *                  changed, file by file
  *
  * It runs on the control thread's loop, on its own socket: the main
- * listener never routes here, whatever a plugin declares. One request
+ * listener never routes here, whatever a plugin declares.
+ *
+ * Under a master (--processes) the socket is the master's, shared by
+ * the workers: whichever worker accepts answers for the whole server.
+ * GET /status is then {"master_pid", "processes", "workers": [one
+ * object as above per worker, its own first]}, and GET /metrics the sum
+ * of every worker's figures (the master's counts once), gathered from
+ * the other workers through their sibling sockets (siblings.c), which
+ * this file also serves: GET /status and GET /metrics of this worker
+ * alone. POST /reload rescans here and has the master pass SIGHUP on. One request
  * per connection (answered with Connection: close); a head larger than
  * 8 KiB gets 431, head and body larger than that 413, a connection
  * silent for 10 s before its answer is closed. The admin
  * listener is for operators: bind it to loopback.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "ctl/ctl.h"
@@ -26,7 +38,12 @@
 #define IDLE_MS 10000
 
 typedef struct admin_conn_s {
-  uv_tcp_t tcp;
+  union {
+    uv_tcp_t tcp;       /* the operator's listener */
+    uv_pipe_t pipe;     /* the sibling socket */
+  } h;
+  int sibling;          /* from another worker: answer for this one only */
+  spoke__gather_t *gather; /* asking the siblings, or NULL */
   uv_timer_t idle;
   spoke__server_t *srv;
   char buf[HEAD_MAX + 1];
@@ -41,9 +58,14 @@ typedef struct admin_conn_s {
   struct admin_conn_s *prev, *next; /* conns, closed by spoke__admin_stop */
 } admin_conn_t;
 
+#define STREAM(c) ((uv_stream_t *)&(c)->h)
+#define ASK_MS 2000 /* how long siblings have to answer */
+
 /* Control thread only. */
 static uv_tcp_t listener;
 static int listening;
+static uv_pipe_t sibling_listener; /* a supervised worker's */
+static int sibling_listening;
 static admin_conn_t *conns;
 
 static void conn_freed(uv_handle_t *h) {
@@ -63,9 +85,11 @@ static void conn_close(admin_conn_t *c) {
     conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
+  spoke__siblings_cancel(c->gather);
+  c->gather = NULL;
   c->closing_handles = 2;
   uv_close((uv_handle_t *)&c->idle, conn_freed);
-  uv_close((uv_handle_t *)&c->tcp, conn_freed);
+  uv_close((uv_handle_t *)&c->h, conn_freed);
 }
 
 static void written(uv_write_t *wr, int status) {
@@ -77,7 +101,7 @@ static void respond(admin_conn_t *c, int status, const char *type,
                     const char *body, size_t len) {
   uv_buf_t buf;
   c->answered = 1;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_read_stop(STREAM(c));
   uv_timer_stop(&c->idle); /* the answer may take its time to leave */
   char headers[160];
   int n = snprintf(headers, sizeof(headers),
@@ -95,7 +119,7 @@ static void respond(admin_conn_t *c, int status, const char *type,
   }
   buf = uv_buf_init(c->out.data, (unsigned)c->out.len);
   c->wr.data = c;
-  if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, written) != 0)
+  if (uv_write(&c->wr, STREAM(c), &buf, 1, written) != 0)
     conn_close(c);
 }
 
@@ -124,45 +148,138 @@ static void slow_job(const spoke__pool_job_t *job, void *arg) {
   jobs->first = 0;
 }
 
-static void status_json(admin_conn_t *c) {
-  spoke__server_t *srv = c->srv;
-  spoke__buf_t b = {0};
+/* This worker's (or process's) status object, without a newline. */
+static void own_status(spoke__server_t *srv, spoke__buf_t *b) {
   double uptime = (double)(uv_hrtime() - srv->start_hrtime) / 1e9;
-  jobs_t jobs = {&b, 1};
-  spoke__buf_appendf(&b,
+  jobs_t jobs = {b, 1};
+  spoke__buf_appendf(b,
                      "{\"build\": \"%s\", \"sdk_abi\": \"%d.%d\", "
-                     "\"pid\": %d, \"master_pid\": %d, "
+                     "\"pid\": %d, "
                      "\"uptime_s\": %.3f, \"loops\": %d, \"workers\": %d, "
                      "\"queue_depth\": %zu, \"open_connections\": %zu, ",
                      SPOKE_BUILD_VERSION, SPOKE_ABI_MAJOR, SPOKE_ABI_MINOR,
-                     (int)getpid(), srv->supervised ? (int)getppid() : 0,
-                     uptime, srv->cfg.loops, srv->cfg.workers,
+                     (int)getpid(), uptime, srv->cfg.loops, srv->cfg.workers,
                      atomic_load(&srv->shared.sync_waiting),
                      atomic_load(&srv->shared.open_conns));
   /* Sync handlers may block (that is what workers are for); those that
    * have for --stall-warn or longer are listed, with their running time. */
-  spoke__buf_appendf(&b, "\"sync_running\": [");
+  spoke__buf_appendf(b, "\"sync_running\": [");
   spoke__pool_running(srv->cfg.stall_warn_ms * 1000000ull, slow_job, &jobs);
-  spoke__buf_appendf(&b, "], \"status\": ");
-  spoke__status_json(srv, &b);
-  while (b.len > 0 && b.data[b.len - 1] == '\n')
-    b.len--;
-  spoke__buf_append(&b, "}\n", 2);
-  if (b.data == NULL)
+  spoke__buf_appendf(b, "], \"status\": ");
+  spoke__status_json(srv, b);
+  while (b->len > 0 && b->data[b->len - 1] == '\n')
+    b->len--;
+  spoke__buf_append(b, "}", 1);
+}
+
+static void respond_json(admin_conn_t *c, spoke__buf_t *b) {
+  spoke__buf_append(b, "\n", 1);
+  if (b->data == NULL)
     respond_text(c, 500, "out of memory\n");
   else
-    respond(c, 200, "application/json", b.data, b.len);
-  spoke__buf_free(&b);
+    respond(c, 200, "application/json", b->data, b->len);
+  spoke__buf_free(b);
+}
+
+/* Supervised: {"master_pid", "processes", "workers": [this worker's
+ * object, then each sibling's, or {"pid", "error"} for one that did not
+ * answer]}. */
+static void status_gathered(void *arg, const spoke__sibling_answer_t *a,
+                            size_t n) {
+  admin_conn_t *c = arg;
+  spoke__buf_t b = {0};
+  c->gather = NULL;
+  spoke__buf_appendf(&b, "{\"master_pid\": %d, \"processes\": %d, "
+                     "\"workers\": [", (int)getppid(), c->srv->cfg.processes);
+  own_status(c->srv, &b);
+  for (size_t i = 0; i < n; i++) {
+    spoke__buf_append(&b, ", ", 2);
+    if (a[i].ok) {
+      size_t len = a[i].len;
+      while (len > 0 && a[i].body[len - 1] == '\n')
+        len--;
+      spoke__buf_append(&b, a[i].body, len);
+    } else {
+      spoke__buf_appendf(&b, "{\"pid\": %d, \"error\": \"no answer within "
+                         "%d ms\"}", a[i].pid, ASK_MS);
+    }
+  }
+  spoke__buf_append(&b, "]}", 2);
+  respond_json(c, &b);
+}
+
+static void status_json(admin_conn_t *c) {
+  spoke__buf_t b = {0};
+  if (c->srv->supervised && !c->sibling) {
+    c->gather = spoke__siblings_ask(c->srv, "/status", ASK_MS,
+                                    status_gathered, c);
+    if (c->gather == NULL)
+      status_gathered(c, NULL, 0);
+    return;
+  }
+  own_status(c->srv, &b);
+  respond_json(c, &b);
+}
+
+static void respond_metrics(admin_conn_t *c, spoke__buf_t *b, int rc) {
+  if (rc != 0 || b->data == NULL)
+    respond_text(c, 500, "out of memory\n");
+  else
+    respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b->data,
+            b->len);
+  spoke__buf_free(b);
+}
+
+/* Supervised: this worker's figures (with the master's counts) and
+ * every sibling's (without) summed, series by series, and how many
+ * workers the sum covers. */
+static void metrics_gathered(void *arg, const spoke__sibling_answer_t *a,
+                             size_t n) {
+  admin_conn_t *c = arg;
+  spoke__buf_t own = {0}, sum = {0};
+  const char **docs = calloc(n + 1, sizeof(*docs));
+  size_t *lens = calloc(n + 1, sizeof(*lens)), k = 1, answered = 1;
+  int rc = spoke__metrics_text(c->srv, &own);
+  c->gather = NULL;
+  if (docs == NULL || lens == NULL || rc != 0 || own.data == NULL) {
+    rc = SPOKE_ENOMEM;
+  } else {
+    docs[0] = own.data;
+    lens[0] = own.len;
+    for (size_t i = 0; i < n; i++)
+      if (a[i].ok) {
+        docs[k] = a[i].body;
+        lens[k++] = a[i].len;
+        answered++;
+      }
+    rc = spoke__prom_sum(docs, lens, k, &sum);
+    spoke__buf_appendf(&sum, "# HELP spoke_worker_processes_counted Worker "
+                       "processes whose figures this answer sums (one that "
+                       "did not answer within %d ms is left out).\n"
+                       "# TYPE spoke_worker_processes_counted gauge\n"
+                       "spoke_worker_processes_counted %zu\n"
+                       "# HELP spoke_worker_processes Worker processes "
+                       "running.\n# TYPE spoke_worker_processes gauge\n"
+                       "spoke_worker_processes %zu\n",
+                       ASK_MS, answered, n + 1);
+  }
+  free(docs);
+  free(lens);
+  spoke__buf_free(&own);
+  respond_metrics(c, &sum, rc);
 }
 
 static void metrics(admin_conn_t *c) {
   spoke__buf_t b = {0};
-  if (spoke__metrics_text(c->srv, &b) != 0)
-    respond_text(c, 500, "out of memory\n");
-  else
-    respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data,
-            b.len);
-  spoke__buf_free(&b);
+  if (c->srv->supervised && !c->sibling) {
+    c->gather = spoke__siblings_ask(c->srv, "/metrics", ASK_MS,
+                                    metrics_gathered, c);
+    if (c->gather == NULL)
+      metrics_gathered(c, NULL, 0);
+    return;
+  }
+  respond_metrics(c, &b, c->sibling ? spoke__metrics_text_local(c->srv, &b)
+                                    : spoke__metrics_text(c->srv, &b));
 }
 
 /* What a slot held before the rescan, to tell what changed. */
@@ -251,7 +368,9 @@ static void reload(admin_conn_t *c) {
 
 static void dispatch(admin_conn_t *c, const char *method, const char *path) {
   int get = strcmp(method, "GET") == 0;
-  if (strcmp(path, "/status") == 0) {
+  if (c->sibling && strcmp(path, "/reload") == 0) {
+    respond_text(c, 404, "404 Not Found\n"); /* the master passes it on */
+  } else if (strcmp(path, "/status") == 0) {
     if (get)
       status_json(c);
     else
@@ -342,7 +461,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void idle_cb(uv_timer_t *t) { conn_close(t->data); }
 
-static void on_connection(uv_stream_t *server, int status) {
+static void accept_conn(uv_stream_t *server, int status, int sibling) {
   spoke__server_t *srv = server->data;
   admin_conn_t *c;
   if (status != 0)
@@ -351,19 +470,54 @@ static void on_connection(uv_stream_t *server, int status) {
   if (c == NULL)
     return;
   c->srv = srv;
-  uv_tcp_init(srv->control, &c->tcp);
+  c->sibling = sibling;
+  if (sibling) {
+    uv_pipe_init(srv->control, &c->h.pipe, 0);
+    c->h.pipe.data = c;
+  } else {
+    uv_tcp_init(srv->control, &c->h.tcp);
+    c->h.tcp.data = c;
+  }
   uv_timer_init(srv->control, &c->idle);
-  c->tcp.data = c->idle.data = c;
+  c->idle.data = c;
   c->next = conns;
   if (conns)
     conns->prev = c;
   conns = c;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+  if (uv_accept(server, STREAM(c)) != 0) {
     conn_close(c);
     return;
   }
   uv_timer_start(&c->idle, idle_cb, IDLE_MS, 0);
-  uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+  uv_read_start(STREAM(c), alloc_cb, read_cb);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  accept_conn(server, status, 0);
+}
+
+static void on_sibling(uv_stream_t *server, int status) {
+  accept_conn(server, status, 1);
+}
+
+/* A supervised worker's sibling socket (siblings.c names it). */
+static int sibling_start(spoke__server_t *srv) {
+  struct sockaddr_un addr;
+  socklen_t len = spoke__sibling_addr(getppid(), getpid(), &addr);
+  int rc, fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  if (bind(fd, (struct sockaddr *)&addr, len) != 0 || listen(fd, 64) != 0) {
+    rc = uv_translate_sys_error(errno);
+    close(fd);
+    return rc;
+  }
+  uv_pipe_init(srv->control, &sibling_listener, 0);
+  sibling_listener.data = srv;
+  sibling_listening = 1;
+  if ((rc = uv_pipe_open(&sibling_listener, fd)) != 0)
+    return rc;
+  return uv_listen((uv_stream_t *)&sibling_listener, 64, on_sibling);
 }
 
 int spoke__admin_start(spoke__server_t *srv, int *port) {
@@ -376,7 +530,8 @@ int spoke__admin_start(spoke__server_t *srv, int *port) {
     listener.data = srv;
     listening = 1;
     if ((rc = uv_tcp_open(&listener, srv->admin_fd)) != 0 ||
-        (rc = uv_listen((uv_stream_t *)&listener, 64, on_connection)) != 0)
+        (rc = uv_listen((uv_stream_t *)&listener, 64, on_connection)) != 0 ||
+        (rc = sibling_start(srv)) != 0)
       return rc;
     *port = cfg->admin_port;
     return 0;
@@ -406,6 +561,10 @@ void spoke__admin_stop(void) {
   if (listening && !uv_is_closing((uv_handle_t *)&listener))
     uv_close((uv_handle_t *)&listener, NULL);
   listening = 0;
+  if (sibling_listening &&
+      !uv_is_closing((uv_handle_t *)&sibling_listener))
+    uv_close((uv_handle_t *)&sibling_listener, NULL);
+  sibling_listening = 0;
   while (conns != NULL)
     conn_close(conns);
 }

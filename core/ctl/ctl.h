@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <uv.h>
@@ -124,6 +126,8 @@ void spoke__admin_stop(void);
 /* metrics.c (control thread): /metrics in Prometheus text format; keeping
  * an unloading instance's counts; freeing them at exit. */
 int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b);
+/* The same without the master's counts (a worker answering a sibling). */
+int spoke__metrics_text_local(spoke__server_t *srv, spoke__buf_t *b);
 void spoke__stats_fold(const spoke__instance_t *inst);
 void spoke__stats_free(void);
 
@@ -277,8 +281,12 @@ typedef struct spoke__build_s {
   char reason[128];    /* quarantined: why, for logs and 503 bodies */
 } spoke__build_t;
 
+#define SPOKE__LEDGER_WORKERS 64 /* the largest --processes */
+
 typedef struct spoke__ledger_s {
   uint64_t restarts;   /* worker processes replaced */
+  int nworkers;        /* --processes: workers[i] is the pid of worker i, */
+  int32_t workers[SPOKE__LEDGER_WORKERS]; /* or 0 while it is replaced */
   size_t ncrashes;
   spoke__crash_count_t crashes[SPOKE__LEDGER_ROWS];
   size_t nbuilds;
@@ -302,10 +310,41 @@ const spoke__build_t *spoke__ledger_rollback(const spoke__ledger_t *l,
  * entry copied into *QUARANTINED. Loaded: a worker archived REC's build
  * (a SPOKE__REC_LOADED record). */
 void spoke__ledger_restart(void);
+/* The worker pids now (N of them, 0 for one being replaced). */
+void spoke__ledger_workers(const int32_t *pids, int n);
 int spoke__ledger_crash(const spoke__crash_record_t *rec, int after,
                         uint64_t window_ns, uint64_t now,
                         spoke__build_t *quarantined);
 void spoke__ledger_loaded(const spoke__crash_record_t *rec);
+
+/* siblings.c (a supervised worker's control thread): asks the other
+ * workers of this master for PATH (GET, on their admin sibling socket)
+ * and calls CB once, later, with one answer per worker (OK 0 for a
+ * worker that did not answer 200 within TIMEOUT_MS; BODY is valid only
+ * during the call). NULL when there is no other worker: answer alone.
+ * Cancel: CB is not called (the asker went away). */
+typedef struct spoke__sibling_answer_s {
+  int pid;
+  int ok;
+  const char *body;
+  size_t len;
+} spoke__sibling_answer_t;
+typedef struct spoke__gather_s spoke__gather_t;
+typedef void (*spoke__siblings_cb)(void *arg,
+                                   const spoke__sibling_answer_t *answers,
+                                   size_t n);
+spoke__gather_t *spoke__siblings_ask(spoke__server_t *srv, const char *path,
+                                     uint64_t timeout_ms,
+                                     spoke__siblings_cb cb, void *arg);
+void spoke__siblings_cancel(spoke__gather_t *g);
+struct sockaddr_un;
+/* The abstract address of worker PID's sibling socket (master MASTER). */
+socklen_t spoke__sibling_addr(pid_t master, pid_t pid,
+                              struct sockaddr_un *addr);
+/* promsum.c: N Prometheus text documents summed into one (series with
+ * the same name and labels added up, families kept together). */
+int spoke__prom_sum(const char *const *docs, const size_t *lens, size_t n,
+                    spoke__buf_t *out);
 
 /* rollback.c (a supervised worker's control thread; elsewhere a no-op).
  * Pick: what to load for the plugin file PATH, given the ledger's

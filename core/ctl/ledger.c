@@ -1,8 +1,9 @@
 /* ledger.c: what a master knows of its workers' deaths and of the plugin
  * builds they serve, shared with the workers.
  *
- * The ledger holds the restarts, the crashes counted per plugin version
- * and signal (/metrics), and one entry per plugin build the master heard
+ * The ledger holds the worker pids (so a worker's admin finds its
+ * siblings), the restarts, the crashes counted per plugin version and
+ * signal (/metrics), and one entry per plugin build the master heard
  * of (a worker loaded it, or it crashed): its crashes, whether a copy is
  * in the archive (a rollback target), whether it is quarantined and why.
  *
@@ -106,6 +107,17 @@ void spoke__ledger_restart(void) {
     return;
   write_begin();
   shared->l.restarts++;
+  write_end();
+}
+
+void spoke__ledger_workers(const int32_t *pids, int n) {
+  if (shared == NULL)
+    return;
+  if (n > SPOKE__LEDGER_WORKERS)
+    n = SPOKE__LEDGER_WORKERS;
+  write_begin();
+  shared->l.nworkers = n;
+  memcpy(shared->l.workers, pids, (size_t)n * sizeof(*pids));
   write_end();
 }
 

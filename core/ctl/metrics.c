@@ -309,7 +309,17 @@ static void supervise_metrics(spoke__buf_t *b) {
   free(l);
 }
 
+static int metrics_text(spoke__server_t *srv, spoke__buf_t *b, int master);
+
 int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b) {
+  return metrics_text(srv, b, 1);
+}
+
+int spoke__metrics_text_local(spoke__server_t *srv, spoke__buf_t *b) {
+  return metrics_text(srv, b, 0);
+}
+
+static int metrics_text(spoke__server_t *srv, spoke__buf_t *b, int master) {
   uint64_t in_flight = 0, abandoned = 0;
   row_t *rows = NULL;
   size_t n = 0, cap = 0;
@@ -343,7 +353,7 @@ int spoke__metrics_text(spoke__server_t *srv, spoke__buf_t *b) {
         "Requests answered 504 for an async plugin that has not completed "
         "them; they no longer keep its version loaded.", abandoned);
   versions_metric(b, srv);
-  if (srv->supervised)
+  if (srv->supervised && master)
     supervise_metrics(b);
   return b->data != NULL ? 0 : SPOKE_ENOMEM;
 }

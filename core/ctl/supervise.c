@@ -141,6 +141,14 @@ static void become_worker(spoke__server_t *srv, int report_fd, pid_t master) {
   exit(spoke__server_run(srv) == 0 ? 0 : 1);
 }
 
+/* The worker pids into the ledger, for the workers' admin (admin.c). */
+static void publish_workers(void) {
+  int32_t pids[SPOKE__LEDGER_WORKERS] = {0};
+  for (int i = 0; i < m.n && i < SPOKE__LEDGER_WORKERS; i++)
+    pids[i] = (int32_t)m.w[i].pid;
+  spoke__ledger_workers(pids, m.n);
+}
+
 static int spawn(worker_t *w) {
   int p[2];
   pid_t pid, master = getpid();
@@ -166,6 +174,7 @@ static int spawn(worker_t *w) {
   w->ready = 0;
   w->has_last = 0;
   w->respawn_at = 0;
+  publish_workers();
   return 0;
 }
 
@@ -252,6 +261,7 @@ static void reaped(worker_t *w, int status) {
   close(w->rfd);
   w->rfd = -1;
   w->pid = 0;
+  publish_workers();
   blamed = cause_of(w, status, cause, sizeof(cause));
   if (w->has_last && w->last.in_plugin)
     counted(&w->last, now);

@@ -16,6 +16,7 @@ fault would fail the run: they run in the normal build only. Nothing sleeps to s
 the tests wait for log lines and answers.
 """
 
+import json
 import os
 import re
 import signal
@@ -24,9 +25,9 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (SANITIZED, Server, admin_metrics,  # noqa
-                           check, check_eq, check_response, lose_connection,
-                           main, no_cores, test, wait_count)
+from spoke_harness import (SANITIZED, Server, admin_get,  # noqa
+                           admin_metrics, check, check_eq, check_response,
+                           lose_connection, main, no_cores, test, wait_count)
 
 SERVING_RE = re.compile(r"spoke\[(\d+)\] info: worker process serving")
 RESPAWN_RE = (r"spoke\[(?P<master>\d+)\] error: worker (?P<old>\d+) died: "
@@ -130,6 +131,35 @@ def queued_connections_outlive_a_dead_worker():
             check_response(c.read_response(), 200, b"Hello, World!")
             c.close()
         held.close()
+
+
+@test
+def admin_answers_for_every_worker():
+    # Whichever worker accepts the admin request answers for all: its
+    # /status lists every worker, its /metrics sums their requests.
+    with Server(["hello.so"], args=["--processes", "3", "--loops", "1",
+                                    "--admin", "127.0.0.1:0"]) as srv:
+        wait_count(srv, SERVING_RE, 3)
+        serving = {int(m.group(1)) for m in
+                   (SERVING_RE.search(l) for l in srv.log_lines()) if m}
+        n = 30
+        for _ in range(n):
+            check_response(srv.get("/hello"), 200, b"Hello, World!")
+        for _ in range(4):  # whichever worker answers
+            st = json.loads(admin_get(srv, "/status").body)
+            check_eq(st["master_pid"], srv.proc.pid, "master_pid")
+            check_eq(st["processes"], 3, "processes")
+            check_eq({w["pid"] for w in st["workers"]}, serving,
+                     "the workers listed")
+            check(all("status" in w for w in st["workers"]),
+                  "a worker did not answer: %r" % st["workers"])
+            v = admin_metrics(srv)
+            check_eq(v.get('spoke_requests_total{plugin="hello",'
+                           'route="GET /hello",class="2xx"}'), float(n),
+                     "requests summed over the workers")
+            check_eq(v.get("spoke_worker_processes_counted"), 3.0, "counted")
+            check_eq(v.get("spoke_worker_restarts_total"), 0.0,
+                     "the master's count, once")
 
 
 @test
