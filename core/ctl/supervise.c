@@ -30,7 +30,9 @@
  * exits 1.
  *
  * Signals: SIGTERM and SIGINT are passed to every worker (each drains)
- * and the master exits when all have ended, 0 if all ended cleanly;
+ * and the master exits when all have ended, 0 if all ended cleanly; a
+ * second one is passed on as SIGINT (it cannot merge with the first
+ * while that is pending) and the workers exit at once;
  * SIGHUP (rescan) and SIGUSR1 (log reopen) are passed on; a worker that
  * answered POST /reload sends its master SIGHUP, passed on to the
  * others, so one request reloads every worker. Workers get
@@ -347,11 +349,21 @@ static void on_signal(int signo, pid_t from) {
       forward(signo, from);
     return;
   }
+  if (m.shutting_down) {
+    /* A second one: the workers exit at once. Passed on as SIGINT, a
+     * signal of its own, so that it cannot merge with a SIGTERM still
+     * pending in a worker (either order reads as first and second). */
+    spoke__warn("%s again: exiting without waiting for %d worker "
+                "process%s", signo == SIGTERM ? "SIGTERM" : "SIGINT",
+                running(), running() == 1 ? "" : "es");
+    forward(SIGINT, 0);
+    return;
+  }
   spoke__info("%s: draining %d worker process%s",
               signo == SIGTERM ? "SIGTERM" : "SIGINT", running(),
               running() == 1 ? "" : "es");
   m.shutting_down = 1;
-  forward(SIGTERM, 0); /* a second one makes the workers exit at once */
+  forward(SIGTERM, 0);
 }
 
 /* The admin socket, bound and listening, handed to every worker. */

@@ -134,6 +134,27 @@ def queued_connections_outlive_a_dead_worker():
 
 
 @test
+def second_sigterm_ends_every_worker_at_once():
+    # Two SIGTERMs in a row reach the master, which must not pass on two
+    # SIGTERMs that merge into one in a worker: the workers exit at once
+    # although a request is still in flight, and the master exits 1.
+    with start(["blocker.so", "hello.so"], ["--processes", "2"]) as srv:
+        wait_count(srv, SERVING_RE, 2)
+        c = srv.conn()
+        c.request("GET", "/blocker/sync?ms=10000")
+        check(srv.wait_log(r"blocker: sync start") is not None,
+              "the request did not start")
+        srv.send_signal(signal.SIGTERM)
+        check(srv.wait_log(r"SIGTERM: draining 2 worker processes")
+              is not None, "no drain line")
+        srv.stop(signal.SIGTERM, expect_code=1)
+        check(srv.wait_log(r"SIGTERM again: exiting without waiting for "
+                           r"\d worker process") is not None,
+              "no line for the second SIGTERM:\n" + srv.log_tail())
+        c.close()
+
+
+@test
 def admin_answers_for_every_worker():
     # Whichever worker accepts the admin request answers for all: its
     # /status lists every worker, its /metrics sums their requests.
