@@ -11,8 +11,9 @@
  *
  * Under a master (--processes) the socket is the master's, shared by
  * the workers: whichever worker accepts answers for the whole server.
- * GET /status is then {"master_pid", "processes", "workers": [one
- * object as above per worker, its own first]}, and GET /metrics the sum
+ * GET /status is then the object above for the worker that answers,
+ * with "master_pid", "processes" and "workers" (that object for every
+ * worker, its own first) added, and GET /metrics the sum
  * of every worker's figures (the master's counts once), gathered from
  * the other workers through their sibling sockets (siblings.c), which
  * this file also serves: GET /status and GET /metrics of this worker
@@ -181,17 +182,26 @@ static void respond_json(admin_conn_t *c, spoke__buf_t *b) {
   spoke__buf_free(b);
 }
 
-/* Supervised: {"master_pid", "processes", "workers": [this worker's
- * object, then each sibling's, or {"pid", "error"} for one that did not
- * answer]}. */
+/* Supervised: this worker's object (what an operator of one process
+ * reads, unchanged) and "master_pid", "processes" and "workers": every
+ * worker's object, this one's first, or {"pid", "error"} for one that
+ * did not answer. */
 static void status_gathered(void *arg, const spoke__sibling_answer_t *a,
                             size_t n) {
   admin_conn_t *c = arg;
-  spoke__buf_t b = {0};
+  spoke__buf_t own = {0}, b = {0};
   c->gather = NULL;
-  spoke__buf_appendf(&b, "{\"master_pid\": %d, \"processes\": %d, "
+  own_status(c->srv, &own);
+  if (own.data == NULL || own.len < 2) {
+    spoke__buf_free(&own);
+    respond_text(c, 500, "out of memory\n");
+    return;
+  }
+  spoke__buf_append(&b, own.data, own.len - 1); /* without its '}' */
+  spoke__buf_appendf(&b, ", \"master_pid\": %d, \"processes\": %d, "
                      "\"workers\": [", (int)getppid(), c->srv->cfg.processes);
-  own_status(c->srv, &b);
+  spoke__buf_append(&b, own.data, own.len);
+  spoke__buf_free(&own);
   for (size_t i = 0; i < n; i++) {
     spoke__buf_append(&b, ", ", 2);
     if (a[i].ok) {

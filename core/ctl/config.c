@@ -278,18 +278,19 @@ static const spoke__opt_t options[] = {
    .lo = 0, .hi = 600000, .def = "0",
    .help = "a loop held this many milliseconds by one plugin call gets its "
            "worker process replaced, counted as a crash of that plugin; 0: "
-           "never (needs --processes 1 or more)"},
+           "never (needs a master: --processes 1 or more)"},
   {.name = "processes", .arg = "N", COUNT, INT_AT(processes), .lo = 0,
-   .hi = 64, .def = "0",
+   .hi = 64, .def = "1",
    .help = "worker processes run by a supervising master that keeps the "
            "sockets and replaces a worker that dies (a plugin crash); 0: "
-           "one process, no master"},
+           "one process, no master (for gdb and valgrind)"},
   {.name = "quarantine-after", .arg = "N", COUNT, INT_AT(quarantine_after),
    .lo = 0, .hi = 16, .def = "3",
    .help = "a plugin build whose code crashes (or is stall-killed) this "
            "many times within --quarantine-window is quarantined: the "
            "workers serve the last build of it that never crashed, or "
-           "answer its routes 503; 0: never (needs --processes)"},
+           "answer its routes 503; 0: never (needs a master: --processes 1 "
+           "or more)"},
   {.name = "quarantine-window", TIME, U64_AT(quarantine_window_ms),
    .def = "60s", .help = "the window of --quarantine-after"},
   {.name = "log-level", .arg = "LEVEL", .kind = SPOKE__OPT_ENUM,

@@ -44,8 +44,8 @@ count() { # COUNT -> total instructions of one server run
   local out="$work/cg.out" log="$work/log" port
   rm -f "$out" "$log"
   valgrind --tool=callgrind --callgrind-out-file="$out" \
-    "$build/spoke" --listen 127.0.0.1:0 --plugins "$work/plugins" \
-    --loops 1 --workers 1 --max-requests 1000000000 ${opts[@]+"${opts[@]}"} \
+    "$build/spoke" --processes 0 --listen 127.0.0.1:0 \
+    --plugins "$work/plugins" --loops 1 --workers 1 --max-requests 1000000000 ${opts[@]+"${opts[@]}"} \
     >"$log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 300); do

@@ -79,7 +79,8 @@ def main():
     shutil.copyfile(V[0], os.path.join(plugins, "versioned.so"))
     shutil.copyfile(os.path.join(BUILD, "plugins", "hello.so"), os.path.join(plugins, "hello.so"))
     proc = subprocess.Popen([os.path.join(BUILD, "spoke"), "--listen", "127.0.0.1:0",
-                             "--plugins", plugins, "--loops", "2", "--log-level", "warn"],
+                             "--plugins", plugins, "--loops", "2", "--log-level", "warn",
+                             "--processes", "0"],  # one process: its RSS is the server's
                             stderr=subprocess.PIPE, text=True)
     # warn level hides "listening on"; find the port from the socket table.
     port = None

@@ -231,10 +231,15 @@ class Server:
 class Spoke(Server):
     name = "spoke"
     about = ("build/spoke --loops 2 --log-level warn with hello.so and "
-             "sleep.so; --max-conns 20000 in W2 and W5; W3 sets --workers "
-             "and --max-queue as its rows say")
+             "sleep.so (a master and one worker process, the default); "
+             "--max-conns 20000 in W2 and W5; W3 sets --workers and "
+             "--max-queue as its rows say")
 
     extra = []  # options after the common ones
+
+    def memory_pids(self):
+        # The master and its worker processes (--processes, default 1).
+        return [self.proc.pid] + children(self.proc.pid)
 
     def build(self):
         return self.ctx.build

@@ -106,6 +106,9 @@ _live_servers = []          # every Server not yet stopped (for cleanup)
 _test_servers = []          # servers started by the current test (for logs)
 
 
+_SERVING_RE = re.compile(r"spoke\[(\d+)\] info: worker process serving")
+
+
 class Server:
     """One spoke process on 127.0.0.1:<ephemeral port>.
 
@@ -294,6 +297,17 @@ class Server:
                 self._cond.wait(left)
 
     # -- HTTP shortcuts
+
+    def serving_pid(self):
+        """The pid of the process that holds the connections: the newest
+        worker under a master (--processes N, the default 1), else the
+        server itself (--processes 0)."""
+        pid = self.proc.pid
+        for line in self.log_lines():
+            m = _SERVING_RE.search(line)
+            if m:
+                pid = int(m.group(1))
+        return pid
 
     def conn(self, timeout=IO_TIMEOUT):
         return Conn(self.port, self.host, timeout=timeout)

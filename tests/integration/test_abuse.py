@@ -80,13 +80,13 @@ def wait_no_conns(srv, what, timeout=WAIT):
     caller if it wants."""
     deadline = time.monotonic() + timeout
     while True:
-        n = conn_fds(srv.proc.pid)
+        n = conn_fds(srv.serving_pid())
         if n == 0:
             return
         check(time.monotonic() < deadline,
               "%s: the server still holds %d connections after %.0fs\n"
               "fds:\n%s\nsockets:\n%s"
-              % (what, n, timeout, fd_listing(srv.proc.pid),
+              % (what, n, timeout, fd_listing(srv.serving_pid()),
                  socket_states(srv.port)))
         time.sleep(0.05)
 
@@ -126,7 +126,7 @@ def two_thousand_connections_opened_and_dropped():
     n = 2000
     raise_nofile(n + 512)
     with Server(PLUGINS) as srv:
-        pid = srv.proc.pid
+        pid = srv.serving_pid()
         # warm up: every code path once, so the baseline includes it
         for _ in range(20):
             hello_ok(srv)
@@ -216,7 +216,7 @@ def idle_keepalive_connections_hold_no_read_buffer():
     per_conn_max = 4096
     raise_nofile(n + 512)
     with Server(PLUGINS, args=["--loops", "2"]) as srv:
-        pid = srv.proc.pid
+        pid = srv.serving_pid()
         for _ in range(20):
             hello_ok(srv)
         base_rss = proc_status(pid, "VmRSS")
@@ -350,7 +350,7 @@ def five_hundred_slow_header_clients_do_not_starve_others():
 @test
 def client_that_never_reads_64mib_is_cut_and_memory_bounded():
     with Server(PLUGINS, args=["--send-timeout", "1s"]) as srv:
-        pid = srv.proc.pid
+        pid = srv.serving_pid()
         for _ in range(10):
             hello_ok(srv)
         wait_no_conns(srv, "warm-up")
@@ -408,7 +408,7 @@ def client_that_never_reads_64mib_is_cut_and_memory_bounded():
 @test
 def clients_leaving_at_every_stage():
     with Server(PLUGINS) as srv:
-        pid = srv.proc.pid
+        pid = srv.serving_pid()
         hello_ok(srv)
         wait_no_conns(srv, "warm-up")
         base_fds = fd_count(pid)

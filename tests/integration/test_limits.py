@@ -392,7 +392,7 @@ def max_conns_counts_idle_connections_too():
             ports = {i.sock.getsockname()[1] for i in idle}
             deadline = time.monotonic() + 15
             while not ports <= {rem for _, rem in
-                                server_conns(srv.proc.pid)}:
+                                server_conns(srv.serving_pid())}:
                 check(time.monotonic() < deadline,
                       "the server did not accept 3 idle connections")
                 time.sleep(0.02)
@@ -414,7 +414,7 @@ def max_conns_counts_idle_connections_too():
                       "--max-conns 3 not refused: %r\nidle client ports %s;"
                       " the server holds connections %s"
                       % (r, [i.sock.getsockname()[1] for i in idle],
-                         server_conns(srv.proc.pid)))
+                         server_conns(srv.serving_pid())))
                 time.sleep(0.05)
             # the idle ones still work
             for c in idle:

@@ -202,7 +202,7 @@ def two_hundred_reloads_under_load_with_plugin_owned_work():
         with Server([], args=["--loops", "2", "--max-requests", "1000000000"],
                     files={"ownwork.so": open(V[1], "rb").read()}) as srv:
             sw = Swap(srv)
-            pid = srv.proc.pid
+            pid = srv.serving_pid()
 
             def client(i):
                 paths = ["/own/timer?ms=30", "/own/tcp?port=%d" % backend.port]

@@ -243,9 +243,13 @@ def fake_rundir(parent, pid, files):
 def killed_servers_runtime_dir_swept_by_next_start():
     parent = runtime_parent()
     try:
-        live = Server(["hello.so"], args=["--runtime-dir", parent])
+        # One process each: a killed master's workers drain and clean up
+        # after themselves (PR_SET_PDEATHSIG), which is not what is tested.
+        live = Server(["hello.so"], args=["--processes", "0",
+                                          "--runtime-dir", parent])
         live_rt = runtime_of(live)
-        killed = Server(["hello.so"], args=["--runtime-dir", parent])
+        killed = Server(["hello.so"], args=["--processes", "0",
+                                            "--runtime-dir", parent])
         killed_rt = runtime_of(killed)
         killed_pid = killed.proc.pid
         killed.proc.kill()

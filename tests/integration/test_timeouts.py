@@ -243,7 +243,7 @@ def slow_but_steady_body_is_accepted():
 @test
 def client_that_does_not_read_is_disconnected():
     with Server(PLUGINS, args=["--send-timeout", "1s"]) as srv:
-        pid = srv.proc.pid
+        pid = srv.serving_pid()
         still_serving(srv)
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
@@ -292,7 +292,7 @@ def client_that_does_not_read_a_whole_body_response_is_disconnected():
     # 4 MiB), so the server itself has bytes it cannot write.
     with Server(PLUGINS, args=["--send-timeout", "1s",
                                "--max-body", "16m"]) as srv:
-        pid = srv.proc.pid
+        pid = srv.serving_pid()
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         s.settimeout(WAIT)
