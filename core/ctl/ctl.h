@@ -88,6 +88,7 @@ typedef struct spoke__server_s {
   int listen_port;                /* supervised: their bound port */
   int admin_fd;                   /* supervised: listening, or -1 */
   int report_fd;                  /* supervised: records to the master */
+  pid_t master_pid;               /* supervised: the master */
   char *archive_dir;              /* supervised: the master's archive of
                                      builds that served (rollback.c) */
 } spoke__server_t;

@@ -39,6 +39,7 @@ typedef struct control_s {
   uv_poll_t sigpoll;
   uv_timer_t deadline;
   int shutting_down;
+  int master_stops;   /* supervised: SIGTERM/SIGINT from the master */
 } control_t;
 
 static control_t control = {.sigfd = -1};
@@ -113,7 +114,22 @@ static void begin_shutdown(spoke__server_t *srv, const char *why) {
   uv_unref((uv_handle_t *)&control.deadline);
 }
 
-static void on_signal(spoke__server_t *srv, int signum) {
+/* SIGTERM or SIGINT from FROM. In a supervised worker only the master's
+ * second one means "exit now": the same signal often reaches a worker
+ * twice, once from whoever stops the service (systemd signals every
+ * process of its group, `kill $(pidof spoke)` every spoke) and once
+ * passed on by the master; whichever comes first starts the drain. */
+static void on_stop_signal(spoke__server_t *srv, int signum, pid_t from) {
+  const char *why = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+  if (srv->supervised) {
+    int second = from == srv->master_pid && ++control.master_stops == 2;
+    if (control.shutting_down && !second)
+      return; /* draining already */
+  }
+  begin_shutdown(srv, why);
+}
+
+static void on_signal(spoke__server_t *srv, int signum, pid_t from) {
   if (signum == SIGUSR1) {
     spoke__accesslog_reopen();
     return;
@@ -125,7 +141,7 @@ static void on_signal(spoke__server_t *srv, int signum) {
     }
     return;
   }
-  begin_shutdown(srv, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  on_stop_signal(srv, signum, from);
 }
 
 static void sigfd_readable(uv_poll_t *h, int status, int events) {
@@ -135,7 +151,7 @@ static void sigfd_readable(uv_poll_t *h, int status, int events) {
   if (status < 0)
     return;
   while (read(control.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-    on_signal(srv, (int)si.ssi_signo);
+    on_signal(srv, (int)si.ssi_signo, (pid_t)si.ssi_pid);
 }
 
 /* Blocks the control signals in this (the main) thread, so every thread

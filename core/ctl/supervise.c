@@ -138,6 +138,7 @@ static void become_worker(spoke__server_t *srv, int report_fd, pid_t master) {
   srv->listen_port = m.port;
   srv->admin_fd = m.admin_fd;
   srv->report_fd = report_fd;
+  srv->master_pid = master;
   srv->archive_dir = m.archive;
   srv->runtime_dir = NULL; /* the master's: the worker makes its own */
   exit(spoke__server_run(srv) == 0 ? 0 : 1);

@@ -134,6 +134,33 @@ def queued_connections_outlive_a_dead_worker():
 
 
 @test
+def sigterm_to_every_process_still_drains():
+    # systemd (KillMode=control-group) and `kill $(pidof spoke)` signal
+    # the master and the workers at once: a worker then gets SIGTERM
+    # twice, directly and passed on by its master, and must still drain.
+    with start(["blocker.so", "hello.so"], ["--processes", "2"]) as srv:
+        wait_count(srv, SERVING_RE, 2)
+        workers = {int(m.group(1)) for m in
+                   (SERVING_RE.search(l) for l in srv.log_lines()) if m}
+        c = srv.conn()
+        c.request("GET", "/blocker/sync?ms=1000")
+        check(srv.wait_log(r"blocker: sync start") is not None,
+              "the request did not start")
+        # The workers first, each seen draining (so the master's SIGTERM
+        # cannot merge with theirs), then the master.
+        for pid in sorted(workers):
+            os.kill(pid, signal.SIGTERM)
+            check(srv.wait_log(r"spoke\[%d\] info: SIGTERM: draining" % pid)
+                  is not None, "worker %d did not drain" % pid)
+        os.kill(srv.proc.pid, signal.SIGTERM)
+        check_response(c.read_response(), 200, b"blocked 1000 ms\n")
+        c.close()
+        srv.stop(None, expect_code=0)
+        check(not any("again" in l for l in srv.log_lines()),
+              "a signal counted as the second:\n" + srv.log_tail())
+
+
+@test
 def second_sigterm_ends_every_worker_at_once():
     # Two SIGTERMs in a row reach the master, which must not pass on two
     # SIGTERMs that merge into one in a worker: the workers exit at once
