@@ -74,6 +74,9 @@ int spoke__head_write(spoke__buf_t *out, const spoke__head_t *h);
 int spoke__status_has_body(int status);
 /* 1 if V[0..n) may be a header value: no control byte but HTAB. */
 int spoke__header_value_ok(const char *v, size_t n);
+/* authority.c: 1 if V[0..n) is a valid Host value, uri-host [":" port]
+ * (RFC 9112 §3.2, RFC 3986 §3.2.2); "" is. */
+int spoke__host_value_ok(const char *v, size_t n);
 /* Thread-local cached Date value for the current second. */
 const char *spoke__http_date(void);
 /* Writes V in decimal (BASE 10) or lowercase hex (16) at P; returns the

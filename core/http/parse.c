@@ -7,7 +7,9 @@
  * the status users expect (414 request line, 431 header block or count,
  * 413 body) by setting conn->err_status and failing; conn.c answers it.
  * Header names must be tokens and values free of control bytes whatever
- * llhttp accepts (head.c's validator); the request target is split into
+ * llhttp accepts (head.c's validator); an HTTP/1.1 request needs one
+ * valid Host (authority.c) and an HTTP/1.0 one no Transfer-Encoding (RFC
+ * 9112 §3.2, §6.1), else 400; the request target is split into
  * path and query and the path normalized (base/path.c) before routing.
  * on_message_complete pauses the parser after each request, so pipelined
  * requests wait their turn (conn.c resumes it).
@@ -151,6 +153,22 @@ static int set_target(spoke_request_t *req, const char *url, size_t len) {
   return 0;
 }
 
+/* RFC 9112 §3.2: exactly one Host field, with a valid value, in an
+ * HTTP/1.1 request; at most one in an HTTP/1.0 one. */
+static int host_ok(const spoke_request_t *req) {
+  const char *name, *value, *host = NULL;
+  size_t n = 0;
+  for (size_t i = 0;
+       spoke__request_header_at(req, i, &name, &value) == 0; i++)
+    if (spoke__strcaseeq(name, "Host")) {
+      host = value;
+      n++;
+    }
+  if (n == 0)
+    return req->http_minor == 0;
+  return n == 1 && spoke__host_value_ok(host, strlen(host));
+}
+
 static void send_100_continue(spoke__conn_t *conn) {
   static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
   spoke__out_t *out = spoke__out_new(sizeof(line) - 1);
@@ -172,6 +190,17 @@ static int on_headers_complete(llhttp_t *p) {
   req->is_head = p->method == HTTP_HEAD;
   if (p->http_major != 1) { /* HTTP/0.9 (no version), HTTP/2.0, ... */
     conn->err_status = 505;
+    return -1;
+  }
+  /* RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty
+   * framing (a proxy in front that reads it the HTTP/1.0 way sees another
+   * message boundary): 400, and the connection closes. */
+  if ((p->flags & F_TRANSFER_ENCODING) && p->http_minor == 0) {
+    conn->err_status = 400;
+    return -1;
+  }
+  if (!host_ok(req)) {
+    conn->err_status = 400;
     return -1;
   }
   if (set_target(req, conn->url.data ? conn->url.data : "", conn->url.len) != 0) {

@@ -281,7 +281,52 @@ BAD_HEADS = [
     ("bad chunk size", b"POST /echo HTTP/1.1\r\nHost: x\r\n"
      b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"),
     ("bad HTTP version", b"GET /hello HTTP/7.5\r\nHost: x\r\n\r\n"),
+    # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+    ("HTTP/1.0 with Transfer-Encoding",
+     b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\n\r\n"),
+    ("HTTP/1.0 with Transfer-Encoding and Content-Length",
+     b"POST /echo HTTP/1.0\r\nContent-Length: 5\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\nhello"),
+    # RFC 9112 §3.2: one Host, with a valid value, in HTTP/1.1.
+    ("HTTP/1.1 without Host", b"GET /hello HTTP/1.1\r\n\r\n"),
+    ("two Host fields",
+     b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+    ("two Host fields in HTTP/1.0",
+     b"GET /hello HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"),
+    ("Host with a space", b"GET /hello HTTP/1.1\r\nHost: a b\r\n\r\n"),
+    ("Host with a path", b"GET /hello HTTP/1.1\r\nHost: a/b\r\n\r\n"),
+    ("Host with userinfo", b"GET /hello HTTP/1.1\r\nHost: u@a\r\n\r\n"),
+    ("Host with a bad port",
+     b"GET /hello HTTP/1.1\r\nHost: a:8o\r\n\r\n"),
+    ("Host with an unclosed IP literal",
+     b"GET /hello HTTP/1.1\r\nHost: [::1\r\n\r\n"),
+    ("Host with a bad percent escape",
+     b"GET /hello HTTP/1.1\r\nHost: a%zz\r\n\r\n"),
 ]
+
+
+# Hosts RFC 3986 allows (uri-host [":" port]); an HTTP/1.0 request may
+# have none.
+GOOD_HOSTS = [b"example.com", b"example.com:8080", b"127.0.0.1:80",
+              b"[::1]", b"[::1]:8080", b"[v1.fe80::a+en1]", b"a%41b",
+              b"x_y~z-1.", b"example.com:", b""]
+
+
+@test
+def valid_hosts_and_hostless_http10_are_served():
+    with Server(BASIC) as srv:
+        for host in GOOD_HOSTS:
+            with srv.conn() as c:
+                c.send(b"GET /hello HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+                check_response(c.read_response(), 200, HELLO)
+        with srv.conn() as c:
+            c.send(b"GET /hello HTTP/1.0\r\n\r\n")
+            check_response(c.read_response(), 200, HELLO)
+        with srv.conn() as c:  # absolute-form keeps its Host
+            c.send(b"GET http://example.com/hello HTTP/1.1\r\n"
+                   b"Host: example.com\r\n\r\n")
+            check_response(c.read_response(), 200, HELLO)
 
 
 @test
