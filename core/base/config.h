@@ -48,6 +48,9 @@ typedef struct spoke__config_s {
   uint64_t header_timeout_ms; /* head complete within (408) */
   uint64_t keepalive_timeout_ms; /* idle between requests (close) */
   uint64_t body_timeout_ms;   /* between body reads (408) */
+  uint64_t body_deadline_ms;  /* whole body, plus 1 s per body_min_rate
+                                 bytes read (408); 0: none */
+  size_t body_min_rate;       /* bytes/s a body must keep; 0: none */
   uint64_t send_timeout_ms;   /* between write progress (close) */
   uint64_t handler_timeout_ms; /* async response started within (504) */
   uint64_t shutdown_timeout_ms;

@@ -247,6 +247,12 @@ static const spoke__opt_t options[] = {
    .def = "75s", .help = "idle keep-alive connection kept"},
   {.name = "body-timeout", TIME, U64_AT(body_timeout_ms), .def = "30s",
    .help = "between body reads; else 408"},
+  {.name = "body-deadline", TIME, U64_AT(body_deadline_ms), .def = "60s",
+   .help = "a request body complete within, plus 1 s for every "
+           "--body-min-rate bytes read; else 408"},
+  {.name = "body-min-rate", .arg = "BYTES", SIZE, SIZE_AT(body_min_rate),
+   .lo = 0, .hi = 1LL << 30, .def = "1k",
+   .help = "bytes a second that earn a body time past --body-deadline"},
   {.name = "send-timeout", TIME, U64_AT(send_timeout_ms), .def = "30s",
    .help = "between write progress; else close"},
   {.name = "handler-timeout", TIME, U64_AT(handler_timeout_ms),

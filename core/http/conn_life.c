@@ -40,10 +40,39 @@ static uint64_t phase_timeout(const spoke__config_t *cfg,
   }
 }
 
+/* The body's deadline: --body-timeout after the last bytes, and no later
+ * than --body-deadline after the head plus one second for every
+ * --body-min-rate bytes read since. A client that keeps the minimum rate
+ * stays ahead of the second clock however long its body; one that
+ * trickles below it meets the deadline, some 60 s in by default. */
+static void body_deadline(spoke__conn_t *conn, uint64_t now) {
+  const spoke__config_t *cfg = conn->loop->shared->cfg;
+  uint64_t gap = cfg->body_timeout_ms ? now + cfg->body_timeout_ms : 0;
+  uint64_t total = 0;
+  if (cfg->body_deadline_ms > 0) {
+    total = conn->body_start + cfg->body_deadline_ms;
+    if (cfg->body_min_rate > 0)
+      total += conn->body_seen * 1000 / cfg->body_min_rate;
+  }
+  conn->deadline = gap == 0 ? total : total == 0 || gap < total ? gap : total;
+}
+
 void spoke__conn_phase(spoke__conn_t *conn, spoke__phase_t phase) {
+  uint64_t now = uv_now(&conn->loop->uv);
   uint64_t t = phase_timeout(conn->loop->shared->cfg, phase);
   conn->phase = phase;
-  conn->deadline = t ? uv_now(&conn->loop->uv) + t : 0;
+  conn->deadline = t ? now + t : 0;
+  if (phase == SPOKE__PHASE_BODY) {
+    conn->body_start = now;
+    conn->body_seen = 0;
+    body_deadline(conn, now);
+  }
+}
+
+void spoke__conn_body_progress(spoke__conn_t *conn, size_t len) {
+  conn->body_seen += len;
+  if (conn->phase == SPOKE__PHASE_BODY)
+    body_deadline(conn, uv_now(&conn->loop->uv));
 }
 
 void spoke__conn_send_progress(spoke__conn_t *conn) {

@@ -509,6 +509,8 @@ struct spoke__conn_s {
   int err_status;              /* set by callbacks before failing */
   spoke__phase_t phase;
   uint64_t deadline;           /* loop time (ms) the phase ends; 0: none */
+  uint64_t body_start;         /* loop time (ms) the body phase began */
+  uint64_t body_seen;          /* body bytes read since */
   uint64_t send_deadline;      /* no write progress by then: close */
   size_t nrequests;            /* dispatched on this connection */
   unsigned advancing : 1;      /* inside spoke__conn_advance */
@@ -525,6 +527,8 @@ struct spoke__conn_s {
 
 /* Enters PHASE and sets the deadline it implies (loop thread). */
 void spoke__conn_phase(spoke__conn_t *conn, spoke__phase_t phase);
+/* LEN more body bytes arrived: the body's deadlines move (conn_life.c). */
+void spoke__conn_body_progress(spoke__conn_t *conn, size_t len);
 /* Write progress: re-arms or clears the send deadline. */
 void spoke__conn_send_progress(spoke__conn_t *conn);
 /* Closes now: a request not yet dispatched is completed and dropped, one

@@ -233,7 +233,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     conn->err_status = 413;
     return -1;
   }
-  spoke__conn_phase(conn, SPOKE__PHASE_BODY); /* progress: clock restarts */
+  spoke__conn_body_progress(conn, len); /* the body's clocks move */
   return spoke__buf_append(&req->body, at, len) == 0 ? 0 : -1;
 }
 

@@ -4,7 +4,9 @@
  * deadline applies: waiting for a first request or between requests
  * (closed silently), reading a head (408: the clock starts at the head's
  * first byte and does not restart, so a byte a second does not keep it
- * alive), reading a body (408, restarted by each read), waiting for an
+ * alive), reading a body (408: --body-timeout restarted by each read,
+ * and a total deadline that only a steady --body-min-rate moves,
+ * conn_life.c), waiting for an
  * async handler to start its response (504). Apart from the phase, a
  * response the client does not read is cut when writes make no progress
  * for --send-timeout, with a reset: a plain close would leave megabytes
@@ -95,8 +97,8 @@ static void sweep(uv_timer_t *t) {
 void spoke__timeouts_start(spoke__loop_t *loop) {
   const spoke__config_t *cfg = loop->shared->cfg;
   uint64_t all[] = {cfg->header_timeout_ms, cfg->keepalive_timeout_ms,
-                    cfg->body_timeout_ms, cfg->send_timeout_ms,
-                    cfg->handler_timeout_ms};
+                    cfg->body_timeout_ms, cfg->body_deadline_ms,
+                    cfg->send_timeout_ms, cfg->handler_timeout_ms};
   uint64_t shortest = 0, tick;
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     if (all[i] != 0 && (shortest == 0 || all[i] < shortest))

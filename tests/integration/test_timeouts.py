@@ -3,6 +3,8 @@
 (408 for a head not complete in time, silent close for a connection that
 never sent a byte), --keepalive-timeout (idle keep-alive connection
 closed silently), --body-timeout (408 when the body stalls),
+--body-deadline and --body-min-rate (408 for a body trickled below the
+rate, none for a steady one that takes longer than the deadline),
 --send-timeout (a client that does not read gets its connection closed),
 --handler-timeout (504 for an async handler that has not started its
 response; its late completion is discarded; sync handlers are exempt).
@@ -14,6 +16,7 @@ waits for a 408, so the 408 has to come on its own."""
 
 import os
 import re
+import select
 import socket
 import sys
 import time
@@ -235,6 +238,49 @@ def slow_but_steady_body_is_accepted():
             for i in range(len(body)):
                 time.sleep(0.1)
                 c.send(body[i:i + 1])
+            check_response(c.read_response(method="POST"), 200, body)
+
+
+@test
+def trickled_body_meets_the_body_deadline():
+    # A byte every 100 ms never lets --body-timeout (5 s) run out, but
+    # stays far below --body-min-rate (1000 bytes/s): --body-deadline
+    # (1 s, plus a second per 1000 bytes) cuts it long before its 100
+    # bytes are in. The pause between bytes is pacing: it ends early
+    # when the 408 is there to read.
+    with Server(PLUGINS, args=["--body-timeout", "5s", "--body-deadline",
+                               "1s", "--body-min-rate", "1000"]) as srv:
+        with srv.conn(timeout=WAIT) as c:
+            c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Length: 100\r\n\r\n")
+            sent = 0
+            while sent < 100:
+                if select.select([c.sock], [], [], 0.1)[0]:
+                    break  # the answer came
+                try:
+                    c.send(b"b")
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sent += 1
+            read_final(c, 408, "trickled body")
+            check(sent < 100, "all 100 bytes went in before the 408")
+        still_serving(srv)
+
+
+@test
+def steady_body_at_the_minimum_rate_outlives_the_deadline():
+    # 200 bytes every 50 ms, four times --body-min-rate, for 1.5 s: past
+    # --body-deadline (1 s), but every 1000 bytes read bought a second.
+    body = bytes(i % 251 for i in range(6000))
+    with Server(PLUGINS, args=["--body-timeout", "5s", "--body-deadline",
+                               "1s", "--body-min-rate", "1000"]) as srv:
+        with srv.conn(timeout=WAIT) as c:
+            c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d"
+                   b"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                   % len(body))
+            for i in range(0, len(body), 200):
+                time.sleep(0.05)
+                c.send(body[i:i + 200])
             check_response(c.read_response(method="POST"), 200, body)
 
 

@@ -3,7 +3,8 @@
  * loop and real sockets (loopkit.h).
  *
  * - Each phase sets the deadline its setting implies, and none when the
- *   setting is 0 (table: phase -> config field).
+ *   setting is 0 (table: phase -> config field); a body's deadline is the
+ *   earlier of its two clocks, the second moved by the bytes read.
  * - The sweep, with tiny timeouts: closes a connection that never sends
  *   a request, and an idle keep-alive one, silently; answers 408 to a
  *   head or a body that does not arrive in time (table); answers 504 to
@@ -66,6 +67,8 @@ static void all_long(spoke__config_t *cfg) {
   cfg->header_timeout_ms = LONG;
   cfg->keepalive_timeout_ms = LONG;
   cfg->body_timeout_ms = LONG;
+  cfg->body_deadline_ms = LONG;
+  cfg->body_min_rate = 1000;
   cfg->send_timeout_ms = LONG;
   cfg->handler_timeout_ms = LONG;
 }
@@ -131,6 +134,7 @@ static void phase_sets_its_deadline(void **state) {
   k->cfg.body_timeout_ms = 3003;
   k->cfg.handler_timeout_ms = 4004;
   k->cfg.send_timeout_ms = 5005;
+  k->cfg.body_deadline_ms = 0; /* the body's second clock: its own test */
   now = uv_now(&k->loop.uv); /* the loop does not run: time stands */
   for (size_t i = 0; i < sizeof(phase_cases) / sizeof(phase_cases[0]); i++) {
     size_t f = phase_cases[i].field;
@@ -170,6 +174,47 @@ static void phase_sets_its_deadline(void **state) {
   all_long(&k->cfg);
 }
 
+/* The body's two clocks: --body-timeout from the last bytes, and
+ * --body-deadline from the head plus a second per --body-min-rate bytes
+ * read; the earlier one is the deadline, and either alone when the other
+ * is 0. */
+static void body_deadline_moves_with_the_rate(void **state) {
+  lk_t *k = *state;
+  lk_client_t *c;
+  spoke__conn_t *conn;
+  uint64_t now;
+
+  lk_start(k, &plugin);
+  c = lk_connect(k, 0);
+  conn = c->conn;
+  now = uv_now(&k->loop.uv); /* the loop does not run: time stands */
+  k->cfg.body_timeout_ms = 10000;
+  k->cfg.body_deadline_ms = 6006;
+  k->cfg.body_min_rate = 1000;
+  spoke__conn_phase(conn, SPOKE__PHASE_BODY);
+  assert_int_equal(conn->deadline, now + 6006);
+  spoke__conn_body_progress(conn, 2000); /* two seconds' worth */
+  assert_int_equal(conn->deadline, now + 8006);
+  spoke__conn_body_progress(conn, 5000); /* past the gap's end now */
+  assert_int_equal(conn->deadline, now + 10000);
+  k->cfg.body_min_rate = 0; /* no extension */
+  spoke__conn_body_progress(conn, 1);
+  assert_int_equal(conn->deadline, now + 6006);
+  k->cfg.body_deadline_ms = 0; /* the gap alone */
+  spoke__conn_body_progress(conn, 1);
+  assert_int_equal(conn->deadline, now + 10000);
+  k->cfg.body_timeout_ms = 0; /* neither */
+  spoke__conn_body_progress(conn, 1);
+  assert_int_equal(conn->deadline, 0);
+  k->cfg.body_deadline_ms = 6006; /* the total alone, from the start */
+  k->cfg.body_min_rate = 1000;
+  spoke__conn_phase(conn, SPOKE__PHASE_BODY);
+  spoke__conn_body_progress(conn, 500);
+  assert_int_equal(conn->deadline, now + 6506);
+  spoke__conn_phase(conn, SPOKE__PHASE_NEW);
+  all_long(&k->cfg);
+}
+
 /* ---- the sweep: phases that expire ---- */
 
 static const struct {
@@ -188,6 +233,9 @@ static const struct {
   {"head line not complete: 408", FIELD(header_timeout_ms), "GET /o",
    {408, 0}, 0},
   {"body not complete: 408", FIELD(body_timeout_ms),
+   "POST /ok HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc",
+   {408, 0}, 0},
+  {"body past its deadline: 408", FIELD(body_deadline_ms),
    "POST /ok HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc",
    {408, 0}, 0},
 };
@@ -290,7 +338,7 @@ static void send_timeout_resets(void **state) {
 }
 
 int main(void) {
-  struct CMUnitTest tests[2 + sizeof(expire_cases) / sizeof(expire_cases[0]) +
+  struct CMUnitTest tests[3 + sizeof(expire_cases) / sizeof(expire_cases[0]) +
                           1];
   size_t n = 0;
   int rc;
@@ -302,6 +350,8 @@ int main(void) {
 
   tests[n++] = (struct CMUnitTest)cmocka_unit_test_setup_teardown(
       phase_sets_its_deadline, setup, teardown);
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test_setup_teardown(
+      body_deadline_moves_with_the_rate, setup, teardown);
   for (size_t i = 0; i < sizeof(expire_cases) / sizeof(expire_cases[0]); i++) {
     tests[n] = (struct CMUnitTest)cmocka_unit_test_setup_teardown(
         phase_expires, setup, teardown);
