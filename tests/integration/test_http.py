@@ -195,6 +195,34 @@ def head_has_same_headers_no_body():
 
 
 @test
+def no_content_statuses_send_no_body_and_no_length():
+    # RFC 9110 §6.4.1, §8.6, §15.3.5, §15.4.5: 204 and 304 have no
+    # content and no Content-Length, whatever the plugin sends; the next
+    # response on the same connection proves the framing held.
+    with Server(["misbehave.so", "hello.so"]) as srv, srv.conn() as c:
+        for code in (204, 304):
+            r = c.roundtrip("GET", "/mis/nobody?code=%d" % code)
+            check_eq(r.status, code, "status")
+            check_eq(r.header("X-Nobody"), "1", "the plugin's header")
+            check_eq(r.body, b"", "content of a %d" % code)
+            check(r.header("Content-Length") is None and
+                  r.header("Transfer-Encoding") is None,
+                  "a %d with framing headers: %r" % (code, r.head))
+            check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+
+
+@test
+def http10_expect_100_continue_is_ignored():
+    # RFC 9110 §10.1.1: a server MUST ignore 100-continue in an HTTP/1.0
+    # request: the first thing back is the final answer.
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(b"POST /echo HTTP/1.0\r\nContent-Length: 5\r\n"
+               b"Expect: 100-continue\r\n\r\nhello")
+        r = c.read_response(method="POST", interim=True)
+        check_response(r, 200, b"hello")
+
+
+@test
 def body_over_max_body_gets_413():
     with Server(BASIC, args=["--max-body", "1024"]) as srv:
         # at the limit: fine

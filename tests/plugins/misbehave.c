@@ -24,6 +24,8 @@
  *   GET /mis/after-end      ASYNC, sends "done", then calls
  *                           spoke_response_write(), which must return
  *                           SPOKE_EALREADY (logged either way)
+ *   GET /mis/nobody?code=N  ASYNC, status N (default 204) and a body the
+ *                           core must drop (no content for 204 and 304)
  *   GET /mis/badstatus?code=N
  *                           ASYNC, calls spoke_response_status(req, N)
  *                           (default 42), which must fail for N outside
@@ -249,6 +251,15 @@ static int mis_badstatus(spoke_request_t *req) {
   return send_text(req, spoke_err_name(rc));
 }
 
+/* A status that has no content (204, 304), and a body anyway: the core
+ * must send neither the body nor a length. */
+static int mis_nobody(spoke_request_t *req) {
+  const char *s = spoke_request_query_param(req, "code");
+  spoke_response_status(req, s != NULL ? (int)strtol(s, NULL, 10) : 204);
+  spoke_response_header(req, "X-Nobody", "1");
+  return spoke_response_send(req, "this must not be sent\n", 22);
+}
+
 #define BIG_CHUNK (16 * 1024)
 
 typedef struct {
@@ -343,6 +354,7 @@ static const spoke_route_t routes[] = {
   { "GET", "/mis/big", SPOKE_ASYNC, mis_big },
   { "GET", "/mis/timer-thread", SPOKE_ASYNC, mis_timer_thread },
   { "GET", "/mis/log", SPOKE_ASYNC, mis_log },
+  { "GET", "/mis/nobody", SPOKE_ASYNC, mis_nobody },
 };
 
 SPOKE_PLUGIN(.name = "misbehave", .version = "1", SPOKE_ROUTES(routes));
