@@ -158,8 +158,30 @@ static void stop_reading(spoke__conn_t *conn) {
   conn->reading = 0;
 }
 
-static void parse_failed(spoke__conn_t *conn, llhttp_errno_t e) {
+/* 1 when the request at DATA has a well-formed request line whose method
+ * llhttp does not know ("FOO /x HTTP/1.1", "get /x HTTP/1.1"): RFC 9110
+ * §9.1 asks 501 for an unrecognized method; 400 stays for a line that is
+ * not a request line at all. Only what this read holds is looked at. */
+static int unknown_method(const char *data, size_t len) {
+  const char *end = data + len, *sp1 = memchr(data, ' ', len), *sp2, *v;
+  if (sp1 == NULL || sp1 == data ||
+      !spoke__is_token(data, (size_t)(sp1 - data)))
+    return 0;
+  sp2 = memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1));
+  if (sp2 == NULL || sp2 == sp1 + 1 ||
+      memchr(sp1 + 1, '\r', (size_t)(sp2 - sp1 - 1)) != NULL)
+    return 0;
+  v = sp2 + 1;
+  return end - v >= 9 && memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' &&
+         v[5] <= '9' && v[6] == '.' && v[7] >= '0' && v[7] <= '9' &&
+         v[8] == '\r';
+}
+
+static void parse_failed(spoke__conn_t *conn, llhttp_errno_t e,
+                         const char *data, size_t len) {
   int status = conn->err_status ? conn->err_status : 400;
+  if (e == HPE_INVALID_METHOD && unknown_method(data, len))
+    status = 501;
   spoke__debug("closing connection after %d: %s (%s)", status,
                llhttp_errno_name(e), llhttp_get_error_reason(&conn->parser));
   spoke__conn_fail(conn, status);
@@ -241,7 +263,7 @@ void spoke__conn_advance(spoke__conn_t *conn) {
       }
       request_ready(conn);
     } else {
-      parse_failed(conn, e);
+      parse_failed(conn, e, data, len);
     }
   }
   if (conn->rpos == conn->rlen) {

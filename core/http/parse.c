@@ -15,6 +15,7 @@
  * requests wait their turn (conn.c resumes it).
  */
 #include <string.h>
+#include <strings.h>
 
 #include "http/http.h"
 
@@ -169,6 +170,28 @@ static int host_ok(const spoke_request_t *req) {
   return n == 1 && spoke__host_value_ok(host, strlen(host));
 }
 
+/* Every Transfer-Encoding field lists "chunked" and nothing else. */
+static int codings_ok(const spoke_request_t *req) {
+  const char *name, *v;
+  for (size_t i = 0; spoke__request_header_at(req, i, &name, &v) == 0; i++) {
+    if (!spoke__strcaseeq(name, "Transfer-Encoding"))
+      continue;
+    while (*v != '\0') {
+      const char *end = strchr(v, ',');
+      size_t n = end ? (size_t)(end - v) : strlen(v);
+      size_t a = 0, b = n;
+      while (a < b && (v[a] == ' ' || v[a] == '\t'))
+        a++;
+      while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+        b--;
+      if (b - a != 7 || strncasecmp(v + a, "chunked", 7) != 0)
+        return 0;
+      v += end ? n + 1 : n;
+    }
+  }
+  return 1;
+}
+
 static void send_100_continue(spoke__conn_t *conn) {
   static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
   spoke__out_t *out = spoke__out_new(sizeof(line) - 1);
@@ -197,6 +220,13 @@ static int on_headers_complete(llhttp_t *p) {
    * message boundary): 400, and the connection closes. */
   if ((p->flags & F_TRANSFER_ENCODING) && p->http_minor == 0) {
     conn->err_status = 400;
+    return -1;
+  }
+  /* §6.1: chunked is the only transfer coding spoke decodes; a body in
+   * any other would reach the plugin still encoded (llhttp checks only
+   * that chunked comes last). */
+  if ((p->flags & F_TRANSFER_ENCODING) && !codings_ok(req)) {
+    conn->err_status = 501;
     return -1;
   }
   if (!host_ok(req)) {

@@ -212,6 +212,37 @@ def no_content_statuses_send_no_body_and_no_length():
 
 
 @test
+def unknown_methods_and_codings_get_501_and_close():
+    # RFC 9110 §9.1 (an unrecognized method) and RFC 9112 §6.1 (a transfer
+    # coding the server does not understand): 501, and as with any request
+    # spoke cannot read, the connection closes. Bytes that are no method
+    # at all stay 400.
+    cases = [
+        ("unknown method", b"FOO /hello HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+        ("lower-case method", b"get /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+         501),
+        ("gzip before chunked", b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+         b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+        ("two codings in two fields", b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+         b"Transfer-Encoding: deflate\r\nTransfer-Encoding: chunked\r\n"
+         b"\r\n0\r\n\r\n", 501),
+        ("not a token", b"G(T /hello HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ]
+    with Server(BASIC) as srv:
+        for name, raw, status in cases:
+            with srv.conn() as c:
+                c.send(raw)
+                r = c.read_response()
+                check_eq(r.status, status, name)
+                check_framing(r)
+                check(c.wait_closed(), "%s: connection left open" % name)
+        with srv.conn() as c:  # chunked alone, in any case, is fine
+            c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                   b" Chunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+            check_response(c.read_response(method="POST"), 200, b"hello")
+
+
+@test
 def http10_expect_100_continue_is_ignored():
     # RFC 9110 §10.1.1: a server MUST ignore 100-continue in an HTTP/1.0
     # request: the first thing back is the final answer.
