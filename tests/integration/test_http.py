@@ -243,6 +243,26 @@ def unknown_methods_and_codings_get_501_and_close():
 
 
 @test
+def other_versions_and_target_forms_are_refused_and_closed():
+    # RFC 9110 §15.6.6: an unsupported major version gets 505. RFC 9112
+    # §3.2.3-4: authority-form (CONNECT) and asterisk-form (OPTIONS *) are
+    # not for an origin server that routes by path: 400.
+    cases = [
+        ("HTTP/2.0", b"GET /hello HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        ("CONNECT", b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 400),
+        ("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ]
+    with Server(BASIC) as srv:
+        for name, raw, status in cases:
+            with srv.conn() as c:
+                c.send(raw)
+                r = c.read_response()
+                check_eq(r.status, status, name)
+                check(c.wait_closed(), "%s: connection left open" % name)
+        check_response(srv.get("/hello"), 200, HELLO)
+
+
+@test
 def http10_expect_100_continue_is_ignored():
     # RFC 9110 §10.1.1: a server MUST ignore 100-continue in an HTTP/1.0
     # request: the first thing back is the final answer.
