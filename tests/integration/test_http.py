@@ -211,6 +211,18 @@ def no_content_statuses_send_no_body_and_no_length():
             check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
 
 
+def answered_then_closed(srv, cases):
+    """Each (name, raw bytes, status): sent on a connection of its own,
+    answered STATUS with proper framing, then the connection closes."""
+    for name, raw, status in cases:
+        with srv.conn() as c:
+            c.send(raw)
+            r = c.read_response()
+            check_eq(r.status, status, name)
+            check_framing(r)
+            check(c.wait_closed(), "%s: connection left open" % name)
+
+
 @test
 def unknown_methods_and_codings_get_501_and_close():
     # RFC 9110 §9.1 (an unrecognized method) and RFC 9112 §6.1 (a transfer
@@ -229,13 +241,7 @@ def unknown_methods_and_codings_get_501_and_close():
         ("not a token", b"G(T /hello HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     ]
     with Server(BASIC) as srv:
-        for name, raw, status in cases:
-            with srv.conn() as c:
-                c.send(raw)
-                r = c.read_response()
-                check_eq(r.status, status, name)
-                check_framing(r)
-                check(c.wait_closed(), "%s: connection left open" % name)
+        answered_then_closed(srv, cases)
         with srv.conn() as c:  # chunked alone, in any case, is fine
             c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
                    b" Chunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n")
@@ -253,12 +259,7 @@ def other_versions_and_target_forms_are_refused_and_closed():
         ("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     ]
     with Server(BASIC) as srv:
-        for name, raw, status in cases:
-            with srv.conn() as c:
-                c.send(raw)
-                r = c.read_response()
-                check_eq(r.status, status, name)
-                check(c.wait_closed(), "%s: connection left open" % name)
+        answered_then_closed(srv, cases)
         check_response(srv.get("/hello"), 200, HELLO)
 
 
