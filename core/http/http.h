@@ -506,6 +506,7 @@ struct spoke__conn_s {
   spoke__body_kind_t body_kind; /* of the request being read */
   uint64_t body_length;        /* its Content-Length, for body_kind LENGTH */
   size_t head_bytes;
+  size_t trailers;             /* trailer fields read (never kept) */
   int err_status;              /* set by callbacks before failing */
   spoke__phase_t phase;
   uint64_t deadline;           /* loop time (ms) the phase ends; 0: none */

@@ -51,6 +51,7 @@ static int on_message_begin(llhttp_t *p) {
   spoke__buf_reset(&conn->field);
   spoke__buf_reset(&conn->value);
   conn->head_bytes = 0;
+  conn->trailers = 0;
   spoke__conn_phase(conn, SPOKE__PHASE_HEAD);
   return 0;
 }
@@ -97,9 +98,19 @@ static int on_header_value_complete(llhttp_t *p) {
     conn->err_status = 400;
     return -1;
   }
-  if (conn->req->nheaders >= cfg_of(conn)->max_headers) {
+  if (conn->req->nheaders + conn->trailers >= cfg_of(conn)->max_headers) {
     conn->err_status = 431;
     return -1;
+  }
+  if (conn->phase == SPOKE__PHASE_BODY) {
+    /* A trailer field (after a chunked body): checked and counted like a
+     * header, never merged into the header section (RFC 9110 §6.5.1), so
+     * a plugin cannot mistake what came after the body for what came
+     * before it. */
+    conn->trailers++;
+    spoke__buf_reset(&conn->field);
+    spoke__buf_reset(&conn->value);
+    return 0;
   }
   rc = spoke__request_add_header(conn->req, conn->field.data ? conn->field.data : "",
                                      conn->field.len,

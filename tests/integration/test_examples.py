@@ -78,6 +78,16 @@ def echo_chunked_request_body():
                    b"Transfer-Encoding: chunked\r\n\r\n"
                    b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n")
             check_response(c.read_response(), 200, b"abcde")
+        # a trailer is not a header: echo, which copies the request's
+        # Content-Type, must not see one that came after the body
+        with srv.conn() as c:
+            c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n"
+                   b"3\r\nabc\r\n0\r\nContent-Type: text/trailer\r\n\r\n")
+            r = c.read_response()
+            check_response(r, 200, b"abc")
+            check_eq(r.header("Content-Type"), "application/octet-stream",
+                     "Content-Type (a trailer merged into the headers?)")
 
 
 @test
