@@ -105,6 +105,10 @@ int spoke__is_token(const char *s, size_t n);
  * for an invalid escape. */
 long spoke__percent_decode(char *s, size_t n, int plus);
 int spoke__strcaseeq(const char *a, const char *b);
+/* FNV-1a 64 of P[0..n) folded into H; start from SPOKE__FNV64_OFFSET.
+ * Build ids (plugin/instance.c), the metrics sum's index (ctl/promsum.c). */
+#define SPOKE__FNV64_OFFSET 0xcbf29ce484222325ULL
+uint64_t spoke__fnv1a(uint64_t h, const void *p, size_t n);
 
 /* The current second in UTC, formatted with strftime's FMT, redone only
  * when the second changes. Each caller keeps its own TB (thread-local:

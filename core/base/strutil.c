@@ -7,6 +7,15 @@
 
 #include "base/base.h"
 
+uint64_t spoke__fnv1a(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= 0x100000001b3ULL; /* the 64-bit FNV prime */
+  }
+  return h;
+}
+
 int spoke__is_token(const char *s, size_t n) {
   static const char extra[] = "!#$%&'*+-.^_`|~";
   if (n == 0)

@@ -17,8 +17,10 @@
  * of every worker's figures (the master's counts once), gathered from
  * the other workers through their sibling sockets (siblings.c), which
  * this file also serves: GET /status and GET /metrics of this worker
- * alone. POST /reload rescans here and has the master pass SIGHUP on. One request
- * per connection (answered with Connection: close); a head larger than
+ * alone. POST /reload rescans here and has the master pass SIGHUP on.
+ *
+ * One request per connection (answered with Connection: close); a head
+ * larger than
  * 8 KiB gets 431, head and body larger than that 413, a connection
  * silent for 10 s before its answer is closed. The admin
  * listener is for operators: bind it to loopback.
@@ -44,7 +46,9 @@ typedef struct admin_conn_s {
     uv_pipe_t pipe;     /* the sibling socket */
   } h;
   int sibling;          /* from another worker: answer for this one only */
-  spoke__gather_t *gather; /* asking the siblings, or NULL */
+  spoke__gather_t *gather; /* asking the siblings, or NULL; it holds
+                              this conn as its callback's argument, so
+                              conn_close cancels it */
   uv_timer_t idle;
   spoke__server_t *srv;
   char buf[HEAD_MAX + 1];
@@ -199,7 +203,8 @@ static void status_gathered(void *arg, const spoke__sibling_answer_t *a,
   }
   spoke__buf_append(&b, own.data, own.len - 1); /* without its '}' */
   spoke__buf_appendf(&b, ", \"master_pid\": %d, \"processes\": %d, "
-                     "\"workers\": [", (int)getppid(), c->srv->cfg.processes);
+                     "\"workers\": [", (int)c->srv->master_pid,
+                     c->srv->cfg.processes);
   spoke__buf_append(&b, own.data, own.len);
   spoke__buf_free(&own);
   for (size_t i = 0; i < n; i++) {
@@ -218,15 +223,23 @@ static void status_gathered(void *arg, const spoke__sibling_answer_t *a,
   respond_json(c, &b);
 }
 
+/* An operator's request to a supervised worker: CB answers it with the
+ * other workers' answers to PATH (none when there is no other worker).
+ * 0 when this process answers alone. */
+static int ask_siblings(admin_conn_t *c, const char *path,
+                        spoke__siblings_cb cb) {
+  if (!c->srv->supervised || c->sibling)
+    return 0;
+  c->gather = spoke__siblings_ask(c->srv, path, ASK_MS, cb, c);
+  if (c->gather == NULL)
+    cb(c, NULL, 0);
+  return 1;
+}
+
 static void status_json(admin_conn_t *c) {
   spoke__buf_t b = {0};
-  if (c->srv->supervised && !c->sibling) {
-    c->gather = spoke__siblings_ask(c->srv, "/status", ASK_MS,
-                                    status_gathered, c);
-    if (c->gather == NULL)
-      status_gathered(c, NULL, 0);
+  if (ask_siblings(c, "/status", status_gathered))
     return;
-  }
   own_status(c->srv, &b);
   respond_json(c, &b);
 }
@@ -248,7 +261,7 @@ static void metrics_gathered(void *arg, const spoke__sibling_answer_t *a,
   admin_conn_t *c = arg;
   spoke__buf_t own = {0}, sum = {0};
   const char **docs = calloc(n + 1, sizeof(*docs));
-  size_t *lens = calloc(n + 1, sizeof(*lens)), k = 1, answered = 1;
+  size_t *lens = calloc(n + 1, sizeof(*lens)), k = 1; /* k: documents */
   int rc = spoke__metrics_text(c->srv, &own);
   c->gather = NULL;
   if (docs == NULL || lens == NULL || rc != 0 || own.data == NULL) {
@@ -260,7 +273,6 @@ static void metrics_gathered(void *arg, const spoke__sibling_answer_t *a,
       if (a[i].ok) {
         docs[k] = a[i].body;
         lens[k++] = a[i].len;
-        answered++;
       }
     rc = spoke__prom_sum(docs, lens, k, &sum);
     spoke__buf_appendf(&sum, "# HELP spoke_worker_processes_counted Worker "
@@ -271,7 +283,7 @@ static void metrics_gathered(void *arg, const spoke__sibling_answer_t *a,
                        "# HELP spoke_worker_processes Worker processes "
                        "running.\n# TYPE spoke_worker_processes gauge\n"
                        "spoke_worker_processes %zu\n",
-                       ASK_MS, answered, n + 1);
+                       ASK_MS, k, n + 1);
   }
   free(docs);
   free(lens);
@@ -281,13 +293,8 @@ static void metrics_gathered(void *arg, const spoke__sibling_answer_t *a,
 
 static void metrics(admin_conn_t *c) {
   spoke__buf_t b = {0};
-  if (c->srv->supervised && !c->sibling) {
-    c->gather = spoke__siblings_ask(c->srv, "/metrics", ASK_MS,
-                                    metrics_gathered, c);
-    if (c->gather == NULL)
-      metrics_gathered(c, NULL, 0);
+  if (ask_siblings(c, "/metrics", metrics_gathered))
     return;
-  }
   respond_metrics(c, &b, c->sibling ? spoke__metrics_text_local(c->srv, &b)
                                     : spoke__metrics_text(c->srv, &b));
 }
@@ -318,7 +325,7 @@ static void reload(admin_conn_t *c) {
   spoke__info("POST /reload: rescanning %s", srv->cfg.plugins_dir);
   spoke__reload_scan(srv, 0);
   if (srv->supervised)
-    kill(getppid(), SIGHUP); /* the master has the other workers rescan */
+    kill(srv->master_pid, SIGHUP); /* the master has the others rescan */
   spoke__buf_appendf(&b, "{\"generation\": %llu, \"changed\": [",
                      (unsigned long long)srv->generation);
   for (size_t i = 0; i < srv->nslots; i++) {
@@ -513,7 +520,7 @@ static void on_sibling(uv_stream_t *server, int status) {
 /* A supervised worker's sibling socket (siblings.c names it). */
 static int sibling_start(spoke__server_t *srv) {
   struct sockaddr_un addr;
-  socklen_t len = spoke__sibling_addr(getppid(), getpid(), &addr);
+  socklen_t len = spoke__sibling_addr(srv->master_pid, getpid(), &addr);
   int rc, fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return uv_translate_sys_error(errno);

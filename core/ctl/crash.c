@@ -331,25 +331,27 @@ static void on_fatal(int signo, siginfo_t *si, void *uctx) {
   errno = saved_errno;
 }
 
+/* An empty record of KIND from this process into REC; the report fd, or
+ * -1 when there is none (nothing to send). Not for the handler. */
+static int report_start(spoke__crash_record_t *rec, uint32_t kind) {
+  spoke__crash_record(rec, 0, NULL, NULL);
+  rec->kind = kind;
+  rec->pid = (int32_t)getpid();
+  return atomic_load(&report_fd);
+}
+
 void spoke__crash_report_ready(void) {
   spoke__crash_record_t rec;
-  int fd = atomic_load(&report_fd);
-  if (fd < 0)
-    return;
-  spoke__crash_record(&rec, 0, NULL, NULL);
-  rec.kind = SPOKE__REC_READY;
-  rec.pid = (int32_t)getpid();
-  (void)!write(fd, &rec, sizeof(rec));
+  int fd = report_start(&rec, SPOKE__REC_READY);
+  if (fd >= 0)
+    (void)!write(fd, &rec, sizeof(rec));
 }
 
 void spoke__crash_report_loaded(const spoke__instance_t *inst) {
   spoke__crash_record_t rec;
-  int fd = atomic_load(&report_fd);
+  int fd = report_start(&rec, SPOKE__REC_LOADED);
   if (fd < 0)
     return;
-  spoke__crash_record(&rec, 0, NULL, NULL);
-  rec.kind = SPOKE__REC_LOADED;
-  rec.pid = (int32_t)getpid();
   rec.generation = inst->generation;
   snprintf(rec.plugin, sizeof(rec.plugin), "%s", inst->name);
   snprintf(rec.version, sizeof(rec.version), "%s", inst->version);

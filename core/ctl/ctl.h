@@ -296,6 +296,11 @@ typedef struct spoke__ledger_s {
 
 int spoke__ledger_open(const char *archive_dir);
 void spoke__ledger_read(spoke__ledger_t *out);
+/* A consistent copy in memory of its own (free() it), NULL when out of
+ * memory: read into a malloc'd ledger (it is too big for a stack). */
+spoke__ledger_t *spoke__ledger_copy(void);
+/* On a copy: 1 when any build is quarantined. */
+int spoke__ledger_any_quarantined(const spoke__ledger_t *l);
 /* On a copy: BUILD's entry, or NULL. Rollback: the newest build of
  * PLUGIN other than EXCEPT that is archived, not quarantined and never
  * crashed, or NULL. */

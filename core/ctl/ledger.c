@@ -37,10 +37,15 @@ typedef struct shared_s {
   spoke__ledger_t l;
 } shared_t;
 
+/* Mapped once by the master and never unmapped: it lives as long as the
+ * master and every worker forked from it (they inherit the mapping). */
 static shared_t *shared;            /* NULL without a master */
-static uint64_t times[SPOKE__LEDGER_BUILDS][MAX_TIMES]; /* master only */
+/* The master's alone: times[i] are builds[i]'s latest crash times. */
+static uint64_t times[SPOKE__LEDGER_BUILDS][MAX_TIMES];
 static uint64_t next_order;         /* master only */
-static const char *archive;         /* master only: the archive directory */
+/* Master only: the archive directory, supervise.c's string, valid until
+ * the master exits. */
+static const char *archive;
 
 int spoke__ledger_open(const char *archive_dir) {
   void *p = mmap(NULL, sizeof(shared_t), PROT_READ | PROT_WRITE,
@@ -66,6 +71,13 @@ void spoke__ledger_read(spoke__ledger_t *out) {
   } while ((before & 1) != 0 || before != after);
 }
 
+spoke__ledger_t *spoke__ledger_copy(void) {
+  spoke__ledger_t *l = malloc(sizeof(*l));
+  if (l != NULL)
+    spoke__ledger_read(l);
+  return l;
+}
+
 static void write_begin(void) {
   atomic_store_explicit(&shared->seq, shared->seq + 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_release);
@@ -83,6 +95,13 @@ const spoke__build_t *spoke__ledger_find(const spoke__ledger_t *l,
     if (strcmp(l->builds[i].build, build) == 0)
       return &l->builds[i];
   return NULL;
+}
+
+int spoke__ledger_any_quarantined(const spoke__ledger_t *l) {
+  for (size_t i = 0; i < l->nbuilds; i++)
+    if (l->builds[i].quarantined)
+      return 1;
+  return 0;
 }
 
 const spoke__build_t *spoke__ledger_rollback(const spoke__ledger_t *l,

@@ -281,11 +281,10 @@ static void versions_metric(spoke__buf_t *b, spoke__server_t *srv) {
 
 /* The master's counts (its ledger, shared with this worker). */
 static void supervise_metrics(spoke__buf_t *b) {
-  spoke__ledger_t *l = malloc(sizeof(*l));
+  spoke__ledger_t *l = spoke__ledger_copy();
   size_t quarantined = 0;
   if (l == NULL)
     return;
-  spoke__ledger_read(l);
   gauge(b, "spoke_worker_restarts_total", "counter",
         "Worker processes the master replaced (a crash, a --stall-kill, a "
         "death).", l->restarts);

@@ -76,10 +76,7 @@ typedef struct sum_s {
 /* ---- the index ---- */
 
 static uint64_t hash(span_t k) {
-  uint64_t h = 14695981039346656037ull;
-  for (size_t i = 0; i < k.len; i++)
-    h = (h ^ (unsigned char)k.s[i]) * 1099511628211ull;
-  return h;
+  return spoke__fnv1a(SPOKE__FNV64_OFFSET, k.s, k.len);
 }
 
 static span_t key_at(const void *base, size_t stride, size_t i) {

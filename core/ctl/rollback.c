@@ -36,13 +36,13 @@ void spoke__rollback_pick(spoke__server_t *srv, const char *path,
 
   memset(out, 0, sizeof(*out));
   snprintf(out->path, sizeof(out->path), "%s", path);
-  if (!srv->supervised || spoke__build_id_of_file(path, build) != 0)
+  if (!srv->supervised || (l = spoke__ledger_copy()) == NULL)
     return;
-  if ((l = malloc(sizeof(*l))) == NULL)
-    return;
-  spoke__ledger_read(l);
-  q = spoke__ledger_find(l, build);
-  if (q != NULL && q->quarantined) {
+  /* Reading the file for its build id (the load hashes it again as it
+   * copies it) only when some build is quarantined at all. */
+  if (spoke__ledger_any_quarantined(l) &&
+      spoke__build_id_of_file(path, build) == 0 &&
+      (q = spoke__ledger_find(l, build)) != NULL && q->quarantined) {
     snprintf(out->from, sizeof(out->from), "%s", q->version);
     t = spoke__ledger_rollback(l, q->plugin, q->build);
     if (t != NULL) {
@@ -60,11 +60,9 @@ int spoke__rollback_stale(spoke__server_t *srv, const spoke__instance_t *inst) {
   spoke__ledger_t *l;
   const spoke__build_t *b;
   int stale;
-  if (!srv->supervised || inst == NULL || inst->quarantined != NULL)
+  if (!srv->supervised || inst == NULL || inst->quarantined != NULL ||
+      (l = spoke__ledger_copy()) == NULL)
     return 0;
-  if ((l = malloc(sizeof(*l))) == NULL)
-    return 0;
-  spoke__ledger_read(l);
   b = spoke__ledger_find(l, inst->build);
   stale = b != NULL && b->quarantined;
   free(l);

@@ -159,7 +159,7 @@ static void timed_out(uv_timer_t *t) {
 static void peer_start(spoke__server_t *srv, spoke__gather_t *g, peer_t *p,
                        pid_t pid) {
   struct sockaddr_un addr;
-  socklen_t len = spoke__sibling_addr(getppid(), pid, &addr);
+  socklen_t len = spoke__sibling_addr(srv->master_pid, pid, &addr);
   uv_buf_t buf = uv_buf_init(g->request, (unsigned)strlen(g->request));
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
@@ -188,14 +188,13 @@ static void peer_start(spoke__server_t *srv, spoke__gather_t *g, peer_t *p,
 spoke__gather_t *spoke__siblings_ask(spoke__server_t *srv, const char *path,
                                      uint64_t timeout_ms,
                                      spoke__siblings_cb cb, void *arg) {
-  spoke__ledger_t *l = malloc(sizeof(*l));
+  spoke__ledger_t *l = spoke__ledger_copy();
   spoke__gather_t *g = NULL;
   pid_t self = getpid();
   size_t n = 0;
 
   if (l == NULL)
     return NULL;
-  spoke__ledger_read(l);
   for (int i = 0; i < l->nworkers; i++)
     n += l->workers[i] > 0 && l->workers[i] != self;
   if (!srv->supervised || n == 0 || (g = calloc(1, sizeof(*g))) == NULL)

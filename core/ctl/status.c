@@ -78,11 +78,10 @@ static void instance_json(spoke__buf_t *b, spoke__server_t *srv,
 /* The builds the master quarantined (its ledger; none without one),
  * each with the build its workers roll back to, or null (503s). */
 static void quarantine_json(spoke__buf_t *b) {
-  spoke__ledger_t *l = malloc(sizeof(*l));
+  spoke__ledger_t *l = spoke__ledger_copy();
   int first = 1;
   if (l == NULL)
     return;
-  spoke__ledger_read(l);
   spoke__buf_appendf(b, ", \"quarantine\": [");
   for (size_t i = 0; i < l->nbuilds; i++) {
     const spoke__build_t *q = &l->builds[i], *t;

@@ -233,12 +233,8 @@ static void counted(const spoke__crash_record_t *rec, uint64_t now) {
   if (!spoke__ledger_crash(rec, cfg->quarantine_after,
                            cfg->quarantine_window_ms * 1000000ull, now, &q))
     return;
-  l = malloc(sizeof(*l));
-  t = NULL;
-  if (l != NULL) {
-    spoke__ledger_read(l);
-    t = spoke__ledger_rollback(l, q.plugin, q.build);
-  }
+  l = spoke__ledger_copy();
+  t = l != NULL ? spoke__ledger_rollback(l, q.plugin, q.build) : NULL;
   if (t != NULL)
     spoke__error("rolled back plugin %s %s -> %s after %u crashes: %s; "
                  "quarantined until a different build of it is in %s",

@@ -30,10 +30,7 @@ static int is_sub_delim(unsigned char c) {
   return c != '\0' && strchr("!$&'()*+,;=", c) != NULL;
 }
 
-static int is_hex(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-         (c >= 'A' && c <= 'F');
-}
+static int is_hex(unsigned char c) { return spoke__hexval(c) >= 0; }
 
 /* The IP-literal at V[0..n) without its brackets. */
 static int ip_literal_ok(const char *v, size_t n) {

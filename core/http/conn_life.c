@@ -33,7 +33,6 @@ static uint64_t phase_timeout(const spoke__config_t *cfg,
     case SPOKE__PHASE_NEW:
     case SPOKE__PHASE_HEAD: return cfg->header_timeout_ms;
     case SPOKE__PHASE_IDLE: return cfg->keepalive_timeout_ms;
-    case SPOKE__PHASE_BODY: return cfg->body_timeout_ms;
     case SPOKE__PHASE_HANDLER: return cfg->handler_timeout_ms;
     case SPOKE__PHASE_LINGER: return LINGER_MS;
     default: return 0;
@@ -47,26 +46,29 @@ static uint64_t phase_timeout(const spoke__config_t *cfg,
  * trickles below it meets the deadline, some 60 s in by default. */
 static void body_deadline(spoke__conn_t *conn, uint64_t now) {
   const spoke__config_t *cfg = conn->loop->shared->cfg;
-  uint64_t gap = cfg->body_timeout_ms ? now + cfg->body_timeout_ms : 0;
-  uint64_t total = 0;
+  uint64_t gap = 0, total = 0; /* 0: that clock is off */
+  if (cfg->body_timeout_ms > 0)
+    gap = now + cfg->body_timeout_ms;
   if (cfg->body_deadline_ms > 0) {
     total = conn->body_start + cfg->body_deadline_ms;
     if (cfg->body_min_rate > 0)
       total += conn->body_seen * 1000 / cfg->body_min_rate;
   }
-  conn->deadline = gap == 0 ? total : total == 0 || gap < total ? gap : total;
+  /* the earlier of the two that are on */
+  conn->deadline = gap == 0 || (total != 0 && total < gap) ? total : gap;
 }
 
 void spoke__conn_phase(spoke__conn_t *conn, spoke__phase_t phase) {
-  uint64_t now = uv_now(&conn->loop->uv);
-  uint64_t t = phase_timeout(conn->loop->shared->cfg, phase);
+  uint64_t now = uv_now(&conn->loop->uv), t;
   conn->phase = phase;
-  conn->deadline = t ? now + t : 0;
   if (phase == SPOKE__PHASE_BODY) {
     conn->body_start = now;
     conn->body_seen = 0;
     body_deadline(conn, now);
+    return;
   }
+  t = phase_timeout(conn->loop->shared->cfg, phase);
+  conn->deadline = t ? now + t : 0;
 }
 
 void spoke__conn_body_progress(spoke__conn_t *conn, size_t len) {

@@ -507,6 +507,8 @@ struct spoke__conn_s {
   uint64_t body_length;        /* its Content-Length, for body_kind LENGTH */
   size_t head_bytes;
   size_t trailers;             /* trailer fields read (never kept) */
+  int head_done;               /* the request's head is in: any field now
+                                  is a trailer (parse.c) */
   int err_status;              /* set by callbacks before failing */
   spoke__phase_t phase;
   uint64_t deadline;           /* loop time (ms) the phase ends; 0: none */

@@ -52,6 +52,7 @@ static int on_message_begin(llhttp_t *p) {
   spoke__buf_reset(&conn->value);
   conn->head_bytes = 0;
   conn->trailers = 0;
+  conn->head_done = 0;
   spoke__conn_phase(conn, SPOKE__PHASE_HEAD);
   return 0;
 }
@@ -102,7 +103,7 @@ static int on_header_value_complete(llhttp_t *p) {
     conn->err_status = 431;
     return -1;
   }
-  if (conn->phase == SPOKE__PHASE_BODY) {
+  if (conn->head_done) {
     /* A trailer field (after a chunked body): checked and counted like a
      * header, never merged into the header section (RFC 9110 §6.5.1), so
      * a plugin cannot mistake what came after the body for what came
@@ -218,6 +219,7 @@ static int on_headers_complete(llhttp_t *p) {
   size_t max_body = conn->loop->shared->cfg->max_body;
   const char *expect;
 
+  conn->head_done = 1; /* header fields from here on are trailers */
   req->method = llhttp_method_name((llhttp_method_t)p->method);
   req->http_major = p->http_major;
   req->http_minor = p->http_minor;
@@ -228,16 +230,13 @@ static int on_headers_complete(llhttp_t *p) {
   }
   /* RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty
    * framing (a proxy in front that reads it the HTTP/1.0 way sees another
-   * message boundary): 400, and the connection closes. */
-  if ((p->flags & F_TRANSFER_ENCODING) && p->http_minor == 0) {
-    conn->err_status = 400;
-    return -1;
-  }
-  /* §6.1: chunked is the only transfer coding spoke decodes; a body in
-   * any other would reach the plugin still encoded (llhttp checks only
-   * that chunked comes last). */
-  if ((p->flags & F_TRANSFER_ENCODING) && !codings_ok(req)) {
-    conn->err_status = 501;
+   * message boundary): 400, and the connection closes. And chunked is the
+   * only transfer coding spoke decodes; a body in any other would reach
+   * the plugin still encoded (llhttp checks only that chunked comes
+   * last): 501. */
+  if ((p->flags & F_TRANSFER_ENCODING) &&
+      (p->http_minor == 0 || !codings_ok(req))) {
+    conn->err_status = p->http_minor == 0 ? 400 : 501;
     return -1;
   }
   if (!host_ok(req)) {

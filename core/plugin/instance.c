@@ -134,17 +134,6 @@ static int check_elf(int fd, char *err, size_t errlen) {
 
 /* ---- build ids: FNV-1a 64 over a file's bytes ---- */
 
-#define FNV64_OFFSET 0xcbf29ce484222325ULL
-#define FNV64_PRIME 0x100000001b3ULL
-
-static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= FNV64_PRIME;
-  }
-  return h;
-}
-
 static void build_hex(uint64_t h, char out[17]) {
   static const char digits[] = "0123456789abcdef";
   for (int i = 15; i >= 0; i--, h >>= 4)
@@ -154,7 +143,7 @@ static void build_hex(uint64_t h, char out[17]) {
 
 int spoke__build_id_of_file(const char *path, char out[17]) {
   unsigned char buf[65536];
-  uint64_t h = FNV64_OFFSET;
+  uint64_t h = SPOKE__FNV64_OFFSET;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
 
   out[0] = '\0';
@@ -170,7 +159,7 @@ int spoke__build_id_of_file(const char *path, char out[17]) {
     }
     if (n == 0)
       break;
-    h = fnv1a(h, buf, (size_t)n);
+    h = spoke__fnv1a(h, buf, (size_t)n);
   }
   close(fd);
   build_hex(h, out);
@@ -188,7 +177,7 @@ static int copy_fd(int in, int out, uint64_t *hash) {
       return -1;
     if (n == 0)
       return 0;
-    *hash = fnv1a(*hash, (const unsigned char *)buf, (size_t)n);
+    *hash = spoke__fnv1a(*hash, buf, (size_t)n);
     while (off < n) {
       ssize_t w = write(out, buf + off, (size_t)(n - off));
       if (w < 0 && errno == EINTR)
@@ -206,7 +195,7 @@ static int make_private_copy(int src, const char *runtime_dir,
                              const char *stem, uint64_t gen, char **copy,
                              char build[17], char *err, size_t errlen) {
   char path[4096];
-  uint64_t hash = FNV64_OFFSET;
+  uint64_t hash = SPOKE__FNV64_OFFSET;
   int out;
 
   snprintf(path, sizeof(path), "%s/%s.%llu.so", runtime_dir, stem,

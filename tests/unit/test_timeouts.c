@@ -117,16 +117,21 @@ static uint64_t *cfg_field(spoke__config_t *cfg, size_t off) {
   return (uint64_t *)(void *)((char *)cfg + off);
 }
 
+/* A started loop's new connection, its phases set by hand: the loop does
+ * not run, so its time stands. */
+static spoke__conn_t *new_conn(lk_t *k) {
+  spoke__conn_t *conn;
+  lk_start(k, &plugin);
+  conn = lk_connect(k, 0)->conn;
+  assert_int_equal(conn->phase, SPOKE__PHASE_NEW);
+  return conn;
+}
+
 static void phase_sets_its_deadline(void **state) {
   lk_t *k = *state;
-  lk_client_t *c;
-  spoke__conn_t *conn;
+  spoke__conn_t *conn = new_conn(k);
   uint64_t now;
 
-  lk_start(k, &plugin);
-  c = lk_connect(k, 0);
-  conn = c->conn;
-  assert_int_equal(conn->phase, SPOKE__PHASE_NEW);
 
   /* Every setting different, so a phase reading another's shows. */
   k->cfg.header_timeout_ms = 1001;
@@ -180,14 +185,9 @@ static void phase_sets_its_deadline(void **state) {
  * is 0. */
 static void body_deadline_moves_with_the_rate(void **state) {
   lk_t *k = *state;
-  lk_client_t *c;
-  spoke__conn_t *conn;
-  uint64_t now;
+  spoke__conn_t *conn = new_conn(k);
+  uint64_t now = uv_now(&k->loop.uv);
 
-  lk_start(k, &plugin);
-  c = lk_connect(k, 0);
-  conn = c->conn;
-  now = uv_now(&k->loop.uv); /* the loop does not run: time stands */
   k->cfg.body_timeout_ms = 10000;
   k->cfg.body_deadline_ms = 6006;
   k->cfg.body_min_rate = 1000;
