@@ -20,17 +20,20 @@
 
 #include "http/http.h"
 
-static int is_unreserved(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-         c == '~';
-}
-
-static int is_sub_delim(unsigned char c) {
-  return c != '\0' && strchr("!$&'()*+,;=", c) != NULL;
-}
-
 static int is_hex(unsigned char c) { return spoke__hexval(c) >= 0; }
+
+/* unreserved / sub-delims as a 256-bit set, bit C of word C / 32: a
+ * reg-name is checked on every request (a Host is in each), so one load
+ * per byte rather than a chain of comparisons. The words are
+ * ALPHA DIGIT "-._~" and "!$&'()*+,;=" (test_authority.c checks the
+ * classes against the grammar). */
+static const uint32_t reg_chars[8] = {
+    0x00000000u, 0x2bff7fd2u, 0x87fffffeu, 0x47fffffeu,
+    0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u};
+
+static int is_reg_char(unsigned char c) {
+  return (reg_chars[c >> 5] >> (c & 31)) & 1u;
+}
 
 /* The IP-literal at V[0..n) without its brackets. */
 static int ip_literal_ok(const char *v, size_t n) {
@@ -44,7 +47,7 @@ static int ip_literal_ok(const char *v, size_t n) {
       return 0;
     for (i++; i < n; i++) {
       unsigned char c = (unsigned char)v[i];
-      if (!is_unreserved(c) && !is_sub_delim(c) && c != ':')
+      if (!is_reg_char(c) && c != ':')
         return 0;
     }
     return 1;
@@ -57,25 +60,24 @@ static int ip_literal_ok(const char *v, size_t n) {
   return 1;
 }
 
-static int reg_name_ok(const char *v, size_t n) {
-  for (size_t i = 0; i < n; i++) {
+/* The length of the reg-name at V[0..n), which ends at ':' or at N, or
+ * -1 when a byte before that is not allowed in one. */
+static long reg_name_len(const char *v, size_t n) {
+  size_t i;
+  for (i = 0; i < n && v[i] != ':'; i++) {
     unsigned char c = (unsigned char)v[i];
-    if (c == '%') {
-      if (i + 2 >= n)
-        return 0; /* "%" needs two hex digits after it */
-      if (!is_hex((unsigned char)v[i + 1]) || !is_hex((unsigned char)v[i + 2]))
-        return 0;
-      i += 2;
-    } else if (!is_unreserved(c) && !is_sub_delim(c)) {
-      return 0;
-    }
+    if (is_reg_char(c))
+      continue;
+    if (c != '%' || i + 2 >= n || !is_hex((unsigned char)v[i + 1]) ||
+        !is_hex((unsigned char)v[i + 2]))
+      return -1; /* not allowed, or "%" without two hex digits */
+    i += 2;
   }
-  return 1;
+  return (long)i;
 }
 
 int spoke__host_value_ok(const char *v, size_t n) {
-  size_t host_len = n;
-  const char *colon;
+  size_t host_len;
 
   if (n > 0 && v[0] == '[') {
     const char *close = memchr(v, ']', n);
@@ -85,11 +87,10 @@ int spoke__host_value_ok(const char *v, size_t n) {
     if (host_len < n && v[host_len] != ':')
       return 0;
   } else {
-    colon = memchr(v, ':', n);
-    if (colon != NULL)
-      host_len = (size_t)(colon - v);
-    if (!reg_name_ok(v, host_len))
+    long len = reg_name_len(v, n);
+    if (len < 0)
       return 0;
+    host_len = (size_t)len;
   }
   for (size_t i = host_len + 1; i < n; i++) /* the port: digits only */
     if (v[i] < '0' || v[i] > '9')

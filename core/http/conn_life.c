@@ -59,16 +59,16 @@ static void body_deadline(spoke__conn_t *conn, uint64_t now) {
 }
 
 void spoke__conn_phase(spoke__conn_t *conn, spoke__phase_t phase) {
-  uint64_t now = uv_now(&conn->loop->uv), t;
+  uint64_t t;
   conn->phase = phase;
   if (phase == SPOKE__PHASE_BODY) {
-    conn->body_start = now;
+    conn->body_start = uv_now(&conn->loop->uv);
     conn->body_seen = 0;
-    body_deadline(conn, now);
+    body_deadline(conn, conn->body_start);
     return;
   }
   t = phase_timeout(conn->loop->shared->cfg, phase);
-  conn->deadline = t ? now + t : 0;
+  conn->deadline = t ? uv_now(&conn->loop->uv) + t : 0;
 }
 
 void spoke__conn_body_progress(spoke__conn_t *conn, size_t len) {

@@ -509,6 +509,8 @@ struct spoke__conn_s {
   size_t trailers;             /* trailer fields read (never kept) */
   int head_done;               /* the request's head is in: any field now
                                   is a trailer (parse.c) */
+  int hosts;                   /* Host fields in the head (parse.c) */
+  int bad_host;                /* one of them had an invalid value */
   int err_status;              /* set by callbacks before failing */
   spoke__phase_t phase;
   uint64_t deadline;           /* loop time (ms) the phase ends; 0: none */

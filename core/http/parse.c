@@ -53,6 +53,8 @@ static int on_message_begin(llhttp_t *p) {
   conn->head_bytes = 0;
   conn->trailers = 0;
   conn->head_done = 0;
+  conn->hosts = 0;
+  conn->bad_host = 0;
   spoke__conn_phase(conn, SPOKE__PHASE_HEAD);
   return 0;
 }
@@ -92,6 +94,13 @@ static int on_header_field_complete(llhttp_t *p) {
   return 0;
 }
 
+/* NAME[0..n) is "Host", in any case (a byte | 0x20 is a given
+ * lower-case letter only when it is that letter, in either case). */
+static int is_host(const char *name, size_t n) {
+  return n == 4 && (name[0] | 0x20) == 'h' && (name[1] | 0x20) == 'o' &&
+         (name[2] | 0x20) == 's' && (name[3] | 0x20) == 't';
+}
+
 static int on_header_value_complete(llhttp_t *p) {
   spoke__conn_t *conn = conn_of(p);
   int rc;
@@ -112,6 +121,14 @@ static int on_header_value_complete(llhttp_t *p) {
     spoke__buf_reset(&conn->field);
     spoke__buf_reset(&conn->value);
     return 0;
+  }
+  /* Host is judged as it arrives (RFC 9112 §3.2), not by a second pass
+   * over the header list: on_headers_complete reads the two counts. */
+  if (is_host(conn->field.data, conn->field.len)) {
+    conn->hosts++;
+    conn->bad_host |= !spoke__host_value_ok(conn->value.data
+                                                ? conn->value.data : "",
+                                            conn->value.len);
   }
   rc = spoke__request_add_header(conn->req, conn->field.data ? conn->field.data : "",
                                      conn->field.len,
@@ -164,22 +181,6 @@ static int set_target(spoke_request_t *req, const char *url, size_t len) {
     return -1;
   req->path = path;
   return 0;
-}
-
-/* RFC 9112 §3.2: exactly one Host field, with a valid value, in an
- * HTTP/1.1 request; at most one in an HTTP/1.0 one. */
-static int host_ok(const spoke_request_t *req) {
-  const char *name, *value, *host = NULL;
-  size_t n = 0;
-  for (size_t i = 0;
-       spoke__request_header_at(req, i, &name, &value) == 0; i++)
-    if (spoke__strcaseeq(name, "Host")) {
-      host = value;
-      n++;
-    }
-  if (n == 0)
-    return req->http_minor == 0;
-  return n == 1 && spoke__host_value_ok(host, strlen(host));
 }
 
 /* Every Transfer-Encoding field lists "chunked" and nothing else. */
@@ -239,7 +240,10 @@ static int on_headers_complete(llhttp_t *p) {
     conn->err_status = p->http_minor == 0 ? 400 : 501;
     return -1;
   }
-  if (!host_ok(req)) {
+  /* RFC 9112 §3.2: exactly one Host field, with a valid value, in an
+   * HTTP/1.1 request; at most one in an HTTP/1.0 one. */
+  if (conn->hosts > 1 || conn->bad_host ||
+      (conn->hosts == 0 && p->http_minor != 0)) {
     conn->err_status = 400;
     return -1;
   }

@@ -4,6 +4,7 @@
  * - Accepted: names, IPv4, IPv6 and IPvFuture literals, percent
  *   escapes, every unreserved and sub-delims character, a port of
  *   digits or an empty one, and the empty value.
+ * - Each byte alone: valid exactly when unreserved or a sub-delim.
  * - Refused: whitespace, '/', '@', '?', '#', control bytes, a port with
  *   anything but digits, an unclosed or empty literal, junk after a
  *   literal, letters beyond hex inside one, a short percent escape.
@@ -46,6 +47,24 @@ static void test_invalid(void **state) {
   }
 }
 
+/* Every byte alone as a host: valid exactly when it is unreserved or a
+ * sub-delim (authority.c keeps those as a bit set). ':' (an empty host
+ * and port), '[' (a literal) and '%' (an escape) have rules of their own,
+ * checked above. */
+static void test_every_byte(void **state) {
+  (void)state;
+  for (int c = 0; c < 256; c++) {
+    char v[1] = {(char)c};
+    int want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               (c >= '0' && c <= '9') ||
+               (c != 0 && strchr("-._~!$&'()*+,;=", c) != NULL);
+    if (c == ':' || c == '[' || c == '%')
+      continue;
+    if (spoke__host_value_ok(v, 1) != want)
+      fail_msg("byte 0x%02x: got %d, want %d", c, !want, want);
+  }
+}
+
 static void test_length_not_nul(void **state) {
   (void)state;
   /* Only V[0..n) counts: what follows is not read. */
@@ -57,6 +76,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_valid),
       cmocka_unit_test(test_invalid),
+      cmocka_unit_test(test_every_byte),
       cmocka_unit_test(test_length_not_nul),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
