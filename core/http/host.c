@@ -125,7 +125,9 @@ _Static_assert(offsetof(spoke_plugin_t, nroutes) == 40, "ABI");
 _Static_assert(offsetof(spoke_plugin_t, init) == 48, "ABI");
 _Static_assert(offsetof(spoke_plugin_t, fini) == 56, "ABI");
 _Static_assert(offsetof(spoke_plugin_t, handover) == 64, "ABI 1.1");
-_Static_assert(sizeof(spoke_plugin_t) == 72, "ABI");
+_Static_assert(offsetof(spoke_plugin_t, loop_init) == 72, "ABI 1.4");
+_Static_assert(offsetof(spoke_plugin_t, loop_fini) == 80, "ABI 1.4");
+_Static_assert(sizeof(spoke_plugin_t) == 88, "ABI");
 _Static_assert(offsetof(spoke_route_t, method) == 0, "ABI");
 _Static_assert(offsetof(spoke_route_t, path) == 8, "ABI");
 _Static_assert(offsetof(spoke_route_t, mode) == 16, "ABI");
@@ -147,5 +149,7 @@ _Static_assert(offsetof(spoke_host_t, plugin_release) == 8 + 25 * 8, "ABI");
 _Static_assert(offsetof(spoke_host_t, response_pending) == 8 + 26 * 8, "ABI");
 _Static_assert(offsetof(spoke_host_t, response_on_drain) == 8 + 27 * 8,
                "ABI");
-_Static_assert(sizeof(spoke_host_t) == 8 + 28 * 8, "ABI");
+_Static_assert(offsetof(spoke_host_t, loop_state) == 8 + 28 * 8, "ABI 1.4");
+_Static_assert(offsetof(spoke_host_t, offload) == 8 + 29 * 8, "ABI 1.4");
+_Static_assert(sizeof(spoke_host_t) == 8 + 30 * 8, "ABI");
 #endif

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define SPOKE_ABI_MAJOR 1
-#define SPOKE_ABI_MINOR 3
+#define SPOKE_ABI_MINOR 4
 
 #define SPOKE_VERSION_STRING "0.1.0"
 
@@ -160,6 +160,14 @@ typedef void (*spoke_abort_cb)(spoke_request_t *req);
  * loop has drained below the low-water mark (SDK 1.3). */
 typedef void (*spoke_drain_cb)(spoke_request_t *req);
 
+/* spoke_offload() (SDK 1.4): FN(ARG) runs on a worker-pool thread and may
+ * block; DONE then runs on the request's loop thread with STATUS 0, or
+ * SPOKE_ECANCELED when the client went away meanwhile (complete the
+ * request anyway; the response is discarded). */
+typedef void (*spoke_offload_cb)(void *arg);
+typedef void (*spoke_offload_done_cb)(spoke_request_t *req, void *arg,
+                                      int status);
+
 typedef struct spoke_route_s {
   const char *method;       /* "GET", "POST", ...; "*" for any method */
   const char *path;         /* "/users/:id", or "/static/" then "*" */
@@ -201,6 +209,28 @@ typedef struct spoke_plugin_s {
    * new version starts fresh with init. */
   int (*handover)(const spoke_host_t *host, void *prev_state,
                   const char *prev_version, void **state);
+
+  /* -- SDK 1.4 -- */
+
+  /* Optional. Per-loop resources (database connections, client handles,
+   * poll watchers): called on each I/O loop's thread, on that thread,
+   * before that loop gives this version its first request: when the
+   * loop starts, or when a reload publishes this version. LOOP is the
+   * loop, STATE what init (or handover) stored; store the loop's own
+   * state in *LOOP_STATE (spoke_loop_state() finds it from a request).
+   * It must not block: start connections, do not wait for them. Return
+   * 0, or a negative code: the version's routes then answer 503 on that
+   * loop (one log line says why), and loop_fini is not called there. */
+  int (*loop_init)(const spoke_host_t *host, struct uv_loop_s *loop,
+                   void *state, void **loop_state);
+  /* Optional. Called on each loop whose loop_init succeeded, on that
+   * loop's thread, once this version no longer takes requests there (a
+   * reload replaced it, or the server is draining) and its last request
+   * on that loop has completed; always before fini. Close what
+   * loop_init opened: libuv handles closed here have their close
+   * callbacks run before the version's code is unmapped; anything that
+   * calls back later must take a spoke_plugin_hold(). */
+  void (*loop_fini)(struct uv_loop_s *loop, void *state, void *loop_state);
   /* -- append members below this line, never above (the host reads
    * only what .struct_size covers) -- */
 } spoke_plugin_t;
@@ -275,7 +305,11 @@ struct spoke_host_s {
   void (*plugin_release)(const spoke_host_t *host);
   size_t (*response_pending)(const spoke_request_t *req);
   int (*response_on_drain)(spoke_request_t *req, spoke_drain_cb cb);
-  /* -- append 1.4 members below this line, never above -- */
+  /* -- 1.4 -- */
+  void *(*loop_state)(const spoke_request_t *req);
+  int (*offload)(spoke_request_t *req, spoke_offload_cb fn, void *arg,
+                 spoke_offload_done_cb done);
+  /* -- append 1.5 members below this line, never above -- */
 };
 
 /* True when the host's table has MEMBER (a member newer than the plugin's
@@ -502,6 +536,34 @@ static inline int spoke_response_on_drain(spoke_request_t *req,
   return SPOKE_HOST_HAS(response_on_drain)
              ? spoke_host->response_on_drain(req, cb)
              : SPOKE_ENOTSUP;
+}
+
+/* ---- Loop-bound resources and blocking calls (SDK 1.4) ---------------- */
+
+/* What this plugin version's loop_init stored for REQ's loop; NULL
+ * without loop_init, when it failed, or on a host older than 1.4. Use
+ * what it points to on the loop thread only (an async handler and the
+ * callbacks its loop runs): a sync handler runs on a pool thread. */
+static inline void *spoke_loop_state(const spoke_request_t *req) {
+  return SPOKE_HOST_HAS(loop_state) ? spoke_host->loop_state(req) : NULL;
+}
+
+/* Python's `await loop.run_in_executor(...)`, Quart's run_sync: runs
+ * FN(ARG) on a worker-pool thread (--workers), where it may block, then
+ * DONE(req, ARG, status) on REQ's loop thread, where the handler goes on
+ * and completes the request. The request stays valid until DONE has
+ * run, even if the client leaves (STATUS is then SPOKE_ECANCELED, and
+ * DONE still runs: free what ARG holds there). FN must not touch REQ.
+ * One offload per request at a time. Call on the loop thread (an async
+ * handler or its callbacks). 0; SPOKE_EBUSY when the pool's queue is
+ * full (--max-queue; answer 503) or this request already has one
+ * pending; SPOKE_EALREADY once completed; SPOKE_ETHREAD off the loop
+ * thread; SPOKE_EINVAL for a NULL FN or DONE; SPOKE_ENOTSUP on a host
+ * older than 1.4. On any error neither callback runs. */
+static inline int spoke_offload(spoke_request_t *req, spoke_offload_cb fn,
+                                void *arg, spoke_offload_done_cb done) {
+  return SPOKE_HOST_HAS(offload) ? spoke_host->offload(req, fn, arg, done)
+                                 : SPOKE_ENOTSUP;
 }
 
 #ifdef __cplusplus
