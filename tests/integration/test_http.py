@@ -383,6 +383,20 @@ BAD_HEADS = [
      b"GET /hello HTTP/1.1\r\nHost: [::1\r\n\r\n"),
     ("Host with a bad percent escape",
      b"GET /hello HTTP/1.1\r\nHost: a%zz\r\n\r\n"),
+    # RFC 9112 §3, §3.2: the target has no fragment, no SP or controls.
+    ("fragment in the target",
+     b"GET /hello#frag HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("space in the target", b"GET /he llo HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("control byte in the target",
+     b"GET /he\x01llo HTTP/1.1\r\nHost: x\r\n\r\n"),
+    # RFC 9112 §3.2.2, RFC 9110 §4.2: an absolute-form target is an http or
+    # https URI with a non-empty, valid authority.
+    ("absolute-form with an ftp scheme",
+     b"GET ftp://x/hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("absolute-form with an empty authority",
+     b"GET http:///hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("absolute-form with userinfo",
+     b"GET http://u@x/hello HTTP/1.1\r\nHost: x\r\n\r\n"),
 ]
 
 
@@ -407,6 +421,20 @@ def valid_hosts_and_hostless_http10_are_served():
             c.send(b"GET http://example.com/hello HTTP/1.1\r\n"
                    b"Host: example.com\r\n\r\n")
             check_response(c.read_response(), 200, HELLO)
+
+
+@test
+def absolute_form_http_and_https_in_any_case_are_served():
+    # RFC 9110 §4.2.3: the scheme is case-insensitive; a target without a
+    # path means "/" (RFC 9112 §3.2.2).
+    with Server(BASIC) as srv, srv.conn() as c:
+        for target in (b"HTTP://x/hello", b"hTTps://x:8443/hello?a=1",
+                       b"http://[::1]:80/hello"):
+            c.send(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+            check_response(c.read_response(), 200, HELLO)
+        c.send(b"GET http://x?a=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        check_response(c.read_response(), 404)  # "/" has no route here
+        check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
 
 
 @test
