@@ -139,6 +139,17 @@ def empty_lines_before_a_request_line_are_ignored():
 
 
 @test
+def extra_spaces_between_method_and_target_are_accepted():
+    # RFC 9112 §3: a recipient MAY parse the request-line on whitespace
+    # boundaries. llhttp (like nginx) takes several SP between the method
+    # and the target; the forms it refuses are in BAD_HEADS.
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(b"GET   /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        check_response(c.read_response(), 200, HELLO)
+        check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+
+
+@test
 def request_without_length_or_coding_has_no_body():
     # RFC 9112 §6.3: no Content-Length and no Transfer-Encoding: the body
     # is empty and the bytes after the head are the next request.
@@ -482,6 +493,11 @@ BAD_HEADS = [
      b"GET /hello HTTP/1.1\r\nHost: [::1\r\n\r\n"),
     ("Host with a bad percent escape",
      b"GET /hello HTTP/1.1\r\nHost: a%zz\r\n\r\n"),
+    # RFC 9112 §2.3, §3: the version is case-sensitive; HTAB is no
+    # separator and nothing follows the version.
+    ("lower-case HTTP version", b"GET /hello http/1.1\r\nHost: x\r\n\r\n"),
+    ("HTAB as a separator", b"GET\t/hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("SP after the version", b"GET /hello HTTP/1.1 \r\nHost: x\r\n\r\n"),
     # RFC 9112 §2.2: whitespace between the start-line and the first field
     # line MUST be rejected (or the line ignored).
     ("SP before the first field line",

@@ -391,6 +391,13 @@ def if_match_and_if_unmodified_since_give_412():
                    b"If-Match: \"a\"\r\nIf-Match: %s\r\n\r\n"
                    % etag.encode())
             check_response(c.read_response(), 200, HELLO_TXT)
+            # §13.2.1: no precondition turns what would not be a 2xx
+            # into a 412
+            for path, status in (("/static/missing.txt", 404),
+                                 ("/static/sub", 404)):
+                check_response(c.roundtrip("GET", path, headers={
+                    "If-Match": '"nope"', "If-Unmodified-Since": earlier}),
+                    status)
         still_serving(srv)
 
 
