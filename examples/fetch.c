@@ -303,12 +303,15 @@ static void transfer_done(fetch_transfer_t *t, CURLcode result) {
   free(body); /* spoke_response_send copied it */
 }
 
-/* Completes every transfer curl reports finished. */
+/* Completes every transfer curl reports finished. Completing the last
+ * request of a replaced version may run loop_fini from inside
+ * spoke_response_send: then fl->multi is gone, and so is the work. */
 static void check_finished(fetch_loop_t *fl) {
   CURLMsg *msg;
   int left;
 
-  while ((msg = curl_multi_info_read(fl->multi, &left)) != NULL) {
+  while (fl->multi != NULL &&
+         (msg = curl_multi_info_read(fl->multi, &left)) != NULL) {
     char *t = NULL;
     if (msg->msg != CURLMSG_DONE)
       continue;
@@ -483,6 +486,7 @@ static void fetch_loop_fini(struct uv_loop_s *loop, void *state,
   while (fl->sockets != NULL)
     socket_close(fl->sockets);
   curl_multi_cleanup(fl->multi);
+  fl->multi = NULL;
   uv_close((uv_handle_t *)&fl->timer, loop_closed);
 }
 
