@@ -377,6 +377,8 @@ static int fetch(spoke_request_t *req) {
   curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->error);
   curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)fl->conf->timeout_ms);
   curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM */
+  /* http(s) only: a file:// url would read the disk on the loop. */
+  curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
   if (curl_multi_add_handle(fl->multi, t->easy) != CURLM_OK) {
     curl_easy_cleanup(t->easy);
     return SPOKE_ENOMEM;

@@ -305,6 +305,22 @@ def client_leaving_cancels_the_upstream_transfer():
 
 
 @test
+def handler_timeout_cancels_the_transfer_too():
+    up = Upstream(gated=True)
+    try:
+        # The server's --handler-timeout answers 504 and calls the abort
+        # callback, as when the client leaves: the transfer stops there.
+        with front(up.url(), "timeout_ms = 3600000",
+                   args=("--loops", "1", "--handler-timeout", "100ms")) as srv:
+            check_response(srv.get("/fetch"), 504)
+            up.wait("eofs", 1)
+            up.open()
+            check_response(srv.get("/fetch"), 200, UPSTREAM_BODY)
+    finally:
+        up.close()
+
+
+@test
 def hot_reload_while_fetches_are_pending():
     up = Upstream(gated=True)
     try:
