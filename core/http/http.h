@@ -473,7 +473,9 @@ typedef struct spoke__frame_scan_s {
   uint8_t prev_cr;             /* the last byte was CR */
   uint8_t seen_line;           /* a non-empty line is behind us */
   uint8_t in_ext;              /* chunk size line: past the digits */
-  uint32_t line_len;           /* bytes of the current line so far */
+  uint32_t line_len;           /* bytes of the current line so far; in the
+                                  chunk states, chunk-extension bytes of
+                                  the whole body (frame.c) */
   uint64_t remaining;          /* body or chunk-data bytes to skip */
   uint64_t chunk;              /* the chunk size being read */
 } spoke__frame_scan_t;
