@@ -9,6 +9,10 @@
  * them may wait for a worker, past that the client gets 503 with
  * Retry-After instead of unbounded latency.
  *
+ * A version with per-loop hooks (SDK 1.4) is counted in its slot for
+ * this loop, so that its loop_fini waits for its last request here
+ * (loophooks.c); where its loop_init failed, its routes answer 503.
+ *
  * After a handler: a sync handler that did not complete gets 500; any
  * handler that returned an error without completing gets 500. Either is
  * logged once with the plugin's name.
@@ -108,6 +112,19 @@ static void answer_quarantined(spoke_request_t *req) {
   spoke__response_text(req, 503, "Retry-After: 10\r\n", body, (size_t)n);
 }
 
+/* The version's loop_init failed on this loop (loophooks.c): its routes
+ * answer 503 here, without running its code. */
+static void answer_loop_failed(spoke_request_t *req,
+                               const spoke__instance_t *inst) {
+  char body[256];
+  int n = snprintf(body, sizeof(body),
+                   "503 plugin %s %s could not start on this loop\n",
+                   inst->name, inst->version);
+  if (n < 0 || (size_t)n >= sizeof(body))
+    n = 0;
+  spoke__response_text(req, 503, "Retry-After: 10\r\n", body, (size_t)n);
+}
+
 void spoke__dispatch(spoke_request_t *req) {
   spoke__match_t m;
   spoke__snapshot_t *snap = req->loop->snap;
@@ -124,6 +141,14 @@ void spoke__dispatch(spoke_request_t *req) {
     snprintf(allow, sizeof(allow), "Allow: %s\r\n", m.allow);
     spoke__response_simple(req, 405, allow);
     return;
+  }
+  if (m.route->inst->perloop != NULL) { /* SDK 1.4 loop hooks */
+    spoke__perloop_t *slot = &m.route->inst->perloop[req->loop->id];
+    if (slot->phase != SPOKE__PERLOOP_RUNNING) {
+      answer_loop_failed(req, m.route->inst);
+      return;
+    }
+    slot->requests++; /* loophooks.c counts it out at unpin */
   }
   req->handler = m.route->handler;
   req->inst = m.route->inst;

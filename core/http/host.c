@@ -104,6 +104,8 @@ static void table_init(void) {
   h->plugin_release = host_plugin_release;
   h->response_pending = spoke__response_pending;
   h->response_on_drain = spoke__response_on_drain;
+  h->loop_state = spoke__loophooks_state;
+  h->offload = spoke__offload;
 }
 
 const spoke_host_t *spoke__host_table(void) {

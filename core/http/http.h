@@ -20,8 +20,8 @@
  *
  * Within http/ calls point down too (tools/check_layers.py): head.c,
  * frame.c, mailbox.c, request.c, conn_life.c, write.c, accesslog.c,
- * reqstats.c, response.c, timer.c, host.c, pool.c, dispatch.c, parse.c,
- * conn.c, timeouts.c, loop.c, watchdog.c. Where a lower file must reach a higher one
+ * reqstats.c, response.c, timer.c, loophooks.c, offload.c, host.c, pool.c,
+ * dispatch.c, parse.c, conn.c, timeouts.c, loop.c, watchdog.c. Where a lower file must reach a higher one
  * it calls a function pointer the higher one installed: a mailbox
  * message's run callback, the loop's deliver callback (conn.c).
  */
@@ -136,6 +136,9 @@ struct spoke__loop_s {
   spoke__msg_cb deliver;      /* runs a response's out on this loop: set
                                  by loop.c to conn.c's, called by
                                  response.c (fixed once the loop runs) */
+  void (*finishing)(spoke__loop_t *loop); /* set by loop.c: run by
+                                 spoke__loop_maybe_finish as the drained
+                                 loop starts closing (plugins' loop_fini) */
   uv_mutex_t mu;              /* guards head/tail, and drained's waits */
   spoke__msg_t *head, *tail;  /* mailbox, any thread appends */
   uv_cond_t drained;          /* a request's queued bytes went down */
@@ -225,7 +228,7 @@ void spoke__control_signals(sigset_t *set);
 #define SPOKE__REQ_ARENA_INLINE 1024
 #define SPOKE__REQ_POOL_MAX 128
 
-/* Why a request is still alive. The first four are taken at most once
+/* Why a request is still alive. The first five are taken at most once
  * at a time; STACK, WRITE, TIMER and DRAIN are counted. */
 typedef enum {
   SPOKE__HOLD_CONN = 0,       /* attached to its connection */
@@ -233,6 +236,8 @@ typedef enum {
   SPOKE__HOLD_UNCOMPLETED,    /* its response's last bytes not queued yet */
   SPOKE__HOLD_PLUGIN,         /* an async plugin still owes a completion,
                                  even after the core answered (504) */
+  SPOKE__HOLD_OFFLOAD,        /* a spoke_offload whose done callback has
+                                 not run yet (offload.c) */
   SPOKE__HOLD_STACK,          /* a function on the loop's stack uses it (an
                                  abort or timer callback, a delivery) */
   SPOKE__HOLD_WRITE,          /* a queued write of its bytes */
@@ -322,6 +327,13 @@ struct spoke_request_s {
    * written by the worker and handed to the loop through its mailbox. */
   spoke_request_t *sync_next;
   spoke__msg_t done_msg;
+  /* spoke_offload (offload.c): set on the loop thread before the job is
+   * queued, read by the worker that runs FN, cleared on the loop when
+   * DONE runs. A request with offload_fn set is an offload job to the
+   * pool, not a sync handler; done_msg brings it back. */
+  spoke_offload_cb offload_fn;
+  void *offload_arg;
+  spoke_offload_done_cb offload_done;
 
   /* Written by the completing thread with the response's bytes; read by
    * the loop once the last out arrives (stats, access log). */
@@ -633,6 +645,23 @@ const spoke_host_t *spoke__host_table(void);
 
 /* ---- timer.c ---- */
 int spoke__timer_start(spoke_request_t *req, uint64_t ms, spoke_timer_cb cb);
+
+/* ---- loophooks.c: plugins' per-loop hooks, on the loop thread ---- */
+/* loop_init for each version in SNAP not yet started on LOOP. */
+void spoke__loophooks_adopt(spoke__loop_t *loop, spoke__snapshot_t *snap);
+/* Each version of OLD that NOW (NULL: none) does not list is retired on
+ * LOOP: its loop_fini runs now if no request of it is pinned here, else
+ * when the last one is (spoke__loophooks_unpinned). */
+void spoke__loophooks_retire(spoke__loop_t *loop, spoke__snapshot_t *old,
+                             spoke__snapshot_t *now);
+/* A request pinned in INST on LOOP let go (INST has slots). */
+void spoke__loophooks_unpinned(spoke__loop_t *loop, spoke__instance_t *inst);
+/* spoke_loop_state: REQ's version's slot state on REQ's loop. */
+void *spoke__loophooks_state(const spoke_request_t *req);
+
+/* ---- offload.c: spoke_offload ---- */
+int spoke__offload(spoke_request_t *req, spoke_offload_cb fn, void *arg,
+                   spoke_offload_done_cb done);
 
 /* ---- loop.c: the lag timer ---- */
 

@@ -86,6 +86,10 @@ static void publish_run(spoke__msg_t *msg) {
   publish_t *pub = (publish_t *)msg;
   spoke__loop_t *loop = pub->loop;
   spoke__snapshot_t *old = loop->snap;
+  /* New versions' loop_init before the loop routes through them; the
+   * versions left out retire here (their loop_fini once idle). */
+  spoke__loophooks_adopt(loop, pub->snap);
+  spoke__loophooks_retire(loop, old, pub->snap);
   loop->snap = pub->snap;
   spoke__debug("loop %d: now generation %llu", loop->id,
                (unsigned long long)pub->snap->generation);
@@ -127,6 +131,12 @@ int spoke__loop_drain(spoke__loop_t *loop) {
   return 0;
 }
 
+/* The drained loop is closing: every version it still routes to is
+ * retired, so their loop_fini run (no request is left to wait for). */
+static void finishing(spoke__loop_t *loop) {
+  spoke__loophooks_retire(loop, loop->snap, NULL);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   spoke__loop_t *loop = server->data;
   if (status < 0) {
@@ -156,6 +166,7 @@ int spoke__loop_init(spoke__loop_t *loop, spoke__shared_t *shared, int id,
   uv_async_init(&loop->uv, &loop->doorbell, doorbell_cb);
   loop->doorbell.data = loop;
   loop->deliver = spoke__conn_deliver;
+  loop->finishing = finishing;
   uv_prepare_init(&loop->uv, &loop->settle);
   loop->settle.data = loop;
   uv_prepare_start(&loop->settle, settle_cb);
@@ -184,6 +195,9 @@ static void close_leftover(uv_handle_t *h, void *arg) {
 
 int spoke__loop_end(spoke__loop_t *loop) {
   int leftovers = 0;
+  /* A loop that ended without draining (a test's) owes its loop_fini
+   * still; the handles they close are run below. */
+  spoke__loophooks_retire(loop, loop->snap, NULL);
   /* Handles a plugin left open would keep the loop from closing. */
   if (uv_loop_close(&loop->uv) == UV_EBUSY) {
     uv_walk(&loop->uv, close_leftover, &leftovers);
@@ -223,6 +237,7 @@ static void loop_main(void *arg) {
    * pointer is gone, wait out a read that began before (both sides use
    * sequentially consistent atomics, so one of them sees the other). */
   atomic_store(&loop->call, spoke__call_mine());
+  spoke__loophooks_adopt(loop, loop->snap); /* loop_init, before serving */
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   atomic_store(&loop->call, NULL);
   while (atomic_load(&loop->call_reading))

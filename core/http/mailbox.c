@@ -92,6 +92,8 @@ void spoke__loop_maybe_finish(spoke__loop_t *loop) {
   if (!loop->draining || loop->closed || loop->nconns > 0 ||
       loop->live_requests > loop->norphans)
     return;
+  if (loop->finishing != NULL) /* plugins close their handles first */
+    loop->finishing(loop);
   uv_mutex_lock(&loop->mu);
   loop->closed = 1;
   uv_close((uv_handle_t *)&loop->doorbell, NULL);

@@ -1,4 +1,6 @@
-/* pool.c: the worker threads that run SPOKE_SYNC handlers (--workers).
+/* pool.c: the worker threads that run SPOKE_SYNC handlers (--workers),
+ * and the blocking calls async handlers hand over (spoke_offload,
+ * offload.c: a request whose offload_fn is set runs that instead).
  *
  * Why not libuv's threadpool: it signals its condition variable on every
  * submission while any worker sleeps, even when a worker it woke a moment
@@ -145,8 +147,13 @@ static void run(spoke_request_t *req, slot_t *slot) {
   spoke__call_save_t save;
   atomic_fetch_sub(&loop->shared->sync_waiting, 1);
   slot_begin(slot, req);
-  spoke__call_enter(&save, req->inst, "handler", req->route_index);
-  req->handler_rc = req->handler(req);
+  if (req->offload_fn != NULL) { /* spoke_offload (offload.c) */
+    spoke__call_enter(&save, req->inst, "offload", req->route_index);
+    req->offload_fn(req->offload_arg);
+  } else {
+    spoke__call_enter(&save, req->inst, "handler", req->route_index);
+    req->handler_rc = req->handler(req);
+  }
   spoke__call_leave(&save);
   atomic_store_explicit(&slot->started, 0, memory_order_relaxed);
   atomic_fetch_sub(&loop->shared->sync_admitted, 1);

@@ -130,6 +130,8 @@ void spoke__request_unpin(spoke_request_t *req) {
    * sees plugin_name, written before. It may be unloaded from here on. */
   __atomic_store_n(&req->inst, NULL, __ATOMIC_RELEASE);
   spoke__instance_unpinned(inst);
+  if (inst->perloop != NULL) /* its loop_fini may be due (loophooks.c) */
+    spoke__loophooks_unpinned(req->loop, inst);
   spoke__loop_defer_unref(req->loop, inst);
 }
 

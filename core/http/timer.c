@@ -25,6 +25,7 @@ static void timer_closed(uv_handle_t *h) {
   if (atomic_load(&req->completed) && atomic_load(&req->aborted) &&
       spoke__request_held(req, SPOKE__HOLD_PLUGIN) &&
       !spoke__request_held(req, SPOKE__HOLD_HANDLER) &&
+      !spoke__request_held(req, SPOKE__HOLD_OFFLOAD) &&
       req->holds[SPOKE__HOLD_TIMER] == 1)
     spoke__request_orphan(req);
   spoke__request_release(req, SPOKE__HOLD_TIMER);

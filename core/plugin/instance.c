@@ -257,6 +257,7 @@ static int find_descriptor(void *dl, const spoke_plugin_t **out, char *err,
 }
 
 static void instance_free(spoke__instance_t *inst) {
+  free(inst->perloop);
   free(inst->counts);
   free(inst->name);
   free(inst->version);
@@ -438,6 +439,20 @@ loaded:
       goto fail;
     }
     inst->counts_nroutes = inst->desc->nroutes;
+  }
+  if (spoke__stats_nloops > 0 && inst->quarantined == NULL &&
+      (spoke__perloop_init_of(inst->desc) != NULL ||
+       spoke__perloop_fini_of(inst->desc) != NULL)) {
+    inst->perloop = calloc((size_t)spoke__stats_nloops,
+                           sizeof(*inst->perloop));
+    if (inst->perloop == NULL) {
+      snprintf(err, errlen, "%s", spoke_strerror(SPOKE_ENOMEM));
+      rc = SPOKE_ENOMEM;
+      if (inst->initialized)
+        call_fini(inst);
+      inst->initialized = 0;
+      goto fail;
+    }
   }
   live_add(inst);
   *out = inst;

@@ -25,6 +25,24 @@
 #include "plugin/router.h"
 #include "plugin/counts.h"
 
+/* One loop's view of an instance whose plugin has per-loop hooks (SDK
+ * 1.4 loop_init/loop_fini; perloop.c). Each slot is written and read by
+ * its own loop's thread only; it starts zeroed (IDLE) before the
+ * instance is published. */
+typedef enum {
+  SPOKE__PERLOOP_IDLE = 0,    /* loop_init not run on this loop yet */
+  SPOKE__PERLOOP_RUNNING,     /* loop_init succeeded: loop_fini is owed */
+  SPOKE__PERLOOP_FAILED,      /* loop_init failed: routes answer 503 here */
+  SPOKE__PERLOOP_DONE         /* loop_fini ran (or is not owed): retired */
+} spoke__perloop_phase_t;
+
+typedef struct spoke__perloop_s {
+  void *state;                /* what loop_init stored */
+  uint32_t requests;          /* requests pinned in the instance here */
+  uint8_t phase;              /* spoke__perloop_phase_t */
+  uint8_t retired;            /* this loop routes to it no more */
+} spoke__perloop_t;
+
 typedef struct spoke__instance_s {
   /* The host table handed to this instance. First member: logv() finds
    * the instance from the table pointer the plugin passes back. */
@@ -64,6 +82,10 @@ typedef struct spoke__instance_s {
    * row written by its loop only (counts.h). NULL outside a server. */
   spoke__route_counts_t *counts;
   size_t counts_nroutes;
+  /* Per-loop hook slots, [loop id], when the plugin declares loop_init
+   * or loop_fini, is not quarantined and runs in a server; else NULL.
+   * Each slot is its loop's alone (spoke__perloop_t). */
+  spoke__perloop_t *perloop;
 } spoke__instance_t;
 
 /* descriptor.c: checks a descriptor before anything in it is trusted.
@@ -165,6 +187,29 @@ void spoke__instance_set_reaper(spoke__reaper_cb cb);
  * rewritten first). */
 void spoke__instance_set_unloaded_hook(
     void (*hook)(const spoke__instance_t *inst));
+
+/* perloop.c: the SDK 1.4 per-loop hooks of one instance, run on the
+ * loop thread LOOP_ID with UV that loop's libuv loop. Both are no-ops
+ * for an instance without slots. */
+
+/* The descriptor's loop_init / loop_fini, if its size covers them. */
+int (*spoke__perloop_init_of(const spoke_plugin_t *d))(
+    const spoke_host_t *, struct uv_loop_s *, void *, void **);
+void (*spoke__perloop_fini_of(const spoke_plugin_t *d))(struct uv_loop_s *,
+                                                        void *, void *);
+/* Runs loop_init once on this loop (IDLE -> RUNNING, or FAILED with one
+ * log line); later calls do nothing. */
+void spoke__perloop_start(spoke__instance_t *inst, int loop_id,
+                          struct uv_loop_s *uv);
+/* Runs loop_fini if owed (RUNNING -> DONE); marks the slot DONE. */
+void spoke__perloop_stop(spoke__instance_t *inst, int loop_id,
+                         struct uv_loop_s *uv);
+/* 1 when INST may take requests on this loop: no slots, or RUNNING. */
+static inline int spoke__perloop_ready(const spoke__instance_t *inst,
+                                       int loop_id) {
+  return inst->perloop == NULL ||
+         inst->perloop[loop_id].phase == SPOKE__PERLOOP_RUNNING;
+}
 
 /* snapshot.c */
 

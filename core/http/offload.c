@@ -1,0 +1,79 @@
+/* offload.c: spoke_offload, "run this blocking call on the pool, then
+ * go on here" (SDK 1.4): Quart's run_sync, asyncio's run_in_executor.
+ *
+ * The request itself is the pool's job (pool.c): offload_fn set means
+ * "run FN(ARG)" instead of the route's handler. It is admitted by the
+ * same rule as a sync handler (workers + --max-queue running or
+ * waiting; past that SPOKE_EBUSY, for the plugin to answer 503), and
+ * comes back to its loop through done_msg, where DONE runs.
+ *
+ * Lifetime: an OFFLOAD hold from submission until DONE has returned
+ * keeps the request, and so its pin on the plugin version, alive even if
+ * the client leaves (DONE is then told SPOKE_ECANCELED) or the core
+ * answered 504 for the plugin meanwhile (timeouts.c leaves a request
+ * with an OFFLOAD hold pinned). FN runs plugin code on a pool thread, so
+ * the version must stay mapped until it returns: the pin sees to that.
+ *
+ * Threads: spoke__offload and DONE on the request's loop thread only;
+ * FN on a pool thread, touching nothing of the request.
+ */
+#include "http/http.h"
+
+static void offload_done(spoke__msg_t *msg) {
+  spoke_request_t *req = SPOKE__CONTAINER_OF(msg, spoke_request_t, done_msg);
+  spoke_offload_done_cb done = req->offload_done;
+  void *arg = req->offload_arg;
+  spoke__call_save_t save;
+  int status = atomic_load(&req->aborted) ? SPOKE_ECANCELED : 0;
+
+  req->offload_fn = NULL;
+  req->offload_done = NULL;
+  req->offload_arg = NULL;
+  spoke__request_hold(req, SPOKE__HOLD_STACK);
+  spoke__call_enter(&save, req->inst, "offload callback", req->route_index);
+  done(req, arg, status);
+  spoke__call_leave(&save);
+  /* As for a timer (timer.c): the core answered for the plugin (504)
+   * while the job ran, and DONE did not complete the request either:
+   * nothing of the core will call the plugin for it again. */
+  if (atomic_load(&req->completed) && atomic_load(&req->aborted) &&
+      spoke__request_held(req, SPOKE__HOLD_PLUGIN) &&
+      !spoke__request_held(req, SPOKE__HOLD_HANDLER) &&
+      !spoke__request_held(req, SPOKE__HOLD_TIMER) &&
+      req->holds[SPOKE__HOLD_OFFLOAD] == 1)
+    spoke__request_orphan(req);
+  spoke__request_release(req, SPOKE__HOLD_OFFLOAD);
+  spoke__request_release(req, SPOKE__HOLD_STACK);
+}
+
+int spoke__offload(spoke_request_t *req, spoke_offload_cb fn, void *arg,
+                   spoke_offload_done_cb done) {
+  spoke__shared_t *srv;
+  size_t limit;
+
+  if (fn == NULL || done == NULL)
+    return SPOKE_EINVAL;
+  if (!spoke__loop_is_current(req->loop))
+    return SPOKE_ETHREAD;
+  if (!atomic_load(&req->plugin_owes))
+    return SPOKE_EALREADY; /* completed, or not an async request */
+  if (req->inst == NULL)
+    return SPOKE_ECANCELED; /* answered for the plugin and let go of */
+  if (spoke__request_held(req, SPOKE__HOLD_OFFLOAD))
+    return SPOKE_EBUSY;
+  srv = req->loop->shared;
+  limit = (size_t)srv->cfg->workers + srv->cfg->max_queue;
+  if (atomic_fetch_add(&srv->sync_admitted, 1) >= limit) {
+    atomic_fetch_sub(&srv->sync_admitted, 1);
+    atomic_fetch_add(&srv->sync_rejected, 1);
+    return SPOKE_EBUSY;
+  }
+  atomic_fetch_add(&srv->sync_waiting, 1);
+  req->offload_fn = fn;
+  req->offload_arg = arg;
+  req->offload_done = done;
+  req->done_msg.run = offload_done;
+  spoke__request_hold(req, SPOKE__HOLD_OFFLOAD);
+  spoke__pool_submit(req);
+  return 0;
+}
