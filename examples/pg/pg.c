@@ -1,12 +1,15 @@
 /* pg.c: PostgreSQL from spoke, awaited on the event loop.
  *
- *   GET  /pg/async?ms=N   SELECT pg_sleep(N/1000), async     (SPOKE_ASYNC)
- *   GET  /pg/sync?ms=N    the same, blocking, on a worker    (SPOKE_SYNC)
- *   POST /pg/query?key=K  stores the body as K's value       (SPOKE_ASYNC)
- *   GET  /pg/query?key=K  {"key":K,"value":V}, 404 if unset  (SPOKE_ASYNC)
+ *   GET  /pg/async?ms=N    SELECT pg_sleep(N/1000) on the loop  (ASYNC)
+ *   GET  /pg/sync?ms=N     the same, blocking, on a worker      (SYNC)
+ *   GET  /pg/offload?ms=N  the blocking call, handed to a worker
+ *                          by an async handler (spoke_offload)  (ASYNC)
+ *   POST /pg/query?key=K   stores the body as K's value         (ASYNC)
+ *   GET  /pg/query?key=K   {"key":K,"value":V}, 404 if unset    (ASYNC)
  *
- * The sleeping routes answer {"slept_ms":N,"mode":"async"} (or "sync");
- * N is clamped to 0..60000, and must be decimal digits (else 400).
+ * The sleeping routes answer {"slept_ms":N,"mode":"async"} (or "sync",
+ * "offload"); N is clamped to 0..60000 and must be decimal digits (else
+ * 400).
  *
  * Why async. A query is mostly waiting: for the network, for the
  * server. A SPOKE_SYNC handler waits on a worker thread, so --workers
@@ -168,6 +171,7 @@ static void pg_loop_fini(uv_loop_t *loop, void *state, void *loop_state) {
 static const spoke_route_t routes[] = {
   { "GET", "/pg/async", SPOKE_ASYNC, pg_route_async },
   { "GET", "/pg/sync", SPOKE_SYNC, pg_route_sync },
+  { "GET", "/pg/offload", SPOKE_ASYNC, pg_route_offload },
   { "GET", "/pg/query", SPOKE_ASYNC, pg_route_query },
   { "POST", "/pg/query", SPOKE_ASYNC, pg_route_query },
 };

@@ -5,7 +5,8 @@
  *   pool.c    the per-loop pool: idle connections, the bounded wait
  *             queue, reconnecting with a back-off
  *   routes.c  the async routes (/pg/async, /pg/query) and JSON replies
- *   sync.c    the blocking counter-example (/pg/sync) and its pool
+ *   sync.c    the blocking counter-example (/pg/sync), its pool, and
+ *             the same call offloaded from an async handler
  *
  * Ownership and threads, in one place:
  *
@@ -40,9 +41,10 @@ typedef struct pg_wait_s pg_wait_t;
 
 /* Blocking connections for SPOKE_SYNC handlers; see sync.c. */
 typedef struct {
-  pthread_mutex_t lock; /* guards the three members below */
+  pthread_mutex_t lock; /* guards the members below */
   PGconn **idle;        /* connections no worker is using */
   size_t nidle, cap;
+  int down;             /* the last connection attempt failed */
 } pg_sync_pool_t;
 
 typedef struct {
@@ -160,6 +162,7 @@ void pg_pool_handle_closed(pg_loop_t *l);
 int pg_route_async(spoke_request_t *req);
 int pg_route_query(spoke_request_t *req);
 int pg_route_sync(spoke_request_t *req);
+int pg_route_offload(spoke_request_t *req);
 
 /* ?ms=N as milliseconds clamped to 0..60000. 0, or -1 when N is missing
  * or not decimal digits. */

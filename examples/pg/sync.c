@@ -1,4 +1,6 @@
-/* sync.c: the counter-example, /pg/sync: the same query, blocking.
+/* sync.c: the counter-example, /pg/sync: the same query, blocking; and
+ * /pg/offload, the blocking call handed to the workers by an async
+ * handler (spoke_offload, SDK 1.4).
  *
  * A SPOKE_SYNC handler runs on a worker-pool thread, where it may
  * block, so it can call libpq the plain way: PQexecParams() sends the
@@ -7,6 +9,11 @@
  * whole query, so at most --workers queries run at once and the rest
  * queue behind them (compare /pg/async, where one loop thread keeps as
  * many queries in flight as its pool has connections).
+ *
+ * /pg/offload is the shape for an async handler that needs one blocking
+ * step: spoke_offload() runs it on a worker and calls back on the loop.
+ * It is bounded by the workers just the same; its use is a blocking
+ * library inside an otherwise async flow.
  *
  * Connections: one mutex-guarded list of idle PGconn, shared by every
  * worker. A worker takes one (or connects, blocking, when the list is
@@ -58,6 +65,7 @@ void pg_sync_init(pg_sync_pool_t *s) {
   pthread_mutex_init(&s->lock, NULL);
   s->idle = NULL;
   s->nidle = s->cap = 0;
+  s->down = 0;
 }
 
 void pg_sync_fini(pg_sync_pool_t *s) {
@@ -72,6 +80,7 @@ static PGconn *sync_get(pg_plugin_t *p) {
   pg_sync_pool_t *s = &p->sync;
   PGconn *c = NULL;
   const char *keys[4], *values[4];
+  int ok, was_down;
 
   pthread_mutex_lock(&s->lock);
   if (s->nidle > 0)
@@ -81,14 +90,22 @@ static PGconn *sync_get(pg_plugin_t *p) {
     return c;
   pg_conn_params(p, keys, values);
   c = PQconnectdbParams(keys, values, 1);
-  if (c != NULL && PQstatus(c) != CONNECTION_OK) {
-    spoke_log(SPOKE_LOG_WARN, "cannot connect to the database: %s",
-              PQerrorMessage(c));
+  ok = c != NULL && PQstatus(c) == CONNECTION_OK;
+  /* One warning per outage, not one per request. */
+  pthread_mutex_lock(&s->lock);
+  was_down = s->down;
+  s->down = !ok;
+  pthread_mutex_unlock(&s->lock);
+  if (!ok && !was_down)
+    spoke_log(SPOKE_LOG_WARN, "sync: cannot connect to the database: %s",
+              c != NULL ? PQerrorMessage(c) : "out of memory");
+  else if (ok && was_down)
+    spoke_log(SPOKE_LOG_INFO, "sync: database reachable again");
+  if (!ok) {
     PQfinish(c);
-    c = NULL;
+    return NULL;
   }
-  if (c != NULL)
-    PQsetNoticeReceiver(c, pg_notice, NULL);
+  PQsetNoticeReceiver(c, pg_notice, NULL);
   return c;
 }
 
@@ -115,38 +132,96 @@ static void sync_put(pg_plugin_t *p, PGconn *c) {
   pthread_mutex_unlock(&s->lock);
 }
 
+/* SELECT pg_sleep on a blocking connection: waits, holding the thread.
+ * 0, or -1 when the database is unavailable. */
+static int blocking_sleep(pg_plugin_t *p, unsigned long ms) {
+  char seconds[32];
+  const char *params[1] = { seconds };
+  PGconn *c = sync_get(p);
+  PGresult *res;
+  int ok;
+
+  if (c == NULL)
+    return -1;
+  pg_seconds(seconds, sizeof(seconds), ms);
+  res = PQexecParams(c, "SELECT pg_sleep($1)", 1, NULL, params, NULL, NULL,
+                     0);
+  ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+  PQclear(res);
+  if (!ok) {
+    /* The session may be unusable (the server went away): drop it. */
+    spoke_log(SPOKE_LOG_DEBUG, "pg_sleep failed: %s", PQerrorMessage(c));
+    PQfinish(c);
+    return -1;
+  }
+  sync_put(p, c);
+  return 0;
+}
+
+static int reply_slept(spoke_request_t *req, unsigned long ms,
+                       const char *mode) {
+  char body[64];
+  int n = snprintf(body, sizeof(body), "{\"slept_ms\":%lu,\"mode\":\"%s\"}",
+                   ms, mode);
+
+  spoke_response_header(req, "Content-Type", "application/json");
+  return spoke_response_send(req, body, (size_t)n);
+}
+
 /* SPOKE_SYNC: on a worker thread, blocking is allowed. */
 int pg_route_sync(spoke_request_t *req) {
-  pg_plugin_t *p = spoke_plugin_state(req);
   unsigned long ms;
-  char seconds[32], body[64];
-  const char *params[1] = { seconds };
-  PGconn *c;
-  PGresult *res;
-  int ok, n;
 
   if (pg_parse_ms(req, &ms) != 0)
     return pg_reply_error(req, 400, "ms must be a number of milliseconds");
-  c = sync_get(p);
-  if (c == NULL)
+  if (blocking_sleep(spoke_plugin_state(req), ms) != 0)
     return pg_reply_error(req, 503, "database unavailable");
-  pg_seconds(seconds, sizeof(seconds), ms);
-  res = PQexecParams(c, "SELECT pg_sleep($1)", 1, NULL, params, NULL, NULL,
-                     0); /* waits here, holding this worker */
-  ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-  PQclear(res);
-  if (!ok && PQstatus(c) == CONNECTION_OK) {
-    /* A failure the session survived is still worth a look. */
-    spoke_log(SPOKE_LOG_WARN, "pg_sleep failed: %s", PQerrorMessage(c));
-  }
-  if (!ok) {
-    /* The session may be unusable (the server went away): do not keep
-     * it. A 503 tells the client to try again. */
-    PQfinish(c);
-    return pg_reply_error(req, 503, "database unavailable");
-  }
-  sync_put(p, c);
-  n = snprintf(body, sizeof(body), "{\"slept_ms\":%lu,\"mode\":\"sync\"}", ms);
-  spoke_response_header(req, "Content-Type", "application/json");
-  return spoke_response_send(req, body, (size_t)n);
+  return reply_slept(req, ms, "sync");
+}
+
+/* ---- the same blocking call from an async handler: spoke_offload ---- */
+
+typedef struct {
+  pg_plugin_t *plugin;
+  unsigned long ms;
+  int failed;
+} offload_t;
+
+/* On a worker thread: may block; must not touch the request. */
+static void offload_work(void *arg) {
+  offload_t *o = arg;
+
+  o->failed = blocking_sleep(o->plugin, o->ms) != 0;
+}
+
+/* Back on the request's loop thread. STATUS is SPOKE_ECANCELED when the
+ * client left meanwhile: complete all the same (it is discarded). */
+static void offload_done(spoke_request_t *req, void *arg, int status) {
+  offload_t *o = arg; /* request memory: nothing to free */
+
+  (void)status;
+  if (o->failed)
+    pg_reply_error(req, 503, "database unavailable");
+  else
+    reply_slept(req, o->ms, "offload");
+}
+
+/* SPOKE_ASYNC: the loop thread must not block, so the blocking call is
+ * handed to the worker pool and the answer comes back to the loop. */
+int pg_route_offload(spoke_request_t *req) {
+  offload_t *o = spoke_request_alloc(req, sizeof(*o));
+  int rc;
+
+  if (o == NULL)
+    return SPOKE_ENOMEM;
+  if (pg_parse_ms(req, &o->ms) != 0)
+    return pg_reply_error(req, 400, "ms must be a number of milliseconds");
+  o->plugin = spoke_plugin_state(req);
+  o->failed = 0;
+  rc = spoke_offload(req, offload_work, o, offload_done);
+  if (rc == SPOKE_EBUSY)
+    return pg_reply_error(req, 503, "the worker pool is full");
+  if (rc != 0)
+    return pg_reply_error(req, 503, spoke_strerror(rc));
+  return 0;
 }
