@@ -239,8 +239,9 @@ void spoke__conn_advance(spoke__conn_t *conn) {
      * line rules that llhttp 8.1.0 (or a non-strict build) does not. */
     if (used > 0 && spoke__frame_scan(&conn->scan, conn->body_kind,
                                       conn->body_length, data, used) != 0) {
-      spoke__debug("closing connection after 400: a request line breaks "
-                   "the CRLF-only, no obs-fold rules");
+      spoke__debug("closing connection after 400: the request breaks the "
+                   "line rules (CRLF only, no obs-fold, bounded chunk "
+                   "extensions)");
       spoke__conn_fail(conn, 400);
       break;
     }

@@ -9,10 +9,19 @@
  * (obs-fold); chunk data must be followed by CRLF. It follows the body's
  * framing as llhttp saw it (Content-Length or chunked, recorded by
  * on_headers_complete), so it knows where lines are. Blank lines before a
- * request line are allowed (RFC 9112, 2.2). One scanner per connection,
- * rewound after each request; loop thread only.
+ * request line are allowed (RFC 9112, 2.2). Chunk extensions are ignored
+ * (RFC 9112 §7.1.1) and buffered nowhere, but their bytes are bounded:
+ * past CHUNK_EXT_MAX of them in one body the request is refused, so a
+ * client cannot keep a connection busy on extensions with no body
+ * progress (the flaw behind Node.js's CVE-2024-22019). In the chunk
+ * states, line_len counts those bytes for the whole body. One scanner per
+ * connection, rewound after each request; loop thread only.
  */
 #include "http/http.h"
+
+/* Chunk-extension bytes (all that follows the hex size on size lines)
+ * allowed in one chunked body: as Node.js's 16 KiB. */
+#define CHUNK_EXT_MAX (16 * 1024)
 
 enum {
   SC_HEAD = 0,     /* request line and header lines */
@@ -108,6 +117,8 @@ int spoke__frame_scan(spoke__frame_scan_t *sc, spoke__body_kind_t kind,
               sc->chunk * 16 + (uint64_t)spoke__hexval((unsigned char)c);
         } else {
           sc->in_ext = 1; /* ";name=value" or whitespace: llhttp judges */
+          if (++sc->line_len > CHUNK_EXT_MAX)
+            return -1;
         }
         i++;
         break;

@@ -139,6 +139,13 @@ struct spoke__loop_s {
   void (*finishing)(spoke__loop_t *loop); /* set by loop.c: run by
                                  spoke__loop_maybe_finish as the drained
                                  loop starts closing (plugins' loop_fini) */
+  /* loophooks.c, loop thread only: versions due for loop_fini (one
+   * reference each), run by hooks_idle on the next turn. */
+  uv_idle_t hooks_idle;
+  spoke__instance_t **stops;
+  size_t nstops, stops_cap;
+  uint8_t hooks_closing;      /* hooks_idle closes once the list is done */
+  uint8_t hooks_closed;       /* uv_close'd */
   uv_mutex_t mu;              /* guards head/tail, and drained's waits */
   spoke__msg_t *head, *tail;  /* mailbox, any thread appends */
   uv_cond_t drained;          /* a request's queued bytes went down */
@@ -473,7 +480,9 @@ typedef struct spoke__frame_scan_s {
   uint8_t prev_cr;             /* the last byte was CR */
   uint8_t seen_line;           /* a non-empty line is behind us */
   uint8_t in_ext;              /* chunk size line: past the digits */
-  uint32_t line_len;           /* bytes of the current line so far */
+  uint32_t line_len;           /* bytes of the current line so far; in the
+                                  chunk states, chunk-extension bytes of
+                                  the whole body (frame.c) */
   uint64_t remaining;          /* body or chunk-data bytes to skip */
   uint64_t chunk;              /* the chunk size being read */
 } spoke__frame_scan_t;
@@ -647,11 +656,19 @@ const spoke_host_t *spoke__host_table(void);
 int spoke__timer_start(spoke_request_t *req, uint64_t ms, spoke_timer_cb cb);
 
 /* ---- loophooks.c: plugins' per-loop hooks, on the loop thread ---- */
+/* Its idle handle, at loop init (inactive: keeps nothing up). */
+void spoke__loophooks_init(spoke__loop_t *loop);
+/* The drained loop closes: its idle closes once no loop_fini is due. */
+void spoke__loophooks_close(spoke__loop_t *loop);
+/* After uv_run: every loop_fini still owed runs now, the idle closes
+ * (spoke__loop_end then runs the loop once more for closing handles). */
+void spoke__loophooks_end(spoke__loop_t *loop);
 /* loop_init for each version in SNAP not yet started on LOOP. */
 void spoke__loophooks_adopt(spoke__loop_t *loop, spoke__snapshot_t *snap);
 /* Each version of OLD that NOW (NULL: none) does not list is retired on
- * LOOP: its loop_fini runs now if no request of it is pinned here, else
- * when the last one is (spoke__loophooks_unpinned). */
+ * LOOP: its loop_fini runs on the next turn if no request of it is
+ * pinned here, else after the last one is let go of
+ * (spoke__loophooks_unpinned). */
 void spoke__loophooks_retire(spoke__loop_t *loop, spoke__snapshot_t *old,
                              spoke__snapshot_t *now);
 /* A request pinned in INST on LOOP let go (INST has slots). */

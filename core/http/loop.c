@@ -135,6 +135,7 @@ int spoke__loop_drain(spoke__loop_t *loop) {
  * retired, so their loop_fini run (no request is left to wait for). */
 static void finishing(spoke__loop_t *loop) {
   spoke__loophooks_retire(loop, loop->snap, NULL);
+  spoke__loophooks_close(loop);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -167,6 +168,7 @@ int spoke__loop_init(spoke__loop_t *loop, spoke__shared_t *shared, int id,
   loop->doorbell.data = loop;
   loop->deliver = spoke__conn_deliver;
   loop->finishing = finishing;
+  spoke__loophooks_init(loop);
   uv_prepare_init(&loop->uv, &loop->settle);
   loop->settle.data = loop;
   uv_prepare_start(&loop->settle, settle_cb);
@@ -195,9 +197,9 @@ static void close_leftover(uv_handle_t *h, void *arg) {
 
 int spoke__loop_end(spoke__loop_t *loop) {
   int leftovers = 0;
-  /* A loop that ended without draining (a test's) owes its loop_fini
+  /* A loop that ended without draining (a test's) may owe loop_fini
    * still; the handles they close are run below. */
-  spoke__loophooks_retire(loop, loop->snap, NULL);
+  spoke__loophooks_end(loop);
   /* Handles a plugin left open would keep the loop from closing. */
   if (uv_loop_close(&loop->uv) == UV_EBUSY) {
     uv_walk(&loop->uv, close_leftover, &leftovers);

@@ -10,7 +10,9 @@
  * llhttp accepts (head.c's validator); an HTTP/1.1 request needs one
  * valid Host (authority.c) and an HTTP/1.0 one no Transfer-Encoding (RFC
  * 9112 §3.2, §6.1), else 400; the request target is split into
- * path and query and the path normalized (base/path.c) before routing.
+ * path and query and the path normalized (base/path.c) before routing
+ * (a fragment, or an absolute-form target whose scheme is not http(s) or
+ * whose authority is empty or invalid, is 400).
  * on_message_complete pauses the parser after each request, so pipelined
  * requests wait their turn (conn.c resumes it).
  */
@@ -63,6 +65,12 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   spoke__conn_t *conn = conn_of(p);
   if (conn->url.len + len > cfg_of(conn)->max_request_line) {
     conn->err_status = 414;
+    return -1;
+  }
+  /* RFC 9112 §3.2: no request-target form has a fragment (a client
+   * strips it); llhttp lets "#..." through, spoke refuses it. */
+  if (memchr(at, '#', len) != NULL) {
+    conn->err_status = 400;
     return -1;
   }
   return spoke__buf_append(&conn->url, at, len) == 0 ? 0 : -1;
@@ -139,22 +147,34 @@ static int on_header_value_complete(llhttp_t *p) {
   return rc == 0 ? 0 : -1;
 }
 
+/* The length of an absolute-form target's "scheme://" when the scheme
+ * is http or https, in any case (RFC 9110 §4.2.3); else 0. */
+static size_t http_scheme_len(const char *url, size_t len) {
+  if (len >= 7 && strncasecmp(url, "http://", 7) == 0)
+    return 7;
+  if (len >= 8 && strncasecmp(url, "https://", 8) == 0)
+    return 8;
+  return 0;
+}
+
 /* Splits the request target into path and query and normalizes the path
  * (path.c). Absolute-form targets ("http://host/p?q") are reduced to their
- * path; any other target that is not a path ("*", "host:443") fails. */
+ * path; their authority must be a valid, non-empty host (RFC 9110 §4.2.1:
+ * an http URI with an empty host is invalid; userinfo is refused, as in
+ * Host). Any other target that is not a path ("*", "host:443",
+ * "ftp://x/") fails. */
 static int set_target(spoke_request_t *req, const char *url, size_t len) {
   const char *q, *start = url;
   char *path;
-  size_t plen;
+  size_t plen, slen = http_scheme_len(url, len);
 
-  if (len > 7 && (strncmp(url, "http://", 7) == 0 ||
-                  strncmp(url, "https://", 8) == 0)) {
-    const char *slash = memchr(url + 8, '/', len - 8);
-    const char *quest = memchr(url + 8, '?', len - 8);
-    if (slash == NULL || (quest != NULL && quest < slash))
-      start = NULL; /* no path: "/" */
-    else
-      start = slash;
+  if (slen > 0) {
+    const char *auth = url + slen, *end = url + len, *a = auth;
+    while (a < end && *a != '/' && *a != '?')
+      a++;
+    if (a == auth || !spoke__host_value_ok(auth, (size_t)(a - auth)))
+      return -1;
+    start = a < end && *a == '/' ? a : NULL; /* NULL: no path, "/" */
   }
   req->url = spoke__arena_strndup(&req->arena, url, len);
   if (req->url == NULL)

@@ -3,6 +3,11 @@
  *   ETag           strong: inode, size and mtime to the nanosecond, so it
  *                  changes whenever the file is replaced or rewritten.
  *   Last-Modified  the mtime as an IMF-fixdate.
+ *   If-Match       "*" or a list, compared strongly (a W/ tag never
+ *                  matches); every such header counts. Only without it
+ *                  is If-Unmodified-Since looked at (a date that is not
+ *                  one is ignored). Either may make the answer a 412;
+ *                  they are evaluated first (RFC 9110 §13.2.2).
  *   If-None-Match  "*" or a list, compared weakly (W/ ignored); every
  *                  such header counts. Only without it is If-Modified-
  *                  Since looked at. Either may make the answer a 304.
@@ -86,25 +91,30 @@ void static_make_etag(const struct stat *sb, char *out, size_t n) {
            (uint64_t)sb->st_mtim.tv_sec, (long)sb->st_mtim.tv_nsec);
 }
 
-/* Whether the If-None-Match value LIST names ETAG: "*", or a list of
- * entity tags compared weakly (a W/ prefix is ignored). A malformed list
- * matches nothing from where it goes wrong. */
-static int etag_listed(const char *list, const char *etag) {
+/* Whether the entity-tag list LIST names ETAG (a strong tag): "*", or a
+ * list of entity tags. STRONG: a weak tag (W/) never matches (If-Match,
+ * RFC 9110 §13.1.1); else the W/ is ignored (If-None-Match, §13.1.2). A
+ * malformed list matches nothing from where it goes wrong. */
+static int etag_listed(const char *list, const char *etag, int strong) {
   size_t elen = strlen(etag);
   const char *p = list, *q;
 
   for (;;) {
+    int weak = 0;
     while (*p == ' ' || *p == '\t' || *p == ',')
       p++;
     if (*p == '\0')
       return 0;
     if (*p == '*')
       return 1;
-    if (p[0] == 'W' && p[1] == '/')
+    if (p[0] == 'W' && p[1] == '/') {
+      weak = 1;
       p += 2;
+    }
     if (*p != '"' || (q = strchr(p + 1, '"')) == NULL)
       return 0;
-    if ((size_t)(q + 1 - p) == elen && memcmp(p, etag, elen) == 0)
+    if (!(strong && weak) && (size_t)(q + 1 - p) == elen &&
+        memcmp(p, etag, elen) == 0)
       return 1;
     for (p = q + 1; *p == ' ' || *p == '\t'; p++)
       ;
@@ -113,26 +123,49 @@ static int etag_listed(const char *list, const char *etag) {
   }
 }
 
+/* Every NAME field of the request, as one list, against ETAG: 1 when it
+ * names it, 0 when not, -1 when there is no such field. */
+static int etag_fields(spoke_request_t *req, const char *name,
+                       const char *etag, int strong) {
+  size_t count = spoke_request_header_count(req);
+  int seen = -1;
+
+  for (size_t i = 0; i < count; i++) {
+    const char *n, *value;
+    spoke_request_header_at(req, i, &n, &value);
+    if (strcasecmp(n, name) != 0)
+      continue;
+    if (etag_listed(value, etag, strong))
+      return 1;
+    seen = 0;
+  }
+  return seen;
+}
+
+/* RFC 9110 §13.2.2, steps 1 and 2: If-Match when present, else
+ * If-Unmodified-Since (ignored when it is not a date). */
+int static_preconditions_hold(spoke_request_t *req, const char *etag,
+                              time_t mtime) {
+  int match = etag_fields(req, "If-Match", etag, 1);
+  const char *ius;
+  time_t t;
+
+  if (match >= 0)
+    return match;
+  ius = spoke_request_header(req, "If-Unmodified-Since");
+  return ius == NULL || parse_http_date(ius, &t) != 0 || mtime <= t;
+}
+
 /* Whether the request's validators say the client's copy is current:
  * If-None-Match (every such header) when present, else If-Modified-Since. */
 int static_not_modified(spoke_request_t *req, const char *etag,
                         time_t mtime) {
-  size_t count = spoke_request_header_count(req);
-  int seen = 0;
+  int match = etag_fields(req, "If-None-Match", etag, 0);
   const char *ims;
   time_t t;
 
-  for (size_t i = 0; i < count; i++) {
-    const char *name, *value;
-    spoke_request_header_at(req, i, &name, &value);
-    if (strcasecmp(name, "If-None-Match") != 0)
-      continue;
-    if (etag_listed(value, etag))
-      return 1;
-    seen = 1;
-  }
-  if (seen)
-    return 0;
+  if (match >= 0)
+    return match;
   ims = spoke_request_header(req, "If-Modified-Since");
   return ims != NULL && parse_http_date(ims, &t) == 0 && mtime <= t;
 }

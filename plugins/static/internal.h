@@ -65,6 +65,10 @@ enum { STATIC_RANGE_NONE, STATIC_RANGE_ONE, STATIC_RANGE_UNSATISFIABLE };
 void static_http_date(time_t t, char *out, size_t n);
 /* The strong, quoted ETag of the file SB describes. */
 void static_make_etag(const struct stat *sb, char *out, size_t n);
+/* Whether If-Match, else If-Unmodified-Since, holds for the file (ETAG,
+ * MTIME); when it does not, the answer is 412 (RFC 9110 §13.2.2). */
+int static_preconditions_hold(spoke_request_t *req, const char *etag,
+                              time_t mtime);
 /* Whether If-None-Match, else If-Modified-Since, says the client's copy
  * (ETAG, MTIME) is current: a 304. */
 int static_not_modified(spoke_request_t *req, const char *etag,

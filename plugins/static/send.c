@@ -1,6 +1,6 @@
 /* send.c: the response, once the request is understood.
  *
- * Status pages (301, 403, 404, 416, 500) are a short text body,
+ * Status pages (301, 403, 404, 412, 416, 500) are a short text body,
  * "404 Not Found\n". A file's 200 or 206 carries Content-Type (mime.c),
  * ETag and Last-Modified (also on a 304), Accept-Ranges: bytes and
  * X-Content-Type-Options: nosniff. HEAD gets GET's headers and the server
@@ -37,6 +37,7 @@ static const char *reason(int status) {
     case 301: return "Moved Permanently";
     case 403: return "Forbidden";
     case 404: return "Not Found";
+    case 412: return "Precondition Failed";
     case 416: return "Range Not Satisfiable";
     default: return "Internal Server Error";
   }
@@ -105,6 +106,8 @@ int static_respond_file(spoke_request_t *req, const static_file_t *f) {
 
   static_make_etag(&f->sb, etag, sizeof(etag));
   static_http_date(mtime, modified, sizeof(modified));
+  if (!static_preconditions_hold(req, etag, mtime))
+    return static_reply_status(req, 412);
   if (static_not_modified(req, etag, mtime)) {
     spoke_response_status(req, 304);
     spoke_response_header(req, "ETag", etag);

@@ -7,7 +7,7 @@
  * (internal.h lists them): resolve.c finds the file below ROOT and holds
  * the path invariants (nothing outside ROOT is opened, no symbolic link
  * below it is followed, only regular files are served); conditional.c
- * does ETag, Last-Modified, 304s and Range; mime.c the Content-Type;
+ * does ETag, Last-Modified, 304s, 412s and Range; mime.c the Content-Type;
  * send.c writes the response, the body whole or streamed.
  *
  * Configuration, from the [plugin static] section of the server's config

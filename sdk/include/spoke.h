@@ -226,7 +226,10 @@ typedef struct spoke_plugin_s {
   /* Optional. Called on each loop whose loop_init succeeded, on that
    * loop's thread, once this version no longer takes requests there (a
    * reload replaced it, or the server is draining) and its last request
-   * on that loop has completed; always before fini. Close what
+   * on that loop has completed; always before fini, and never from
+   * inside a call of yours (it runs on a later turn of the loop, so a
+   * callback that completes the last request may go on using the
+   * loop's state until it returns). Close what
    * loop_init opened: libuv handles closed here have their close
    * callbacks run before the version's code is unmapped; anything that
    * calls back later must take a spoke_plugin_hold(). */

@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spoke_harness import (HELLO, Server, build_request, check,  # noqa: E402
                            check_eq, check_framing, check_response, main,
-                           test)
+                           read_final, test)
 
 BASIC = ["hello.so", "echo.so", "counter.so", "sleep.so"]
 
@@ -115,13 +115,123 @@ def http10_request_gets_http10_compatible_response_and_close():
         c.send(b"GET /hello HTTP/1.0\r\n\r\n")
         r = c.read_response()
         check_eq(r.status, 200, "status")
-        check(r.version in ("HTTP/1.0", "HTTP/1.1"), "version %r" % r.version)
+        # RFC 9110 §6.2: the highest version the server conforms to whose
+        # major is not above the request's
+        check_eq(r.version, "HTTP/1.1", "version")
         check(r.framing != "chunked", "chunked response to HTTP/1.0: %r"
               % r.head)
         check_eq(r.body, HELLO, "body")
         check(r.header("Date") is not None, "no Date")
         check(c.wait_closed(),
               "HTTP/1.0 connection without keep-alive left open")
+
+
+@test
+def empty_lines_before_a_request_line_are_ignored():
+    # RFC 9112 §2.2: a server SHOULD ignore at least one empty line before
+    # the request-line, at the start and between pipelined requests.
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(b"\r\n" + build_request("GET", "/counter")
+               + b"\r\n\r\n" + build_request("GET", "/counter"))
+        check_response(c.read_response(), 200, b"1\n")
+        check_response(c.read_response(), 200, b"2\n")
+        check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+
+
+@test
+def extra_spaces_between_method_and_target_are_accepted():
+    # RFC 9112 §3: a recipient MAY parse the request-line on whitespace
+    # boundaries. llhttp (like nginx) takes several SP between the method
+    # and the target; the forms it refuses are in BAD_HEADS.
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(b"GET   /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        check_response(c.read_response(), 200, HELLO)
+        check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+
+
+@test
+def request_without_length_or_coding_has_no_body():
+    # RFC 9112 §6.3: no Content-Length and no Transfer-Encoding: the body
+    # is empty and the bytes after the head are the next request.
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+               + build_request("GET", "/counter"))
+        check_response(c.read_response(method="POST"), 200, b"")
+        check_response(c.read_response(), 200, b"1\n")
+
+
+@test
+def chunk_extensions_are_ignored():
+    # RFC 9112 §7.1.1: extensions a server does not understand are ignored
+    # (up to 16 KiB of them per body: the refusal past that is in
+    # BAD_HEADS). llhttp 8.1 refuses two forms the grammar allows, BWS
+    # around ';' and a quoted-pair in a quoted value: those get a 400
+    # (docs/CONFORMANCE.md).
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n"
+               b"5;foo=bar\r\nhello\r\n1;a;b=\"q;x\"\r\n!\r\n"
+               b"3;e=" + b"v" * 15000 + b"\r\nabc\r\n0;last\r\n\r\n")
+        check_response(c.read_response(method="POST"), 200, b"hello!abc")
+        check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
+
+
+@test
+def refused_requests_bodies_are_read_not_parsed_as_requests():
+    # RFC 9112 §9.3 / §6.3: a server that keeps the connection after
+    # refusing a request (404, 405) must still read its whole body: bytes
+    # in the body that look like a request are not one.
+    inner = build_request("GET", "/counter")
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(build_request("POST", "/nope", body=inner)
+               + build_request("POST", "/hello", body=inner)
+               + build_request("POST", "/hello", body=[inner], chunked=True)
+               + build_request("GET", "/counter"))
+        check_response(c.read_response(method="POST"), 404)
+        r = c.read_response(method="POST")
+        check_response(r, 405)
+        check((r.header("Connection") or "") != "close", "405 closes")
+        check_response(c.read_response(method="POST"), 405)
+        check_response(c.read_response(), 200, b"1\n")
+
+
+@test
+def closing_responses_say_connection_close():
+    # RFC 9112 §9.6: a server that closes after a response SHOULD send
+    # Connection: close in it, on every path that closes (the limits'
+    # 413/414/431 and the timeouts' 408 are checked the same way in
+    # test_limits.py and test_timeouts.py). Requests pipelined after a
+    # Connection: close one are not processed.
+    after = build_request("GET", "/counter")
+    cases = [
+        ("Connection: close", build_request(
+            "GET", "/counter", headers={"Connection": "close"}) + after, 200),
+        ("HTTP/1.0 without keep-alive",
+         b"GET /counter HTTP/1.0\r\n\r\n" + after, 200),
+        ("400", b"GET /counter HTTP/1.1\r\n\r\n" + after, 400),
+        ("501", b"FOO /counter HTTP/1.1\r\nHost: x\r\n\r\n" + after, 501),
+        ("505", b"GET /counter HTTP/2.0\r\nHost: x\r\n\r\n" + after, 505),
+    ]
+    with Server(BASIC) as srv:
+        for name, raw, status in cases:
+            with srv.conn() as c:
+                c.send(raw)
+                read_final(c, status, name)
+        # the counter moved once per 200 only: nothing after was served
+        check_response(srv.get("/counter"), 200, b"3\n")
+
+
+@test
+def expect_other_than_100_continue_is_ignored():
+    # RFC 9110 §10.1.1: a server MAY answer 417 to an expectation it does
+    # not know; spoke ignores it (as nginx does) and serves the request.
+    with Server(BASIC) as srv, srv.conn() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n"
+               b"Content-Length: 5\r\n\r\nhello")
+        r = c.read_response(method="POST", interim=True)
+        check_response(r, 200, b"hello")
+        c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\nExpect: foo\r\n\r\n")
+        check_response(c.read_response(interim=True), 200, HELLO)
 
 
 @test
@@ -383,6 +493,49 @@ BAD_HEADS = [
      b"GET /hello HTTP/1.1\r\nHost: [::1\r\n\r\n"),
     ("Host with a bad percent escape",
      b"GET /hello HTTP/1.1\r\nHost: a%zz\r\n\r\n"),
+    # RFC 9112 §2.3, §3: the version is case-sensitive; HTAB is no
+    # separator and nothing follows the version.
+    ("lower-case HTTP version", b"GET /hello http/1.1\r\nHost: x\r\n\r\n"),
+    ("HTAB as a separator", b"GET\t/hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("SP after the version", b"GET /hello HTTP/1.1 \r\nHost: x\r\n\r\n"),
+    # RFC 9112 §2.2: whitespace between the start-line and the first field
+    # line MUST be rejected (or the line ignored).
+    ("SP before the first field line",
+     b"GET /hello HTTP/1.1\r\n Host: x\r\n\r\n"),
+    ("HTAB before the first field line",
+     b"GET /hello HTTP/1.1\r\n\tHost: x\r\n\r\n"),
+    # RFC 9110 §5.5: CR, LF, NUL in a value MUST be rejected (or replaced);
+    # a field name is a token.
+    ("NUL in a value",
+     b"GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n"),
+    ("DEL in a field name",
+     b"GET /hello HTTP/1.1\r\nHost: x\r\nX\x7fA: 1\r\n\r\n"),
+    ("'@' in a field name",
+     b"GET /hello HTTP/1.1\r\nHost: x\r\nX@A: 1\r\n\r\n"),
+    # RFC 9112 §6.3: a recipient MAY take a list of identical lengths as
+    # one; spoke (like nginx) takes it as invalid.
+    ("Content-Length: 5, 5", b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+     b"Content-Length: 5, 5\r\n\r\nhello"),
+    ("two identical Content-Lengths", b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+     b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
+    # RFC 9112 §3, §3.2: the target has no fragment, no SP or controls.
+    ("fragment in the target",
+     b"GET /hello#frag HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("space in the target", b"GET /he llo HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("control byte in the target",
+     b"GET /he\x01llo HTTP/1.1\r\nHost: x\r\n\r\n"),
+    # RFC 9112 §3.2.2, RFC 9110 §4.2: an absolute-form target is an http or
+    # https URI with a non-empty, valid authority.
+    ("absolute-form with an ftp scheme",
+     b"GET ftp://x/hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("absolute-form with an empty authority",
+     b"GET http:///hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("absolute-form with userinfo",
+     b"GET http://u@x/hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+    # RFC 9112 §7.1.1: extensions are ignored, but not without end.
+    ("chunk extensions over 16 KiB", b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n"
+     + b"1;e=" + b"v" * 1020 + b"\r\nx\r\n" * 17 + b"0\r\n\r\n"),
 ]
 
 
@@ -407,6 +560,20 @@ def valid_hosts_and_hostless_http10_are_served():
             c.send(b"GET http://example.com/hello HTTP/1.1\r\n"
                    b"Host: example.com\r\n\r\n")
             check_response(c.read_response(), 200, HELLO)
+
+
+@test
+def absolute_form_http_and_https_in_any_case_are_served():
+    # RFC 9110 §4.2.3: the scheme is case-insensitive; a target without a
+    # path means "/" (RFC 9112 §3.2.2).
+    with Server(BASIC) as srv, srv.conn() as c:
+        for target in (b"HTTP://x/hello", b"hTTps://x:8443/hello?a=1",
+                       b"http://[::1]:80/hello"):
+            c.send(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+            check_response(c.read_response(), 200, HELLO)
+        c.send(b"GET http://x?a=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        check_response(c.read_response(), 404)  # "/" has no route here
+        check_response(c.roundtrip("GET", "/hello"), 200, HELLO)
 
 
 @test

@@ -10,7 +10,8 @@ hook with its thread's name. These tests check:
   - after a hot reload the new version's loop_init runs before it
     serves, and the old version's loop_fini runs only after its last
     request on that loop, then its timer's close callback (its code still
-    mapped), then fini;
+    mapped), then fini; and never from inside the plugin's own call (the
+    last request is freed inside its spoke_response_send);
   - shutdown runs loop_fini on every loop before fini, and the plugin's
     own timer does not keep the server up;
   - a loop_init that fails makes the routes answer 503 on that loop with
@@ -121,6 +122,8 @@ def reload_starts_the_new_version_first_and_finishes_the_old_after_its_last_requ
               % (i_init2, i_fini1, i_closed, i_final, srv.log_tail()))
         check(srv.wait_log(r"loophooks v2 loop_fini", timeout=0) is None,
               "v2 is still serving")
+        check("INSIDE spoke_response_send" not in srv.log_text(),
+              "loop_fini ran inside the plugin's own call")
         check_eq(srv.get("/hello").status, 200, "still serving")
 
 

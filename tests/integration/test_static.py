@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """plugins/static/: files under a prefix with the right types and sizes,
-HEAD, ETag/Last-Modified and 304s, Range (206/416), directories (404
+HEAD, ETag/Last-Modified, 304s and 412s, Range (206/416), directories (404
 with index off, index.html with it on), and no way out of the root: `..`,
 encoded dots and slashes, NUL, symbolic links pointing out (or in), and
 special files. The server stays up throughout.
@@ -30,8 +30,8 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spoke_harness import (HELLO, SPOKE_BIN, Server, check,  # noqa: E402
-                           check_eq, check_response, main, run_threads,
-                           test)
+                           check_eq, check_framing, check_response, main,
+                           run_threads, test)
 
 SECRET = b"TOP SECRET: never served\n"
 HELLO_TXT = b"Hello, static!\n"
@@ -348,6 +348,77 @@ def if_modified_since_gives_304():
         check(n.header("ETag") != etag, "ETag unchanged after a write")
 
 
+@test
+def if_match_and_if_unmodified_since_give_412():
+    # RFC 9110 §13.1.1, §13.1.4, §13.2.2: If-Match (strong comparison,
+    # "*" for any current file) is evaluated first; If-Unmodified-Since
+    # only without it, and not when it is no date; a failing one is 412,
+    # before If-None-Match is looked at.
+    with static_server() as srv:
+        r = srv.get("/static/hello.txt")
+        etag, lm = check_validators(r)
+        t = email.utils.parsedate_to_datetime(lm).timestamp()
+        later = email.utils.formatdate(t + 3600, usegmt=True)
+        earlier = email.utils.formatdate(t - 3600, usegmt=True)
+        cases = [
+            ({"If-Match": etag}, 200),
+            ({"If-Match": "*"}, 200),
+            ({"If-Match": '"nope", ' + etag}, 200),
+            ({"If-Match": '"nope"'}, 412),
+            ({"If-Match": "W/" + etag}, 412),  # weak never matches
+            ({"If-Unmodified-Since": lm}, 200),
+            ({"If-Unmodified-Since": later}, 200),
+            ({"If-Unmodified-Since": earlier}, 412),
+            ({"If-Unmodified-Since": "not a date"}, 200),
+            # If-Match present: If-Unmodified-Since is ignored
+            ({"If-Match": etag, "If-Unmodified-Since": earlier}, 200),
+            ({"If-Match": '"nope"', "If-Unmodified-Since": later}, 412),
+            # the 412 comes before a 304 would
+            ({"If-Match": '"nope"', "If-None-Match": etag}, 412),
+            ({"If-Unmodified-Since": earlier, "If-None-Match": etag}, 412),
+        ]
+        with srv.conn() as c:
+            for headers, status in cases:
+                for method in ("GET", "HEAD"):
+                    r = c.roundtrip(method, "/static/hello.txt",
+                                    headers=headers)
+                    check_eq(r.status, status, "%s %r" % (method, headers))
+                    check_framing(r, method)
+                    if status == 200 and method == "GET":
+                        check_eq(r.body, HELLO_TXT, "body for %r" % headers)
+            # two If-Match fields are one list
+            c.send(b"GET /static/hello.txt HTTP/1.1\r\nHost: x\r\n"
+                   b"If-Match: \"a\"\r\nIf-Match: %s\r\n\r\n"
+                   % etag.encode())
+            check_response(c.read_response(), 200, HELLO_TXT)
+            # §13.2.1: no precondition turns what would not be a 2xx
+            # into a 412
+            for path, status in (("/static/missing.txt", 404),
+                                 ("/static/sub", 404)):
+                check_response(c.roundtrip("GET", path, headers={
+                    "If-Match": '"nope"', "If-Unmodified-Since": earlier}),
+                    status)
+        still_serving(srv)
+
+
+@test
+def if_none_match_overrides_if_modified_since_and_304_keeps_headers():
+    # RFC 9110 §13.1.3: If-Modified-Since MUST be ignored when
+    # If-None-Match is present. §15.4.5: a 304 carries the ETag, Date,
+    # Cache-Control, Expires, Vary and Content-Location the 200 would.
+    with static_server() as srv:
+        r = srv.get("/static/hello.txt")
+        etag, lm = check_validators(r)
+        t = email.utils.parsedate_to_datetime(lm).timestamp()
+        earlier = email.utils.formatdate(t - 3600, usegmt=True)
+        n = srv.get("/static/hello.txt", headers={
+            "If-None-Match": etag, "If-Modified-Since": earlier})
+        check_304(n)
+        for name in ("ETag", "Cache-Control", "Expires", "Vary",
+                     "Content-Location", "Last-Modified"):
+            check_eq(n.header(name), r.header(name), "304 " + name)
+
+
 def time_rfc850(t):
     import time
     return time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(t))
@@ -430,6 +501,25 @@ def other_ranges_get_the_whole_file():
         # a suffix of an empty file: the (empty) whole
         check_response(get_range(srv, "/static/empty.txt", "bytes=-5"), 200,
                        b"")
+
+
+@test
+def range_only_for_get_and_if_range_only_with_range():
+    # RFC 9110 §14.2: a Range on HEAD is ignored (the full length, no
+    # Content-Range); §13.1.5: If-Range without Range is ignored.
+    with static_server() as srv:
+        etag, lm = check_validators(srv.get("/static/hello.txt"))
+        r = srv.request("HEAD", "/static/hello.txt",
+                        headers={"Range": "bytes=0-4"})
+        check_response(r, 200, b"", method="HEAD")
+        check_eq(r.header("Content-Length"), str(len(HELLO_TXT)),
+                 "HEAD with Range: Content-Length")
+        check_eq(r.header("Content-Range"), None, "HEAD Content-Range")
+        for if_range in (etag, '"other"'):
+            r = srv.get("/static/hello.txt", headers={"If-Range": if_range})
+            check_response(r, 200, HELLO_TXT)
+            check_eq(r.header("Content-Range"), None,
+                     "If-Range %r without Range" % if_range)
 
 
 @test

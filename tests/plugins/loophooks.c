@@ -5,7 +5,9 @@
  * loop_init, on each loop's thread, allocates that loop's state (its
  * loop, a sequence number, a repeating uv_timer_t of its own) and logs
  * "loophooks vV loop_init on THREAD seq S". loop_fini logs
- * "loophooks vV loop_fini on THREAD seq S served N" and closes the
+ * "loophooks vV loop_fini on THREAD seq S served N" (with " INSIDE
+ * spoke_response_send" appended if the core ran it from within the
+ * plugin's own call, which it must not) and closes the
  * timer; the timer's close callback logs "loophooks vV timer closed on
  * THREAD" and frees the state, so a version unmapped before its close
  * callbacks ran would crash, and a timer left open would keep the loop,
@@ -67,6 +69,7 @@ typedef struct job_s {
 } job_t;
 
 static unsigned next_seq; /* loop_init runs on several loop threads */
+static _Thread_local int in_send; /* inside our own spoke_response_send */
 static uv_mutex_t seq_mu;
 
 static void thread_name(char out[16]) {
@@ -81,8 +84,12 @@ static unsigned long query_ms(spoke_request_t *req) {
 
 static int answer(spoke_request_t *req, int status, const char *text) {
   spoke_response_status(req, status);
+  int rc;
   spoke_response_header(req, "Content-Type", "text/plain");
-  return spoke_response_send(req, text, strlen(text));
+  in_send = 1;
+  rc = spoke_response_send(req, text, strlen(text));
+  in_send = 0;
+  return rc;
 }
 
 static int init(const spoke_host_t *host, void **state) {
@@ -134,8 +141,9 @@ static void loop_fini(uv_loop_t *loop, void *state, void *loop_state) {
   char name[16];
   (void)loop, (void)state;
   thread_name(name);
-  spoke_log(SPOKE_LOG_INFO, "loophooks " V " loop_fini on %s seq %u served %lu",
-            name, ls->seq, ls->served);
+  spoke_log(SPOKE_LOG_INFO, "loophooks " V " loop_fini on %s seq %u served %lu%s",
+            name, ls->seq, ls->served,
+            in_send ? " INSIDE spoke_response_send" : "");
   uv_close((uv_handle_t *)&ls->tick, tick_closed);
 }
 

@@ -5,9 +5,11 @@
  * heads must end their lines in CRLF only (no bare CR, no bare LF) and
  * carry no obs-fold; Content-Length bodies are skipped whatever their
  * bytes; chunk data is skipped by its size and must be followed by CRLF;
- * chunk-size lines and trailers follow the head's rules. A case may hold
- * up to three pipelined requests: like conn.c, the harness rewinds the
- * scanner at each request's end, so the next head is checked afresh.
+ * chunk-size lines and trailers follow the head's rules; chunk extensions
+ * stop at 16 KiB per body (a test of its own: they do not fit the table).
+ * A case may hold up to three pipelined requests: like conn.c, the harness
+ * rewinds the scanner at each request's end, so the next head is checked
+ * afresh.
  *
  * Reads can split anywhere, so every case is also fed in two and in three
  * calls at every pair of byte boundaries, and byte by byte, and must give
@@ -340,11 +342,61 @@ static void frame_reset_rewinds(void **state) {
   }
 }
 
+/* Scans a chunked body whose size lines carry EXT extension bytes in
+ * all, N chunks of one byte each, in reads of STEP bytes. */
+static int scan_extensions(spoke__frame_scan_t *sc, size_t ext, size_t n,
+                           size_t step) {
+  static char buf[64 * 1024];
+  size_t len = 0, per = ext / n;
+  for (size_t k = 0; k < n; k++) {
+    size_t e = k + 1 < n ? per : ext - per * (n - 1);
+    buf[len++] = '1';
+    memset(buf + len, 'x', e); /* "1xxxx": llhttp judges the syntax */
+    len += e;
+    memcpy(buf + len, "\r\na\r\n", 5);
+    len += 5;
+  }
+  memcpy(buf + len, "0\r\n\r\n", 5);
+  len += 5;
+  for (size_t pos = 0; pos < len; pos += step)
+    if (spoke__frame_scan(sc, SPOKE__BODY_CHUNKED, 0, buf + pos,
+                          len - pos < step ? len - pos : step) != 0)
+      return -1;
+  return 0;
+}
+
+/* Chunk extensions are bounded per body, at 16 KiB, however they are
+ * spread over chunks and reads; the count starts again with a request. */
+static void chunk_extensions_are_bounded(void **state) {
+  static const size_t steps[] = {1, 7, 4096, 64 * 1024};
+  (void)state;
+  for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+    spoke__frame_scan_t sc;
+    spoke__frame_reset(&sc);
+    assert_int_equal(spoke__frame_scan(&sc, SPOKE__BODY_CHUNKED, 0,
+                                       RAW(TE)), 0);
+    assert_int_equal(scan_extensions(&sc, 16 * 1024, 1, steps[i]), 0);
+    spoke__frame_reset(&sc);
+    assert_int_equal(spoke__frame_scan(&sc, SPOKE__BODY_CHUNKED, 0,
+                                       RAW(TE)), 0);
+    assert_int_equal(scan_extensions(&sc, 16 * 1024, 16, steps[i]), 0);
+    spoke__frame_reset(&sc);
+    assert_int_equal(spoke__frame_scan(&sc, SPOKE__BODY_CHUNKED, 0,
+                                       RAW(TE)), 0);
+    assert_int_equal(scan_extensions(&sc, 16 * 1024 + 1, 1, steps[i]), -1);
+    spoke__frame_reset(&sc);
+    assert_int_equal(spoke__frame_scan(&sc, SPOKE__BODY_CHUNKED, 0,
+                                       RAW(TE)), 0);
+    assert_int_equal(scan_extensions(&sc, 16 * 1024 + 1, 17, steps[i]), -1);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(frame_table_well_formed),
     cmocka_unit_test(frame_table),
     cmocka_unit_test(frame_reset_rewinds),
+    cmocka_unit_test(chunk_extensions_are_bounded),
   };
   return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
 }
