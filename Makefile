@@ -95,12 +95,15 @@ clean:
 
 # make bench: the benchmark suite (tests/bench/bench.py), spoke against
 # nginx, Flask (gunicorn) and Quart (hypercorn) on loopback, about 10
-# minutes; the table lands in build/bench/ (results.md, chart.png). Its
+# minutes, then waiting on PostgreSQL (db_bench.py: async, sync, Quart +
+# asyncpg, about 2 minutes); the tables land in build/bench/ (results.md,
+# chart.png, db.md). Its
 # packages are installed by the deps recipe above, given BENCH_DEPS.
 BENCH_DEPS = wrk nginx libnginx-mod-http-echo python3-flask gunicorn \
-             python3-quart python3-hypercorn gnuplot-nox
+             python3-quart python3-hypercorn python3-asyncpg gnuplot-nox
 
 .PHONY: bench
 bench: build
 	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
 	python3 tests/bench/bench.py --build $(BUILD)
+	python3 tests/bench/db_bench.py --build $(BUILD)

@@ -62,11 +62,11 @@ def raise_nofile():
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def spawn_server(argv, log_path, cwd=None):
+def spawn_server(argv, log_path, cwd=None, env=None):
     """Starts a server in its own session (so its workers can be killed
     as one group) with the raised open-files limit, stdout and stderr into
-    log_path; tracked in LIVE."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    log_path, ENV added to the environment; tracked in LIVE."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **(env or {}))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, cwd=cwd, env=env,
                                 stdin=subprocess.DEVNULL, stdout=log,
