@@ -46,11 +46,13 @@ static void on_poll_closed(uv_handle_t *h) {
   pg_loop_t *l = h->data;
 
   free(h);
-  pg_pool_handle_closed(l);
+  l->handle_closed(l);
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  pg_pool_handle_closed(h->data);
+  pg_loop_t *l = h->data;
+
+  l->handle_closed(l);
 }
 
 static void unwatch(pg_conn_t *c) {
@@ -107,7 +109,7 @@ static void connect_failed(pg_conn_t *c, const char *why) {
   /* Copy the message: PQfinish frees it. */
   snprintf(msg, sizeof(msg), "%s", why);
   pg_conn_drop(c);
-  pg_pool_on_connect_failed(c->loop, c, msg);
+  c->loop->on_connect_failed(c->loop, c, msg);
 }
 
 static void on_deadline(uv_timer_t *t) {
@@ -134,7 +136,7 @@ static void connect_step(pg_conn_t *c) {
         connect_failed(c, "cannot watch the socket");
         return;
       }
-      pg_pool_on_connected(c->loop, c);
+      c->loop->on_connected(c->loop, c);
       return;
     default: /* PGRES_POLLING_FAILED */
       connect_failed(c, PQerrorMessage(c->pq));
@@ -286,7 +288,7 @@ static void idle_step(pg_conn_t *c) {
   /* Nothing is expected: EOF or an error here means the server is gone
    * (a fast shutdown first sends "terminating connection"). */
   if (!PQconsumeInput(c->pq) || PQstatus(c->pq) != CONNECTION_OK) {
-    pg_pool_on_idle_lost(c->loop, c);
+    c->loop->on_idle_lost(c->loop, c);
     return;
   }
   while ((n = PQnotifies(c->pq)) != NULL)

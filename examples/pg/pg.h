@@ -1,12 +1,18 @@
 /* pg.h: what the files of the pg example plugin share.
  *
  *   pg.c      the descriptor, init/fini, loop_init/loop_fini, config
- *   conn.c    one non-blocking libpq connection driven by a uv_poll_t
- *   pool.c    the per-loop pool: idle connections, the bounded wait
- *             queue, reconnecting with a back-off
- *   routes.c  the async routes (/pg/async, /pg/query) and JSON replies
+ *   routes.c  the async routes (/pg/async, /pg/query)
  *   sync.c    the blocking counter-example (/pg/sync), its pool, and
  *             the same call offloaded from an async handler
+ *   pool.c    the per-loop pool: idle connections, the bounded wait
+ *             queue, reconnecting with a back-off
+ *   conn.c    one non-blocking libpq connection driven by a uv_poll_t
+ *   params.c  libpq's keywords for a connection, and its notices
+ *   reply.c   JSON replies and ?ms=N, shared by the routes
+ *
+ * Calls go down that list, never up (tools/check_layers.py refuses a
+ * circle): conn.c reports to its pool through the function pointers
+ * pool.c puts in pg_loop_t, not by name.
  *
  * Ownership and threads, in one place:
  *
@@ -55,8 +61,8 @@ typedef struct {
   pg_sync_pool_t sync;
 } pg_plugin_t;
 
-/* libpq's connection keywords for this plugin: conninfo expanded first,
- * then application_name (which wins). */
+/* params.c. libpq's connection keywords for this plugin: conninfo
+ * expanded first, then application_name (which wins). */
 void pg_conn_params(const pg_plugin_t *p, const char *keys[4],
                     const char *values[4]);
 
@@ -94,9 +100,9 @@ struct pg_conn_s {
 
 /* Readies C (its timer) on L's loop. Counts one handle in L. */
 void pg_conn_init(pg_conn_t *c, pg_loop_t *l);
-/* DOWN -> CONNECTING, without waiting. The outcome comes later as
- * pg_pool_on_connected() or pg_pool_on_connect_failed(). 0, or a
- * negative code (C stays DOWN, no callback). */
+/* DOWN -> CONNECTING, without waiting. The outcome comes later through
+ * the loop's on_connected or on_connect_failed. 0, or a negative code
+ * (C stays DOWN, no callback). */
 int pg_conn_connect(pg_conn_t *c);
 /* IDLE -> BUSY: sends SQL with N text PARAMS. N == 0 sends it as a
  * simple query, which may hold several statements. CB runs once, later.
@@ -133,6 +139,11 @@ struct pg_loop_s {
   int schema_ready;         /* the kv table is known to exist */
   size_t handles;           /* open libuv handles (timers and polls) */
   int closing;              /* loop_fini ran: free on the last close */
+  /* How conn.c reports to the pool, set by pg_pool_new: */
+  void (*on_connected)(pg_loop_t *l, pg_conn_t *c);
+  void (*on_connect_failed)(pg_loop_t *l, pg_conn_t *c, const char *why);
+  void (*on_idle_lost)(pg_loop_t *l, pg_conn_t *c); /* an IDLE one broke */
+  void (*handle_closed)(pg_loop_t *l); /* one of its handles closed */
 };
 
 /* loop_init's part: NULL when out of memory. Opens no connection. */
@@ -151,12 +162,6 @@ void pg_pool_put(pg_loop_t *l, pg_conn_t *c);
 /* A queued W leaves the queue (its client went away); no callback. */
 void pg_pool_cancel(pg_loop_t *l, pg_wait_t *w);
 
-/* From conn.c. */
-void pg_pool_on_connected(pg_loop_t *l, pg_conn_t *c);
-void pg_pool_on_connect_failed(pg_loop_t *l, pg_conn_t *c, const char *why);
-void pg_pool_on_idle_lost(pg_loop_t *l, pg_conn_t *c);
-void pg_pool_handle_closed(pg_loop_t *l);
-
 /* ---- routes (routes.c, sync.c) ---- */
 
 int pg_route_async(spoke_request_t *req);
@@ -164,13 +169,29 @@ int pg_route_query(spoke_request_t *req);
 int pg_route_sync(spoke_request_t *req);
 int pg_route_offload(spoke_request_t *req);
 
-/* ?ms=N as milliseconds clamped to 0..60000. 0, or -1 when N is missing
- * or not decimal digits. */
+/* ---- reply.c ---- */
+
+/* ?ms=N as milliseconds clamped to 0..60000 (1000 when absent). 0, or
+ * -1 when N is not decimal digits. */
 int pg_parse_ms(spoke_request_t *req, unsigned long *ms);
 /* "1.500": MS as seconds, pg_sleep's argument. */
 void pg_seconds(char *buf, size_t size, unsigned long ms);
 /* Answers STATUS with {"error":MSG}; 503s add Retry-After: 1. */
 int pg_reply_error(spoke_request_t *req, int status, const char *msg);
+
+/* A JSON body being built; out of memory is remembered, not fatal. */
+typedef struct {
+  char *p;
+  size_t len, cap;
+  int failed;
+} pg_json_t;
+void pg_json_put(pg_json_t *j, const char *s, size_t n);
+void pg_json_lit(pg_json_t *j, const char *s);
+/* S as a JSON string (quotes, backslashes and controls escaped). */
+void pg_json_str(pg_json_t *j, const char *s);
+/* Sends J as STATUS (500 if building it ran out of memory) and frees
+ * it; 503s add Retry-After: 1. */
+int pg_json_reply(spoke_request_t *req, int status, pg_json_t *j);
 
 /* sync.c */
 void pg_sync_init(pg_sync_pool_t *s);

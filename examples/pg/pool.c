@@ -37,12 +37,22 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
+static void pg_pool_on_connected(pg_loop_t *l, pg_conn_t *c);
+static void pg_pool_on_connect_failed(pg_loop_t *l, pg_conn_t *c,
+                                      const char *why);
+static void pg_pool_on_idle_lost(pg_loop_t *l, pg_conn_t *c);
+static void pg_pool_handle_closed(pg_loop_t *l);
+
 pg_loop_t *pg_pool_new(uv_loop_t *uv, const pg_plugin_t *p) {
   pg_loop_t *l = calloc(1, sizeof(*l));
 
   if (l == NULL)
     return NULL;
   l->uv = uv;
+  l->on_connected = pg_pool_on_connected;
+  l->on_connect_failed = pg_pool_on_connect_failed;
+  l->on_idle_lost = pg_pool_on_idle_lost;
+  l->handle_closed = pg_pool_handle_closed;
   l->plugin = p;
   l->nconns = p->pool_size;
   l->conns = calloc(l->nconns, sizeof(*l->conns));
@@ -178,7 +188,7 @@ void pg_pool_put(pg_loop_t *l, pg_conn_t *c) {
 
 /* ---- what conn.c reports ---- */
 
-void pg_pool_on_connected(pg_loop_t *l, pg_conn_t *c) {
+static void pg_pool_on_connected(pg_loop_t *l, pg_conn_t *c) {
   l->connecting--;
   if (l->backoff_ms != 0)
     spoke_log(SPOKE_LOG_INFO, "database reachable again");
@@ -187,14 +197,14 @@ void pg_pool_on_connected(pg_loop_t *l, pg_conn_t *c) {
   offer(l, c);
 }
 
-void pg_pool_on_connect_failed(pg_loop_t *l, pg_conn_t *c, const char *why) {
+static void pg_pool_on_connect_failed(pg_loop_t *l, pg_conn_t *c, const char *why) {
   (void)c;
   l->connecting--;
   back_off(l, why);
   fail_hopeless(l);
 }
 
-void pg_pool_on_idle_lost(pg_loop_t *l, pg_conn_t *c) {
+static void pg_pool_on_idle_lost(pg_loop_t *l, pg_conn_t *c) {
   for (size_t i = 0; i < l->nidle; i++) {
     if (l->idle[i] == c) {
       l->idle[i] = l->idle[--l->nidle];
@@ -208,7 +218,7 @@ void pg_pool_on_idle_lost(pg_loop_t *l, pg_conn_t *c) {
 
 /* ---- closing (loop_fini) ---- */
 
-void pg_pool_handle_closed(pg_loop_t *l) {
+static void pg_pool_handle_closed(pg_loop_t *l) {
   if (--l->handles > 0 || !l->closing)
     return;
   free(l->idle);

@@ -58,81 +58,6 @@ typedef struct {
   const char *params[2]; /* text parameters $1, $2 */
 } job_t;
 
-/* ---- JSON ---- */
-
-typedef struct {
-  char *p;
-  size_t len, cap;
-  int failed; /* out of memory */
-} json_t;
-
-static void put(json_t *j, const char *s, size_t n) {
-  if (j->failed)
-    return;
-  if (j->len + n + 1 > j->cap) {
-    size_t cap = (j->len + n + 1) * 2;
-    char *p = realloc(j->p, cap);
-    if (p == NULL) {
-      j->failed = 1;
-      return;
-    }
-    j->p = p;
-    j->cap = cap;
-  }
-  memcpy(j->p + j->len, s, n);
-  j->len += n;
-}
-
-static void put_lit(json_t *j, const char *s) {
-  put(j, s, strlen(s));
-}
-
-/* S as a JSON string. UTF-8 passes through (PostgreSQL has checked it). */
-static void put_str(json_t *j, const char *s) {
-  put(j, "\"", 1);
-  for (; *s != '\0'; s++) {
-    unsigned char ch = (unsigned char)*s;
-    char esc[8];
-    if (ch == '"' || ch == '\\') {
-      esc[0] = '\\';
-      esc[1] = (char)ch;
-      put(j, esc, 2);
-    } else if (ch < 0x20) {
-      snprintf(esc, sizeof(esc), "\\u%04x", ch);
-      put(j, esc, 6);
-    } else {
-      put(j, s, 1);
-    }
-  }
-  put(j, "\"", 1);
-}
-
-static int reply_json(spoke_request_t *req, int status, json_t *j) {
-  int rc;
-
-  if (j->failed) {
-    free(j->p);
-    spoke_response_status(req, 500);
-    return spoke_response_send(req, "out of memory\n", 14);
-  }
-  spoke_response_status(req, status);
-  spoke_response_header(req, "Content-Type", "application/json");
-  if (status == 503)
-    spoke_response_header(req, "Retry-After", "1");
-  rc = spoke_response_send(req, j->p, j->len); /* copies the body */
-  free(j->p);
-  return rc;
-}
-
-int pg_reply_error(spoke_request_t *req, int status, const char *msg) {
-  json_t j = { 0 };
-
-  put_lit(&j, "{\"error\":");
-  put_str(&j, msg);
-  put_lit(&j, "}");
-  return reply_json(req, status, &j);
-}
-
 /* A failed statement: 400 for bad data (SQLSTATE class 22, such as a
  * value that is not UTF-8), else 500; the message says which. */
 static void reply_sql_error(spoke_request_t *req, const PGresult *res) {
@@ -144,20 +69,20 @@ static void reply_sql_error(spoke_request_t *req, const PGresult *res) {
 }
 
 static void reply_row(spoke_request_t *req, const PGresult *res) {
-  json_t j = { 0 };
+  pg_json_t j = { 0 };
   int found = PQntuples(res) > 0;
 
-  put_lit(&j, "{\"key\":");
+  pg_json_lit(&j, "{\"key\":");
   if (found) {
-    put_str(&j, PQgetvalue(res, 0, 0));
-    put_lit(&j, ",\"value\":");
-    put_str(&j, PQgetvalue(res, 0, 1));
+    pg_json_str(&j, PQgetvalue(res, 0, 0));
+    pg_json_lit(&j, ",\"value\":");
+    pg_json_str(&j, PQgetvalue(res, 0, 1));
   } else {
-    put_str(&j, spoke_request_query_param(req, "key"));
-    put_lit(&j, ",\"value\":null");
+    pg_json_str(&j, spoke_request_query_param(req, "key"));
+    pg_json_lit(&j, ",\"value\":null");
   }
-  put_lit(&j, "}");
-  reply_json(req, found ? 200 : 404, &j);
+  pg_json_lit(&j, "}");
+  pg_json_reply(req, found ? 200 : 404, &j);
 }
 
 static void reply_slept(spoke_request_t *req, unsigned long ms) {

@@ -34,32 +34,6 @@
 
 #include "pg.h"
 
-#define DEFAULT_MS 1000UL
-#define MAX_MS 60000UL
-
-int pg_parse_ms(spoke_request_t *req, unsigned long *ms) {
-  const char *s = spoke_request_query_param(req, "ms");
-  char *end;
-
-  if (s == NULL) {
-    *ms = DEFAULT_MS;
-    return 0;
-  }
-  /* strtoul alone would take " 5", "+5" and "-5" (as a huge value). */
-  if (*s < '0' || *s > '9')
-    return -1;
-  errno = 0;
-  *ms = strtoul(s, &end, 10);
-  if (*end != '\0')
-    return -1;
-  if (errno == ERANGE || *ms > MAX_MS)
-    *ms = MAX_MS;
-  return 0;
-}
-
-void pg_seconds(char *buf, size_t size, unsigned long ms) {
-  snprintf(buf, size, "%lu.%03lu", ms / 1000, ms % 1000);
-}
 
 void pg_sync_init(pg_sync_pool_t *s) {
   pthread_mutex_init(&s->lock, NULL);
