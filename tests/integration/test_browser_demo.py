@@ -12,6 +12,16 @@ page's Resource Timing entries), so the queue was the server's. It saves a
 screenshot of the drawn timelines as demo-screenshot.png beside SPOKE_BIN
 (build/ by default) and prints its path.
 
+Then the page's database lane (examples/pg, window.demo.db), three ways:
+  - without pg.so (the test above): the probe /pg/async?ms=0 answers 404,
+    the lane is skipped with that reason, the sleep lanes are unharmed;
+  - pg.so with nothing listening at its conninfo: skipped, 503;
+  - pg.so with a throw-away PostgreSQL (pg_harness.py): the same checks
+    as for sleep, on six /pg/async and six /pg/sync SELECT pg_sleep()
+    queries (screenshot demo-db-screenshot.png). Without PostgreSQL's
+    server programs this one test says so and passes without running;
+    the others still run.
+
 Chromium: SPOKE_CHROMIUM names the binary; else `chromium` on PATH; else,
 as root, `apt-get install chromium` (Debian's package). Without one the
 test prints why and exits 77, which ctest counts as skipped
@@ -26,6 +36,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,15 +46,21 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cdp  # noqa: E402
-from spoke_harness import SPOKE_BIN, Server, check, main, test  # noqa: E402
+import pg_harness  # noqa: E402
+from spoke_harness import (SPOKE_BIN, Server, check, check_eq, main,  # noqa: E402
+                           test)  # noqa: E402
 
 SKIP = 77                   # SKIP_RETURN_CODE of this test in CMakeLists.txt
 N = 6                       # the page's requests per group
 MS = 1000                   # each request's sleep
+DB_MS = 400                 # each query's pg_sleep, with PostgreSQL
+SKIP_MS = 100               # each sleep, when the database lane is skipped
 TEST_TIMEOUT = 50.0         # start of Chromium to screenshot
 DEVTOOLS_RE = re.compile(r"DevTools listening on (ws://\S+)")
-SCREENSHOT = os.path.join(os.path.dirname(os.path.abspath(SPOKE_BIN)),
-                          "demo-screenshot.png")
+BUILD_DIR = os.path.dirname(os.path.abspath(SPOKE_BIN))
+SCREENSHOT = os.path.join(BUILD_DIR, "demo-screenshot.png")
+DB_SCREENSHOT = os.path.join(BUILD_DIR, "demo-db-screenshot.png")
+NODB_SCREENSHOT = os.path.join(BUILD_DIR, "demo-nodb-screenshot.png")
 
 
 # ---------------------------------------------------------------- chromium
@@ -224,80 +241,206 @@ def summary(spans):
     return ", ".join("%.0f-%.0f" % (s - t0, e - t0) for s, e in spans)
 
 
-# ---------------------------------------------------------------- test
+def check_lanes(name, lanes, ms):
+    """One section of window.demo (the sleep lanes: window.demo itself;
+    the database's: window.demo.db): six async requests that overlapped,
+    six sync ones that queued, all answered well, all sent before the
+    first answer came."""
+    print("%s async (ms from the first send): %s"
+          % (name, summary(lanes["async"])))
+    print("%s sync  (ms from the first send): %s"
+          % (name, summary(lanes["sync"])))
+    bad = [r for g in ("async", "sync")
+           for r in lanes["requests"][g] if not r["ok"]]
+    check(lanes["ok"] and not bad, "%s: failed requests: %r" % (name, bad))
+    check(len(lanes["async"]) == N and len(lanes["sync"]) == N,
+          "%s: want %d requests per group: %r" % (name, N, lanes))
+    for g in ("async", "sync"):
+        for s, e in lanes[g]:
+            check(e - s >= 0.9 * ms, "%s %s: a request took %.0f ms, "
+                  "less than its %d ms sleep" % (name, g, e - s, ms))
+    check_overlapped(name + " async", lanes["async"], ms)
+    check_all_sent_first(name + " async", lanes["timing"]["async"])
+    check_queued(name + " sync", lanes["sync"], ms)
+    check_all_sent_first(name + " sync", lanes["timing"]["sync"])
+
+
+def check_db_skipped(demo, status, words):
+    """The database lane was skipped because its probe answered STATUS,
+    and the page says so with WORDS; it ran no query."""
+    db = demo["db"]
+    print("db skipped: %s" % db["skipped"])
+    check(db["skipped"], "db lane not skipped: %r" % db)
+    check_eq(db["requests"]["probe"]["status"], status, "probe status")
+    for w in ("/pg/async", "answered %d" % status, words,
+              "docs/DATABASE.md"):
+        check(w in db["skipped"], "skip reason %r lacks %r"
+              % (db["skipped"], w))
+    check(db["async"] == [] and db["sync"] == []
+          and set(db["requests"]) == {"probe"},
+          "db lane skipped but ran requests: %r" % db)
+
+
+# ---------------------------------------------------------------- page
+
+def load_demo(srv, ms, screenshot):
+    """Loads /demo?ms=MS from SRV in a fresh headless Chromium, waits for
+    window.demo.done (the page's own end, no fixed sleep), saves a
+    screenshot of the whole page to SCREENSHOT and returns window.demo."""
+    deadline = time.monotonic() + TEST_TIMEOUT
+    chrome = Chromium(CHROMIUM, timeout=20)
+    browser = None
+    try:
+        browser = cdp.Browser(chrome.url, timeout=20)
+        page = browser.attach("about:blank")
+        browser.call("Runtime.enable", session=page)
+        url = "http://127.0.0.1:%d/demo?ms=%d" % (srv.port, ms)
+        nav = browser.call("Page.navigate", {"url": url}, session=page)
+        check("errorText" not in nav, "navigation to %s failed: %r"
+              % (url, nav))
+        while True:
+            try:
+                # Until the page commits this may ask about:blank, or
+                # a context the navigation just destroyed: ask again.
+                if browser.evaluate(
+                        page, "!!(window.demo && window.demo.done)"):
+                    break
+                last = None
+            except cdp.CDPError as e:
+                last = e
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    "page not done within %.0fs (last error: %s); "
+                    "page errors: %s" % (
+                        TEST_TIMEOUT, last,
+                        [e for e in browser.events if e["method"]
+                         == "Runtime.exceptionThrown"]))
+            time.sleep(0.2)
+        demo = json.loads(browser.evaluate(
+            page, "JSON.stringify(window.demo)"))
+
+        # The picture first, so a failing run leaves it too.
+        size = browser.evaluate(
+            page, "[document.documentElement.scrollWidth,"
+            " document.documentElement.scrollHeight]")
+        shot = browser.call("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size[0],
+                     "height": size[1], "scale": 1}}, session=page)
+        with open(screenshot, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+        print("screenshot: %s" % screenshot)
+        return demo
+    except BaseException:
+        print("--- chromium stderr (last 40 lines):\n%s" % chrome.log_tail())
+        raise
+    finally:
+        if browser is not None:
+            browser.close()
+        chrome.stop()
+
+
+def pg_config(conninfo):
+    """A --config file whose [plugin pg] points at CONNINFO; removed at
+    exit."""
+    fd, path = tempfile.mkstemp(prefix="spoke-it-demo-", suffix=".conf")
+    with os.fdopen(fd, "w") as f:
+        f.write("[plugin pg]\nconninfo = %s\n" % conninfo)
+    atexit.register(lambda: os.path.exists(path) and os.remove(path))
+    return path
+
+
+def warm_pool(srv, pg):
+    """Opens the connections the page will use, so its timings are the
+    queries' own and not a fresh backend's start (which a loaded machine
+    can stretch to seconds): N overlapping /pg/async on the one loop
+    leave N connections in its pool, one /pg/sync the worker's. Checks
+    in pg_stat_activity that they are there."""
+    answers = [None] * N
+
+    def get(i):
+        try:
+            answers[i] = srv.get("/pg/async?ms=%d&warm=%d" % (DB_MS, i))
+        except Exception as e:  # noqa: B902 - reported below
+            answers[i] = e
+    threads = [threading.Thread(target=get, args=(i,)) for i in range(N)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    answers.append(srv.get("/pg/sync?ms=0&warm=sync"))
+    bad = [a for a in answers if getattr(a, "status", None) != 200]
+    check(not bad, "warming the pool: %r" % bad)
+    held = int(pg.scalar("SELECT count(*) FROM pg_stat_activity "
+                         "WHERE application_name LIKE 'spoke-pg%'"))
+    check(held >= N + 1, "warming the pool: %d connections, want %d"
+          % (held, N + 1))
+
+
+def _free_port():
+    """A loopback port nothing listens on (bound, then closed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---------------------------------------------------------------- tests
 
 @test
 def demo_async_overlaps_sync_queues():
-    deadline = time.monotonic() + TEST_TIMEOUT
+    """Sleep lanes; no pg.so, so the database lane is skipped (404)."""
     with Server(["demo.so", "sleep.so"], args=["--workers", "1"]) as srv:
-        chrome = Chromium(CHROMIUM, timeout=20)
-        browser = None
-        try:
-            browser = cdp.Browser(chrome.url, timeout=20)
-            page = browser.attach("about:blank")
-            browser.call("Runtime.enable", session=page)
-            url = "http://127.0.0.1:%d/demo?ms=%d" % (srv.port, MS)
-            nav = browser.call("Page.navigate", {"url": url}, session=page)
-            check("errorText" not in nav, "navigation to %s failed: %r"
-                  % (url, nav))
-            while True:
-                try:
-                    # Until the page commits this may ask about:blank, or
-                    # a context the navigation just destroyed: ask again.
-                    if browser.evaluate(
-                            page, "!!(window.demo && window.demo.done)"):
-                        break
-                    last = None
-                except cdp.CDPError as e:
-                    last = e
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        "page not done within %.0fs (last error: %s); "
-                        "page errors: %s" % (
-                            TEST_TIMEOUT, last,
-                            [e for e in browser.events if e["method"]
-                             == "Runtime.exceptionThrown"]))
-                time.sleep(0.2)
-            demo = json.loads(browser.evaluate(
-                page, "JSON.stringify(window.demo)"))
+        demo = load_demo(srv, MS, SCREENSHOT)
+    check(demo["ms"] == MS, "page slept %r ms, want %d" % (demo["ms"], MS))
+    check_lanes("sleep", demo, MS)
+    check_db_skipped(demo, 404, "is pg.so loaded?")
 
-            # The picture first, so a failing run leaves it too.
-            size = browser.evaluate(
-                page, "[document.documentElement.scrollWidth,"
-                " document.documentElement.scrollHeight]")
-            shot = browser.call("Page.captureScreenshot", {
-                "format": "png", "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": size[0],
-                         "height": size[1], "scale": 1}}, session=page)
-            with open(SCREENSHOT, "wb") as f:
-                f.write(base64.b64decode(shot["data"]))
-            print("screenshot: %s" % SCREENSHOT)
 
-            print("async (ms from the first send): %s" % summary(demo["async"]))
-            print("sync  (ms from the first send): %s" % summary(demo["sync"]))
-            bad = [r for g in ("async", "sync")
-                   for r in demo["requests"][g] if not r["ok"]]
-            check(demo["ok"] and not bad, "failed requests: %r" % bad)
-            check(len(demo["async"]) == N and len(demo["sync"]) == N,
-                  "want %d requests per group: %r" % (N, demo))
-            check(demo["ms"] == MS, "page slept %r ms, want %d"
-                  % (demo["ms"], MS))
-            for name in ("async", "sync"):
-                for s, e in demo[name]:
-                    check(e - s >= 0.9 * MS, "%s: a request took %.0f ms, "
-                          "less than its %d ms sleep" % (name, e - s, MS))
-            check_overlapped("async", demo["async"], MS)
-            check_all_sent_first("async", demo["timing"]["async"])
-            check_queued("sync", demo["sync"], MS)
-            check_all_sent_first("sync", demo["timing"]["sync"])
-        except BaseException:
-            print("--- chromium stderr (last 40 lines):\n%s"
-                  % chrome.log_tail())
-            raise
-        finally:
-            if browser is not None:
-                browser.close()
-            chrome.stop()
+@test
+def demo_db_lane_skipped_without_database():
+    """pg.so loaded, nothing at its conninfo: the probe answers 503, the
+    page skips the lane and says why; the sleep lanes still run."""
+    conf = pg_config("host=127.0.0.1 port=%d user=postgres "
+                     "dbname=postgres connect_timeout=5" % _free_port())
+    with Server(["demo.so", "sleep.so", "pg.so"],
+                args=["--workers", "1", "--config", conf]) as srv:
+        demo = load_demo(srv, SKIP_MS, NODB_SCREENSHOT)
+    bad = [r for g in ("async", "sync")
+           for r in demo["requests"][g] if not r["ok"]]
+    check(demo["ok"] and not bad, "sleep: failed requests: %r" % bad)
+    check_db_skipped(demo, 503, "is PostgreSQL running?")
+
+
+@test
+def demo_db_lane_with_postgres():
+    """Six /pg/async queries overlap on the loop; six /pg/sync ones queue
+    for the one worker, in the page's own timings."""
+    if pg_harness._bindir() is None or shutil.which("psql") is None:
+        print("skipped: PostgreSQL server programs not installed "
+              "(apt-get install postgresql)")
+        return
+    pg = pg_harness.Postgres()
+    try:
+        conf = pg_config(pg.conninfo)
+        with Server(["demo.so", "sleep.so", "pg.so"],
+                    args=["--loops", "1", "--workers", "1",
+                          "--config", conf]) as srv:
+            warm_pool(srv, pg)
+            demo = load_demo(srv, DB_MS, DB_SCREENSHOT)
+    finally:
+        pg.close()
+    db = demo["db"]
+    check(db["skipped"] is None, "db lane skipped: %s" % db["skipped"])
+    check_eq(db["requests"]["probe"]["status"], 200, "probe status")
+    check(demo["ok"], "sleep lanes failed: %r" % demo["requests"])
+    for g in ("async", "sync"):
+        for r in db["requests"][g]:
+            body = json.loads(r["body"]) if r["ok"] else None
+            check(body == {"slept_ms": DB_MS, "mode": g},
+                  "/pg/%s answered %r, want slept_ms %d" % (g, r, DB_MS))
+    check_lanes("db", db, DB_MS)
 
 
 if __name__ == "__main__":
