@@ -106,6 +106,8 @@ static void table_init(void) {
   h->response_on_drain = spoke__response_on_drain;
   h->loop_state = spoke__loophooks_state;
   h->offload = spoke__offload;
+  h->response_file = spoke__response_file;
+  h->response_length = spoke__response_length;
 }
 
 const spoke_host_t *spoke__host_table(void) {
