@@ -5,8 +5,10 @@
  *   conditional.c  ETag, Last-Modified, If-None-Match, If-Modified-Since,
  *                  If-Range and Range; HTTP dates
  *   mime.c         Content-Type from the extension
- *   send.c         the response: status pages, redirects, the body whole
- *                  or streamed
+ *   send.c         the response: status pages, redirects, a file's
+ *                  headers, its bytes handed to the server (sendfile)
+ *   readsend.c     the bytes read and sent by the plugin, for a host
+ *                  older than SDK 1.5
  *
  * Private to the plugin: every name declared here starts with static_ (or
  * is a type or constant of this header) and none is exported. The plugin
@@ -36,12 +38,16 @@ typedef struct {
   char root[PATH_MAX]; /* resolved, for the logs */
 } static_state_t;
 
-/* A file found for a request. */
+/* A file found for a request, and what its response says about it. */
 typedef struct {
-  int fd;                  /* open for reading */
+  int fd;                  /* open for reading; whose it is, each user says */
   struct stat sb;          /* of fd */
   char name[NAME_MAX + 1]; /* its last component, for the Content-Type */
   int err;                 /* errno behind a 500 */
+  /* Set by static_file_describe from sb and name, once per open: */
+  const char *type;        /* Content-Type (a string of mime.c's table) */
+  char etag[96];           /* strong, quoted */
+  char modified[64];       /* Last-Modified, an IMF-fixdate */
 } static_file_t;
 
 /* strerror_r's message for ERR (BUF, N bytes, may hold it): the GNU
@@ -65,6 +71,8 @@ enum { STATIC_RANGE_NONE, STATIC_RANGE_ONE, STATIC_RANGE_UNSATISFIABLE };
 void static_http_date(time_t t, char *out, size_t n);
 /* The strong, quoted ETag of the file SB describes. */
 void static_make_etag(const struct stat *sb, char *out, size_t n);
+/* Fills F's type, etag and modified from its sb and name. */
+void static_file_describe(static_file_t *f);
 /* Whether If-Match, else If-Unmodified-Since, holds for the file (ETAG,
  * MTIME); when it does not, the answer is 412 (RFC 9110 §13.2.2). */
 int static_preconditions_hold(spoke_request_t *req, const char *etag,
@@ -92,8 +100,22 @@ const char *static_content_type(const char *name);
 int static_reply_status(spoke_request_t *req, int status);
 /* "/dir" -> 301 to "/dir/", the query kept. */
 int static_redirect_dir(spoke_request_t *req, const char *path);
-/* The response for the open file F: 304, 206, 416 or 200, whole or
- * streamed; HEAD reads nothing. F stays open (the caller closes it). */
+/* The response for the open, described file F: 304, 412, 206, 416 or
+ * 200. Takes F->fd: it is closed, or given to the server, whatever
+ * happens. */
 int static_respond_file(spoke_request_t *req, const static_file_t *f);
+
+/* Status and headers of a file's 200 or 206 (CONTENT_RANGE, for a 206). */
+void static_file_headers(spoke_request_t *req, const static_file_t *f,
+                         int status, const char *content_range);
+
+/* readsend.c */
+/* The 200 or 206 for F, COUNT bytes from FIRST, read and sent by the
+ * plugin: for a host without spoke_response_file. Sets the headers
+ * itself (static_file_headers) once the first bytes are in hand, so a
+ * read error up to then is a clean 500. F->fd stays the caller's. */
+int static_read_and_send(spoke_request_t *req, const static_file_t *f,
+                         int status, const char *content_range,
+                         uint64_t first, uint64_t count);
 
 #endif

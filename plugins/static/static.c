@@ -8,7 +8,9 @@
  * the path invariants (nothing outside ROOT is opened, no symbolic link
  * below it is followed, only regular files are served); conditional.c
  * does ETag, Last-Modified, 304s, 412s and Range; mime.c the Content-Type;
- * send.c writes the response, the body whole or streamed.
+ * send.c writes the response
+ * and hands the file to the server, which sends it (readsend.c reads and
+ * sends it instead on a host older than SDK 1.5).
  *
  * Configuration, from the [plugin static] section of the server's config
  * file (spoke_config; every key optional, unknown keys ignored):
@@ -26,9 +28,11 @@
  * GET and HEAD only: the router answers other methods 405 (HEAD is
  * routed to GET's handler by the server).
  *
- * Threading: the route is SPOKE_SYNC, since file I/O blocks; it runs on
- * the worker pool. The state is written by init and only read afterwards,
- * so every worker shares it, root fd included, without a lock.
+ * Threading: the route is SPOKE_SYNC, since the walk, open and stat may
+ * block on a disk; it runs on the worker pool, and returns as soon as the
+ * file is handed to the server: the transfer holds no worker. The state
+ * is written by init and only read afterwards, so every worker shares
+ * it, root fd included, without a lock.
  */
 #define _GNU_SOURCE /* O_PATH, GNU strerror_r */
 #include <errno.h>
@@ -58,12 +62,21 @@ static spoke_route_t routes[] = {
   { "GET", "/static/*", SPOKE_SYNC, serve },
 };
 
+/* The file REL names below ROOT: 200 with F described and F->fd ours
+ * to give away, or another status (static_open_beneath's). */
+static int find(const static_state_t *st, const char *rel, static_file_t *f) {
+  int status = static_open_beneath(st, rel, f);
+  if (status == 200)
+    static_file_describe(f);
+  return status;
+}
+
 /* GET|HEAD PREFIX/...: the handler. */
 static int serve(spoke_request_t *req) {
   const static_state_t *st = spoke_plugin_state(req);
   const char *path = spoke_request_path(req);
   static_file_t f;
-  int status, rc;
+  int status;
 
   /* The router matched the prefix and its wildcard, so the path starts
    * with the prefix; check anyway rather than trust an offset. */
@@ -72,7 +85,7 @@ static int serve(spoke_request_t *req) {
     return static_reply_status(req, 404);
   memset(&f, 0, sizeof(f));
   f.fd = -1;
-  status = static_open_beneath(st, path + st->prefix_len, &f);
+  status = find(st, path + st->prefix_len, &f);
   if (status == 301)
     return static_redirect_dir(req, path);
   if (status != 200) {
@@ -84,9 +97,7 @@ static int serve(spoke_request_t *req) {
     }
     return static_reply_status(req, status);
   }
-  rc = static_respond_file(req, &f);
-  close(f.fd);
-  return rc;
+  return static_respond_file(req, &f); /* takes f.fd */
 }
 
 /* ---- configuration ---- */
@@ -186,8 +197,11 @@ static int static_init(const spoke_host_t *host, void **state) {
   memcpy(route_path, pattern, sizeof(pattern));
   routes[0].path = route_path;
   st->prefix = route_path;
-  spoke_log(SPOKE_LOG_INFO, "serving %s at %.*s/ (index %s)", st->root,
-            (int)st->prefix_len, route_path, st->index ? "on" : "off");
+  spoke_log(SPOKE_LOG_INFO, "serving %s at %.*s/ (index %s); %s", st->root,
+            (int)st->prefix_len, route_path, st->index ? "on" : "off",
+            SPOKE_HOST_HAS(response_file)
+                ? "files sent by the server (sendfile)"
+                : "host older than SDK 1.5: files read and sent here");
   *state = st;
   return 0;
 
