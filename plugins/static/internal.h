@@ -5,6 +5,7 @@
  *   conditional.c  ETag, Last-Modified, If-None-Match, If-Modified-Since,
  *                  If-Range and Range; HTTP dates
  *   mime.c         Content-Type from the extension
+ *   cache.c        the open-file cache: fds and their validators, by path
  *   send.c         the response: status pages, redirects, a file's
  *                  headers, its bytes handed to the server (sendfile)
  *   readsend.c     the bytes read and sent by the plugin, for a host
@@ -28,13 +29,17 @@
 
 #include <spoke.h>
 
+typedef struct static_cache static_cache_t;
+
 /* The plugin's state: written by init, only read afterwards, so every
- * worker shares it, root fd included, without a lock. */
+ * worker shares it, root fd included, without a lock. The cache it
+ * points to is the one shared thing that changes; it has its own lock. */
 typedef struct {
   int root_fd;        /* O_PATH directory fd of ROOT, shared by all threads */
   int index;          /* serve DIR/index.html for a directory */
   const char *prefix; /* route_path: its first prefix_len bytes */
   size_t prefix_len;  /* length of the prefix in a request path; 0 for "/" */
+  static_cache_t *cache; /* NULL when off (cache_valid = 0) */
   char root[PATH_MAX]; /* resolved, for the logs */
 } static_state_t;
 
@@ -94,6 +99,23 @@ int static_parse_range(const char *h, uint64_t size, uint64_t *first,
 /* Content-Type by the extension of NAME; application/octet-stream when
  * it has none or an unknown one. */
 const char *static_content_type(const char *name);
+
+/* cache.c */
+/* A cache of at most ENTRIES open files, each trusted for VALID_S
+ * seconds after it was opened. NULL when out of memory. */
+static_cache_t *static_cache_new(size_t entries, unsigned valid_s);
+/* Closes every cached fd and frees C (fini: no request is running). */
+void static_cache_free(static_cache_t *c);
+/* When KEY was opened less than VALID_S seconds ago: 1, with *F a copy
+ * of what was found and F->fd a dup(2) of the cached fd, the caller's to
+ * close. Else 0 (the caller opens the file and calls _put or _drop). */
+int static_cache_get(static_cache_t *c, const char *key, static_file_t *f);
+/* Remembers F (just opened) for KEY, replacing what KEY had: the cache
+ * keeps a dup of F->fd; F->fd stays the caller's. */
+void static_cache_put(static_cache_t *c, const char *key,
+                      const static_file_t *f);
+/* Forgets KEY (its file is gone, or is no longer a file). */
+void static_cache_drop(static_cache_t *c, const char *key);
 
 /* send.c */
 /* A short text response, "404 Not Found\n", for 301, 403, 404, 416, 500. */

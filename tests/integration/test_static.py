@@ -20,18 +20,23 @@ from a [plugin static] section instead.
 
 import contextlib
 import email.utils
+import hashlib
 import os
+import selectors
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (HELLO, SPOKE_BIN, Server, check,  # noqa: E402
-                           check_eq, check_framing, check_response, main,
-                           run_threads, test)
+from spoke_harness import (HELLO, IO_TIMEOUT, SPOKE_BIN, Conn,  # noqa: E402
+                           Server, check, check_eq, check_framing,
+                           check_response, main, run_threads, test,
+                           wait_response_started)
 
 SECRET = b"TOP SECRET: never served\n"
 HELLO_TXT = b"Hello, static!\n"
@@ -139,6 +144,65 @@ def conf_file(work, text):
     with open(path, "w") as f:
         f.write(text)
     return path
+
+
+def wait_get(srv, path, status, body=None, timeout=10.0, **kw):
+    """Polls GET PATH until it answers STATUS (and BODY), within TIMEOUT:
+    a change on disk is seen once the open-file cache looks again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = srv.get(path, **kw)
+        if r.status == status and (body is None or r.body == body):
+            check_framing(r)
+            return r
+        check(time.monotonic() < deadline,
+              "GET %s: %r, want %d within %.0fs\n--- log:\n%s"
+              % (path, r, status, timeout, srv.log_tail()))
+        srv.wait_log(r"^$", timeout=0.01)  # a short, bounded pause
+
+
+def sendfile_host(srv):
+    """Whether the server hands files to the kernel (SDK 1.5's
+    spoke_response_file), as the plugin's start line says."""
+    m = srv.wait_log(r"serving .*; (files sent by the server|host older)",
+                     timeout=10)
+    check(m is not None, "no start line:\n" + srv.log_tail())
+    return m.group(1).startswith("files sent")
+
+
+def needs_sendfile(srv):
+    """For a test of SDK 1.5's file responses: False (and says so) on an
+    older host, where the plugin reads and sends files itself."""
+    if sendfile_host(srv):
+        return True
+    print("  (skipped: this host is older than SDK 1.5)")
+    return False
+
+
+HUGE_SIZE = 20 * 1024 * 1024 + 11
+
+
+def add_huge(srv):
+    """WORK/static/huge.bin, 20 MiB + 11 bytes of noise; its sha256."""
+    data = os.urandom(HUGE_SIZE)
+    write(os.path.join(srv.work, "static", "huge.bin"), data)
+    return hashlib.sha256(data).hexdigest()
+
+
+class SmallConn(Conn):
+    """A Conn whose receive buffer is RCVBUF bytes, set before connecting
+    (the kernel would otherwise grow it to many MiB on loopback): a client
+    that stops reading stops the server's sending soon."""
+
+    def __init__(self, port, rcvbuf, timeout=IO_TIMEOUT):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = s
+        self.buf = bytearray()
+        self.eof = False
 
 
 def still_serving(srv):
@@ -250,11 +314,14 @@ def head_has_get_headers_and_no_body():
 
 
 @test
-def large_file_is_streamed_whole():
+def large_file_downloads_whole():
     with static_server() as srv:
+        sent_by_server = sendfile_host(srv)
         r = srv.get("/static/big.bin")
         check_response(r, 200)
-        check_eq(r.framing, "chunked", "framing of a 3 MiB file")
+        # SDK 1.5: Content-Length; an older host streams it chunked
+        check_eq(r.framing, "length" if sent_by_server else "chunked",
+                 "framing of a 3 MiB file")
         check(r.body == BIG, "big body differs (len %d, want %d)"
               % (len(r.body), len(BIG)))
         check_eq(r.header("Content-Type"), "application/octet-stream",
@@ -337,14 +404,14 @@ def if_modified_since_gives_304():
         check_response(srv.get("/static/hello.txt", headers={
             "If-None-Match": '"other"', "If-Modified-Since": later}),
             200, HELLO_TXT)
-        # a changed file is modified again, with a new tag
+        # a changed file is modified again, with a new tag (once the
+        # open-file cache looks again: within cache_valid, 1 s)
         path = os.path.join(srv.work, "static", "hello.txt")
         with open(path, "ab") as f:
             f.write(b"more\n")
         os.utime(path, (t + 7200, t + 7200))
-        n = srv.get("/static/hello.txt", headers={"If-None-Match": etag,
-                                                  "If-Modified-Since": lm})
-        check_response(n, 200, HELLO_TXT + b"more\n")
+        n = wait_get(srv, "/static/hello.txt", 200, HELLO_TXT + b"more\n",
+                     headers={"If-None-Match": etag, "If-Modified-Since": lm})
         check(n.header("ETag") != etag, "ETag unchanged after a write")
 
 
@@ -815,6 +882,141 @@ def reload_keeps_the_configured_prefix():
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ------------------------------------------------------------ the cache
+
+def replace_file(path, data):
+    """PATH replaced whole by a rename (a new inode), as a deploy does."""
+    write(path + ".tmp", data)
+    os.replace(path + ".tmp", path)
+
+
+@test
+def cache_sees_changes_within_cache_valid():
+    # The default cache_valid is 1 s: a replaced file is served new, a
+    # deleted one becomes 404 and a recreated one comes back, each within
+    # it (polled with a deadline, not timed).
+    with static_server() as srv:
+        path = os.path.join(srv.work, "static", "notes.txt")
+        r = srv.get("/static/notes.txt")
+        check_response(r, 200, b"notes.txt")
+        old_etag = r.header("ETag")
+        replace_file(path, b"a new version, longer than the old\n")
+        r = wait_get(srv, "/static/notes.txt", 200,
+                     b"a new version, longer than the old\n")
+        check_eq(r.header("Content-Length"), "35", "new Content-Length")
+        check(r.header("ETag") != old_etag, "ETag unchanged")
+        os.unlink(path)
+        wait_get(srv, "/static/notes.txt", 404)
+        write(path, b"back\n")
+        wait_get(srv, "/static/notes.txt", 200, b"back\n")
+        # a 304 for the new tag, a 200 for the old
+        etag = srv.get("/static/notes.txt").header("ETag")
+        check_304(srv.get("/static/notes.txt",
+                          headers={"If-None-Match": etag}))
+        check_response(srv.get("/static/notes.txt",
+                               headers={"If-None-Match": old_etag}),
+                       200, b"back\n")
+        still_serving(srv)
+
+
+def open_fds_below(pid, root):
+    """How many fds process PID holds on files below ROOT."""
+    n = 0
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, name)).startswith(
+                    root + os.sep):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def wait_fds_at_most(srv, root, n, timeout=10.0):
+    """Waits until the server holds at most N fds on files below ROOT (the
+    server closes a response's fd once it is sent, just after the client
+    has the last byte)."""
+    root = os.path.realpath(root)
+    deadline = time.monotonic() + timeout
+    while True:
+        got = open_fds_below(srv.proc.pid, root)
+        if got <= n:
+            return
+        check(time.monotonic() < deadline, "%d fds open below %s, want at "
+              "most %d" % (got, root, n))
+        srv.wait_log(r"^$", timeout=0.01)  # a short, bounded pause
+
+
+@config_test
+def cache_keeps_files_open_least_recently_used_first():
+    # cache_valid = 3600: nothing is looked at again during the test, so
+    # what the server answers shows what the cache holds. Two entries.
+    work = make_tree()
+    try:
+        conf = conf_file(work, "[plugin static]\ncache_entries = 2\n"
+                               "cache_valid = 3600\n")
+        with static_server(work=work, args=["--config", conf]) as srv:
+            check(srv.wait_log(r"open-file cache: 2 files, each trusted "
+                               r"3600 s", timeout=10) is not None,
+                  "no cache line:\n" + srv.log_tail())
+            root = os.path.join(work, "static")
+            for name in ("page.html", "style.css"):
+                check_response(srv.get("/static/" + name), 200,
+                               name.encode())
+                replace_file(os.path.join(root, name), b"new " +
+                             name.encode())
+            # both cached: the open files, as they were, are served
+            check_response(srv.get("/static/page.html"), 200, b"page.html")
+            check_response(srv.get("/static/style.css"), 200, b"style.css")
+            check_response(srv.get("/static/page.html"), 200, b"page.html")
+            # a third file pushes out the least recently used, style.css,
+            # which is opened anew (and pushes out page.html in turn)
+            check_response(srv.get("/static/app.js"), 200, b"app.js")
+            check_response(srv.get("/static/style.css"), 200,
+                           b"new style.css")
+            replace_file(os.path.join(root, "style.css"), b"newer")
+            check_response(srv.get("/static/style.css"), 200,
+                           b"new style.css")
+            check_response(srv.get("/static/page.html"), 200,
+                           b"new page.html")
+            # HEAD and ranges come from the same entry
+            replace_file(os.path.join(root, "page.html"), b"newest")
+            h = srv.request("HEAD", "/static/page.html")
+            check_eq(h.header("Content-Length"), "13", "HEAD length")
+            check_response(get_range(srv, "/static/page.html", "bytes=4-7"),
+                           206, b"page")
+            # a miss is not cached: it is looked for every time
+            check_response(srv.get("/static/later.txt"), 404)
+            write(os.path.join(root, "later.txt"), b"later\n")
+            check_response(srv.get("/static/later.txt"), 200, b"later\n")
+            # no fd beyond the two entries stays open once responses end
+            wait_fds_at_most(srv, root, 2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@config_test
+def cache_valid_0_turns_the_cache_off():
+    work = make_tree()
+    try:
+        conf = conf_file(work, "[plugin static]\ncache_valid = 0\n")
+        with static_server(work=work, args=["--config", conf]) as srv:
+            check(srv.wait_log(r"open-file cache off", timeout=10)
+                  is not None, "no cache line:\n" + srv.log_tail())
+            path = os.path.join(work, "static", "notes.txt")
+            check_response(srv.get("/static/notes.txt"), 200, b"notes.txt")
+            # seen at once, without waiting
+            replace_file(path, b"changed\n")
+            check_response(srv.get("/static/notes.txt"), 200, b"changed\n")
+            os.unlink(path)
+            check_response(srv.get("/static/notes.txt"), 404)
+            check_response(srv.get("/static/big.bin"), 200, BIG)
+            wait_fds_at_most(srv, os.path.join(work, "static"), 0)
+            still_serving(srv)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 @config_test
 def config_mistakes_refuse_the_plugin():
     work = make_tree()
@@ -823,6 +1025,12 @@ def config_mistakes_refuse_the_plugin():
                               ("prefix = static\n", r"prefix = static"),
                               ("prefix = /a/../b\n", r"prefix = /a/\.\./b"),
                               ("prefix = /:id\n", r"prefix = /:id"),
+                              ("cache_entries = -1\n",
+                               r"cache_entries = -1: want 0 to"),
+                              ("cache_entries = 10x\n",
+                               r"cache_entries = 10x: want"),
+                              ("cache_valid = soon\n",
+                               r"cache_valid = soon: want"),
                               ("root = /nonexistent/dir\n",
                                r"root /nonexistent/dir"),
                               ("root = %s\n" % os.path.join(work, "secret"),
