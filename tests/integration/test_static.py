@@ -349,6 +349,138 @@ def client_leaving_mid_download_is_harmless():
         still_serving(srv)
 
 
+# ------------------------------------------- SDK 1.5: sent by the server
+
+@test
+def huge_file_is_exact_with_content_length_and_keep_alive():
+    with static_server() as srv:
+        if not needs_sendfile(srv):
+            return
+        digest = add_huge(srv)
+        with srv.conn() as c:
+            r = c.roundtrip("GET", "/static/huge.bin")
+            check_eq(r.status, 200, "status")
+            check_eq(r.framing, "length", "framing")
+            check_eq(r.header("Content-Length"), str(HUGE_SIZE),
+                     "Content-Length")
+            check_eq(r.header("Transfer-Encoding"), None,
+                     "Transfer-Encoding")
+            check_eq(hashlib.sha256(r.body).hexdigest(), digest,
+                     "sha256 of the body")
+            # the same connection goes on: nothing after the body
+            check_response(c.roundtrip("GET", "/static/hello.txt"), 200,
+                           HELLO_TXT)
+            # a range in the middle, on it again
+            first, last = 7 * 1024 * 1024 + 3, 13 * 1024 * 1024 + 5
+            r = c.roundtrip("GET", "/static/huge.bin",
+                            headers={"Range": "bytes=%d-%d" % (first, last)})
+            check_eq(r.status, 206, "range status")
+            check_eq(r.framing, "length", "range framing")
+            check_eq(r.header("Content-Range"), "bytes %d-%d/%d"
+                     % (first, last, HUGE_SIZE), "Content-Range")
+            with open(os.path.join(srv.work, "static", "huge.bin"),
+                      "rb") as f:
+                f.seek(first)
+                want = f.read(last - first + 1)
+            check(r.body == want, "range body differs (len %d, want %d)"
+                  % (len(r.body), len(want)))
+            check_response(c.roundtrip("GET", "/static/data.bin"), 200,
+                           DATA)
+
+
+@test
+def stalled_download_does_not_hold_the_worker():
+    # One worker. A client asks for 20 MiB and stops reading: its receive
+    # buffer and the server's send buffer fill, and the transfer waits.
+    # Before SDK 1.5 the handler waited with it, on the only worker; now
+    # the transfer is the loop's, and another client is served in full.
+    with static_server(args=["--workers", "1"]) as srv:
+        if not needs_sendfile(srv):
+            return
+        digest = add_huge(srv)
+        with SmallConn(srv.port, 16384) as stalled:
+            stalled.request("GET", "/static/huge.bin")
+            wait_response_started(stalled.sock, IO_TIMEOUT)
+            with srv.conn(timeout=min(IO_TIMEOUT, 15)) as other:
+                r = other.roundtrip("GET", "/static/big.bin")
+                check(r.status == 200 and r.body == BIG,
+                      "big.bin beside a stalled download: %r" % r)
+                check_response(other.roundtrip("GET", "/static/data.bin"),
+                               200, DATA)
+                check_response(other.roundtrip("GET", "/hello"), 200, HELLO)
+            # the stalled client reads on, and gets every byte
+            stalled.settimeout(IO_TIMEOUT)
+            r = stalled.read_response()
+            check_eq(r.status, 200, "stalled status")
+            check_eq(r.framing, "length", "stalled framing")
+            check_eq(hashlib.sha256(r.body).hexdigest(), digest,
+                     "sha256 of the stalled download")
+        still_serving(srv)
+
+
+def read_many(port, path, n, rcvbuf):
+    """N connections GET PATH at once; each socket (receive buffer RCVBUF)
+    read a little at a time, round robin, one thread. Their raw bytes."""
+    sel = selectors.DefaultSelector()
+    out = []
+    for i in range(n):
+        c = SmallConn(port, rcvbuf)
+        c.sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n"
+                       b"Connection: close\r\n\r\n" % path.encode())
+        c.sock.setblocking(False)
+        out.append(bytearray())
+        sel.register(c.sock, selectors.EVENT_READ, i)
+    deadline = time.monotonic() + IO_TIMEOUT * 2
+    open_socks = n
+    while open_socks:
+        left = deadline - time.monotonic()
+        check(left > 0, "%d of %d downloads unfinished" % (open_socks, n))
+        for key, _ in sel.select(timeout=left):
+            data = key.fileobj.recv(4096)  # a little: a slow reader
+            if data:
+                out[key.data] += data
+            else:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                open_socks -= 1
+    return out
+
+
+@test
+def many_slow_downloads_complete():
+    # 100 clients at once, each reading a little at a time, on two
+    # workers: every one gets the whole file.
+    with static_server(args=["--workers", "2"]) as srv:
+        if not needs_sendfile(srv):
+            return
+        for raw in read_many(srv.port, "/static/big.bin", 100, 8192):
+            head, sep, body = bytes(raw).partition(b"\r\n\r\n")
+            check(head.startswith(b"HTTP/1.1 200 ") and sep,
+                  "head %r" % head[:200])
+            check(b"\r\ncontent-length: %d\r\n" % len(BIG)
+                  in head.lower() + b"\r\n", "head %r" % head)
+            check(body == BIG, "a body differs (len %d, want %d)"
+                  % (len(body), len(BIG)))
+        still_serving(srv)
+
+
+@test
+def http10_download_of_a_large_file_ends_right():
+    with static_server() as srv:
+        sent_by_server = sendfile_host(srv)
+        digest = add_huge(srv)
+        with srv.conn() as c:
+            r = c.roundtrip("GET", "/static/huge.bin", version="HTTP/1.0")
+            check_eq(r.status, 200, "status")
+            # SDK 1.5: Content-Length; before, the end is the close
+            check_eq(r.framing, "length" if sent_by_server else "close",
+                     "framing")
+            check_eq(hashlib.sha256(r.body).hexdigest(), digest,
+                     "sha256 of the HTTP/1.0 body")
+            check(c.wait_closed(), "HTTP/1.0 connection left open")
+        still_serving(srv)
+
+
 # ------------------------------------------------------------ validators
 
 @test
