@@ -6,6 +6,7 @@
  *                  If-Range and Range; HTTP dates
  *   mime.c         Content-Type from the extension
  *   cache.c        the open-file cache: fds and their validators, by path
+ *   gzip.c         FILE.gz for FILE, when the client takes gzip
  *   send.c         the response: status pages, redirects, a file's
  *                  headers, its bytes handed to the server (sendfile)
  *   readsend.c     the bytes read and sent by the plugin, for a host
@@ -37,6 +38,7 @@ typedef struct static_cache static_cache_t;
 typedef struct {
   int root_fd;        /* O_PATH directory fd of ROOT, shared by all threads */
   int index;          /* serve DIR/index.html for a directory */
+  int gzip_static;    /* serve FILE.gz for FILE (gzip.c) */
   const char *prefix; /* route_path: its first prefix_len bytes */
   size_t prefix_len;  /* length of the prefix in a request path; 0 for "/" */
   static_cache_t *cache; /* NULL when off (cache_valid = 0) */
@@ -53,7 +55,14 @@ typedef struct {
   const char *type;        /* Content-Type (a string of mime.c's table) */
   char etag[96];           /* strong, quoted */
   char modified[64];       /* Last-Modified, an IMF-fixdate */
+  const char *encoding;    /* Content-Encoding, NULL for none (gzip.c) */
 } static_file_t;
+
+/* static.c */
+/* The file REL names below ROOT, through the cache when there is one:
+ * 200 with F described and F->fd the caller's, or another status
+ * (static_open_beneath's). */
+int static_find(const static_state_t *st, const char *rel, static_file_t *f);
 
 /* strerror_r's message for ERR (BUF, N bytes, may hold it): the GNU
  * strerror_r, which returns the message. */
@@ -117,19 +126,27 @@ void static_cache_put(static_cache_t *c, const char *key,
 /* Forgets KEY (its file is gone, or is no longer a file). */
 void static_cache_drop(static_cache_t *c, const char *key);
 
+/* gzip.c */
+/* When the request accepts gzip and REL.gz is a regular file below ROOT
+ * not older than F: F becomes it (F's fd closed), with F's type and
+ * encoding "gzip". Else F is left alone. */
+void static_gzip_sibling(const static_state_t *st, spoke_request_t *req,
+                         const char *rel, static_file_t *f);
+
 /* send.c */
 /* A short text response, "404 Not Found\n", for 301, 403, 404, 416, 500. */
 int static_reply_status(spoke_request_t *req, int status);
 /* "/dir" -> 301 to "/dir/", the query kept. */
 int static_redirect_dir(spoke_request_t *req, const char *path);
 /* The response for the open, described file F: 304, 412, 206, 416 or
- * 200. Takes F->fd: it is closed, or given to the server, whatever
+ * 200, with Vary: Accept-Encoding when VARY. Takes F->fd: it is closed, or given to the server, whatever
  * happens. */
-int static_respond_file(spoke_request_t *req, const static_file_t *f);
+int static_respond_file(spoke_request_t *req, const static_file_t *f,
+                        int vary);
 
 /* Status and headers of a file's 200 or 206 (CONTENT_RANGE, for a 206). */
 void static_file_headers(spoke_request_t *req, const static_file_t *f,
-                         int status, const char *content_range);
+                         int status, const char *content_range, int vary);
 
 /* readsend.c */
 /* The 200 or 206 for F, COUNT bytes from FIRST, read and sent by the
@@ -137,7 +154,7 @@ void static_file_headers(spoke_request_t *req, const static_file_t *f,
  * itself (static_file_headers) once the first bytes are in hand, so a
  * read error up to then is a clean 500. F->fd stays the caller's. */
 int static_read_and_send(spoke_request_t *req, const static_file_t *f,
-                         int status, const char *content_range,
+                         int status, const char *content_range, int vary,
                          uint64_t first, uint64_t count);
 
 #endif

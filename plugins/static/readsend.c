@@ -59,7 +59,7 @@ static void log_read_error(spoke_request_t *req, int err) {
 }
 
 int static_read_and_send(spoke_request_t *req, const static_file_t *f,
-                         int status, const char *content_range,
+                         int status, const char *content_range, int vary,
                          uint64_t first, uint64_t count) {
   int head = strcmp(spoke_request_method(req), "HEAD") == 0;
   size_t n;
@@ -77,7 +77,7 @@ int static_read_and_send(spoke_request_t *req, const static_file_t *f,
     free(buf);
     return static_reply_status(req, 500);
   }
-  static_file_headers(req, f, status, content_range);
+  static_file_headers(req, f, status, content_range, vary);
 
   if (count <= WHOLE_MAX) {
     rc = spoke_response_send(req, buf, n);

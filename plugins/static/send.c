@@ -3,7 +3,9 @@
  * Status pages (301, 403, 404, 412, 416, 500) are a short text body,
  * "404 Not Found\n". A file's 200 or 206 carries Content-Type (mime.c),
  * ETag and Last-Modified (also on a 304), Accept-Ranges: bytes and
- * X-Content-Type-Options: nosniff.
+ * X-Content-Type-Options: nosniff; a .gz sibling's (gzip.c) also
+ * Content-Encoding, and with gzip_static on every file response, 304s
+ * included, says Vary: Accept-Encoding.
  *
  * The bytes: the plugin never reads them. A 200 or 206 (a range is an
  * offset and a length) hands the open fd to the server with
@@ -65,9 +67,13 @@ int static_redirect_dir(spoke_request_t *req, const char *path) {
 
 /* Status and headers of a file's 200 or 206. */
 void static_file_headers(spoke_request_t *req, const static_file_t *f,
-                         int status, const char *content_range) {
+                         int status, const char *content_range, int vary) {
   spoke_response_status(req, status);
   spoke_response_header(req, "Content-Type", f->type);
+  if (f->encoding != NULL)
+    spoke_response_header(req, "Content-Encoding", f->encoding);
+  if (vary)
+    spoke_response_header(req, "Vary", "Accept-Encoding");
   spoke_response_header(req, "ETag", f->etag);
   spoke_response_header(req, "Last-Modified", f->modified);
   spoke_response_header(req, "Accept-Ranges", "bytes");
@@ -78,7 +84,7 @@ void static_file_headers(spoke_request_t *req, const static_file_t *f,
 
 /* Everything after the file is open: validators, range, headers, body.
  * *GIVEN is set once the server has taken F->fd. */
-static int respond(spoke_request_t *req, const static_file_t *f,
+static int respond(spoke_request_t *req, const static_file_t *f, int vary,
                    int *given) {
   char content_range[96] = "";
   uint64_t size = (uint64_t)f->sb.st_size, first = 0, last, count;
@@ -93,6 +99,8 @@ static int respond(spoke_request_t *req, const static_file_t *f,
     spoke_response_status(req, 304);
     spoke_response_header(req, "ETag", f->etag);
     spoke_response_header(req, "Last-Modified", f->modified);
+    if (vary)
+      spoke_response_header(req, "Vary", "Accept-Encoding");
     return spoke_response_send(req, NULL, 0);
   }
 
@@ -117,8 +125,9 @@ static int respond(spoke_request_t *req, const static_file_t *f,
   count = size == 0 ? 0 : last - first + 1;
 
   if (!SPOKE_HOST_HAS(response_file)) /* older host: read and send */
-    return static_read_and_send(req, f, status, content_range, first, count);
-  static_file_headers(req, f, status, content_range);
+    return static_read_and_send(req, f, status, content_range, vary, first,
+                                count);
+  static_file_headers(req, f, status, content_range, vary);
   rc = spoke_response_file(req, f->fd, first, count);
   /* The server owns the fd whatever it answered, but for SPOKE_ENOTSUP,
    * which only a host without the member gives (checked above). */
@@ -126,9 +135,10 @@ static int respond(spoke_request_t *req, const static_file_t *f,
   return rc;
 }
 
-int static_respond_file(spoke_request_t *req, const static_file_t *f) {
+int static_respond_file(spoke_request_t *req, const static_file_t *f,
+                        int vary) {
   int given = 0;
-  int rc = respond(req, f, &given);
+  int rc = respond(req, f, vary, &given);
   if (!given) /* a 304, 412 or 416, or read and sent here */
     close(f->fd);
   return rc;

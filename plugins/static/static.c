@@ -8,7 +8,8 @@
  * the path invariants (nothing outside ROOT is opened, no symbolic link
  * below it is followed, only regular files are served); conditional.c
  * does ETag, Last-Modified, 304s, 412s and Range; mime.c the Content-Type;
- * cache.c keeps files open between requests; send.c writes the response
+ * cache.c keeps files open between requests; gzip.c picks FILE.gz for a
+ * client that takes it; send.c writes the response
  * and hands the file to the server, which sends it (readsend.c reads and
  * sends it instead on a host older than SDK 1.5).
  *
@@ -24,6 +25,10 @@
  *                    ("/dir" is first redirected to "/dir/" so relative
  *                    links work). Never a generated listing. Off, or
  *                    without index.html, a directory is 404.
+ *   gzip_static = on|off  default off. On: a request that accepts gzip
+ *                    gets FILE.gz, when there is one not older than FILE,
+ *                    with Content-Encoding: gzip, and every file response
+ *                    says Vary: Accept-Encoding (gzip.c).
  *   cache_entries = N  default 1024: the open-file cache (cache.c) keeps
  *                    at most N files open, the least recently used going
  *                    first; at most a quarter of the fd limit
@@ -72,10 +77,7 @@ static spoke_route_t routes[] = {
   { "GET", "/static/*", SPOKE_SYNC, serve },
 };
 
-/* The file REL names below ROOT, through the cache when there is one:
- * 200 with F described and F->fd ours to give away, or another status
- * (static_open_beneath's). */
-static int find(const static_state_t *st, const char *rel, static_file_t *f) {
+int static_find(const static_state_t *st, const char *rel, static_file_t *f) {
   int status;
 
   if (st->cache != NULL && static_cache_get(st->cache, rel, f))
@@ -106,7 +108,7 @@ static int serve(spoke_request_t *req) {
     return static_reply_status(req, 404);
   memset(&f, 0, sizeof(f));
   f.fd = -1;
-  status = find(st, path + st->prefix_len, &f);
+  status = static_find(st, path + st->prefix_len, &f);
   if (status == 301)
     return static_redirect_dir(req, path);
   if (status != 200) {
@@ -118,7 +120,9 @@ static int serve(spoke_request_t *req) {
     }
     return static_reply_status(req, status);
   }
-  return static_respond_file(req, &f); /* takes f.fd */
+  if (st->gzip_static)
+    static_gzip_sibling(st, req, path + st->prefix_len, &f);
+  return static_respond_file(req, &f, st->gzip_static); /* takes f.fd */
 }
 
 /* ---- configuration ---- */
@@ -234,6 +238,7 @@ static int static_init(const spoke_host_t *host, void **state) {
   const char *root = spoke_config("root");
   const char *prefix = spoke_config("prefix");
   const char *index = spoke_config("index");
+  const char *gzip_static = spoke_config("gzip_static");
   static_state_t *st = calloc(1, sizeof(*st));
   char pattern[PREFIX_MAX + 3], buf[128];
 
@@ -246,6 +251,12 @@ static int static_init(const spoke_host_t *host, void **state) {
     prefix = "/static";
   if (index != NULL && parse_switch(index, &st->index) != 0) {
     spoke_log(SPOKE_LOG_ERROR, "index = %s: want on or off", index);
+    goto fail;
+  }
+  if (gzip_static != NULL &&
+      parse_switch(gzip_static, &st->gzip_static) != 0) {
+    spoke_log(SPOKE_LOG_ERROR, "gzip_static = %s: want on or off",
+              gzip_static);
     goto fail;
   }
   if (make_pattern(prefix, pattern, &st->prefix_len) != 0) {

@@ -20,6 +20,7 @@ from a [plugin static] section instead.
 
 import contextlib
 import email.utils
+import gzip
 import hashlib
 import os
 import selectors
@@ -1149,6 +1150,98 @@ def cache_valid_0_turns_the_cache_off():
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ------------------------------------------------------------ gzip_static
+
+CSS = b"body { color: #333; }\n" * 200
+
+
+@config_test
+def gzip_static_serves_the_precompressed_sibling():
+    work = make_tree()
+    try:
+        root = os.path.join(work, "static")
+        write(os.path.join(root, "site.css"), CSS)
+        gz = gzip.compress(CSS)
+        write(os.path.join(root, "site.css.gz"), gz)
+        st = os.stat(os.path.join(root, "site.css"))
+        os.utime(os.path.join(root, "site.css.gz"),
+                 ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        # a stale sibling: older than its file
+        write(os.path.join(root, "old.css"), CSS)
+        write(os.path.join(root, "old.css.gz"), gz)
+        st = os.stat(os.path.join(root, "old.css"))
+        os.utime(os.path.join(root, "old.css.gz"),
+                 ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+        conf = conf_file(work, "[plugin static]\ngzip_static = on\n")
+        with static_server(work=work, args=["--config", conf]) as srv:
+            plain = srv.get("/static/site.css")
+            check_response(plain, 200, CSS)
+            check_eq(plain.header("Content-Encoding"), None, "identity CE")
+            check_eq(plain.header("Vary"), "Accept-Encoding", "identity Vary")
+            for ae in ("gzip", "gzip, deflate, br", "br;q=1, GZIP;q=0.5",
+                       "*", "x-gzip"):
+                r = srv.get("/static/site.css",
+                            headers={"Accept-Encoding": ae})
+                check_response(r, 200, gz)
+                check_eq(r.header("Content-Encoding"), "gzip", "CE " + ae)
+                check_eq(r.header("Vary"), "Accept-Encoding", "Vary " + ae)
+                check_eq(r.header("Content-Type"),
+                         "text/css; charset=utf-8", "type of the .gz")
+                check_eq(r.header("Content-Length"), str(len(gz)), "length")
+            zipped = r
+            check(zipped.header("ETag") != plain.header("ETag"),
+                  "the .gz has the file's ETag")
+            for ae in ("gzip;q=0", "deflate, br", "identity", "*;q=0",
+                       "gzip;q=0.000, *"):
+                r = srv.get("/static/site.css",
+                            headers={"Accept-Encoding": ae})
+                check_response(r, 200, CSS)
+                check_eq(r.header("Content-Encoding"), None, "CE for " + ae)
+            # a stale sibling is not served
+            r = srv.get("/static/old.css", headers={"Accept-Encoding": "gzip"})
+            check_response(r, 200, CSS)
+            check_eq(r.header("Content-Encoding"), None, "stale .gz")
+            # ranges count the .gz's bytes; validators are per variant
+            r = get_range(srv, "/static/site.css", "bytes=10-19",
+                          **{"Accept-Encoding": "gzip"})
+            check_response(r, 206, gz[10:20])
+            check_eq(r.header("Content-Range"), "bytes 10-19/%d" % len(gz),
+                     "gz Content-Range")
+            r = get_range(srv, "/static/site.css", "bytes=10-19",
+                          **{"Accept-Encoding": "gzip",
+                             "If-Range": plain.header("ETag")})
+            check_response(r, 200, gz)
+            n = srv.get("/static/site.css", headers={
+                "Accept-Encoding": "gzip",
+                "If-None-Match": zipped.header("ETag")})
+            check_304(n)
+            check_eq(n.header("Vary"), "Accept-Encoding", "304 Vary")
+            check_response(srv.get("/static/site.css", headers={
+                "Accept-Encoding": "gzip",
+                "If-None-Match": plain.header("ETag")}), 200, gz)
+            h = srv.request("HEAD", "/static/site.css",
+                            headers={"Accept-Encoding": "gzip"})
+            check_eq(h.header("Content-Encoding"), "gzip", "HEAD CE")
+            check_eq(h.header("Content-Length"), str(len(gz)), "HEAD length")
+            # no sibling: the file, with Vary all the same
+            r = srv.get("/static/hello.txt", headers={"Accept-Encoding":
+                                                      "gzip"})
+            check_response(r, 200, HELLO_TXT)
+            check_eq(r.header("Vary"), "Accept-Encoding", "Vary, no .gz")
+            # the .gz by its own name is a file like another
+            check_response(srv.get("/static/site.css.gz"), 200, gz)
+            still_serving(srv)
+        # off (the default): no sibling, no Vary
+        with static_server(work=work) as srv:
+            r = srv.get("/static/site.css", headers={"Accept-Encoding":
+                                                     "gzip"})
+            check_response(r, 200, CSS)
+            check_eq(r.header("Content-Encoding"), None, "CE when off")
+            check_eq(r.header("Vary"), None, "Vary when off")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 @config_test
 def config_mistakes_refuse_the_plugin():
     work = make_tree()
@@ -1157,6 +1250,8 @@ def config_mistakes_refuse_the_plugin():
                               ("prefix = static\n", r"prefix = static"),
                               ("prefix = /a/../b\n", r"prefix = /a/\.\./b"),
                               ("prefix = /:id\n", r"prefix = /:id"),
+                              ("gzip_static = gz\n",
+                               r"gzip_static = gz: want on or off"),
                               ("cache_entries = -1\n",
                                r"cache_entries = -1: want 0 to"),
                               ("cache_entries = 10x\n",
