@@ -3,7 +3,8 @@
  * Without it every request walks its path below ROOT, opens the file and
  * stats it, and computes its ETag, Last-Modified and Content-Type. With
  * it, a path asked for again within cache_valid seconds is one hash
- * lookup and a dup(2).
+ * lookup and a dup(2). static_find is the way in for the rest of the
+ * plugin: from the cache, else resolve.c's walk (and the result stored).
  *
  *   key      the request path below the prefix (REL in static.c), as the
  *            server normalized it: the walk from ROOT is a function of
@@ -13,7 +14,7 @@
  *   bound    at most ENTRIES entries; the least recently used goes first
  *            (a doubly linked list, most recent at the head).
  *   validity an entry is trusted for VALID_S seconds from when it was
- *            stored; after that static_cache_get misses and the caller
+ *            stored; after that cache_get misses and static_find
  *            walks and opens again, as without the cache, then stores
  *            what it found (a changed file: new fd, new stat, new ETag;
  *            the same file: the same again) or drops the key (a file
@@ -59,7 +60,7 @@ struct entry {
   uint64_t hash;
   entry_t *chain;            /* next in the bucket */
   entry_t *newer, *older;    /* the LRU list */
-  uint64_t stored_ns;        /* monotonic time of static_cache_put */
+  uint64_t stored_ns;        /* monotonic time of cache_put */
   static_file_t f;           /* f.fd is the cache's */
 };
 
@@ -122,7 +123,9 @@ static void remove_entry(static_cache_t *c, entry_t *e) {
   c->count--;
 }
 
-/* ---- the interface ---- */
+/* ---- lookups ---- */
+
+/* ---- life ---- */
 
 static_cache_t *static_cache_new(size_t entries, unsigned valid_s) {
   static_cache_t *c = calloc(1, sizeof(*c));
@@ -158,7 +161,10 @@ void static_cache_free(static_cache_t *c) {
   free(c);
 }
 
-int static_cache_get(static_cache_t *c, const char *key, static_file_t *f) {
+/* When KEY was stored less than VALID_S seconds ago: 1, with *F a copy
+ * of what was found and F->fd a dup(2) of the cached fd, the caller's to
+ * close. Else 0. */
+static int cache_get(static_cache_t *c, const char *key, static_file_t *f) {
   uint64_t h = hash_key(key), now = now_ns();
   entry_t *e;
   int hit = 0;
@@ -179,7 +185,9 @@ int static_cache_get(static_cache_t *c, const char *key, static_file_t *f) {
   return hit;
 }
 
-void static_cache_put(static_cache_t *c, const char *key,
+/* Remembers F (just opened) for KEY, replacing what KEY had: the cache
+ * keeps a dup of F->fd; F->fd stays the caller's. */
+static void cache_put(static_cache_t *c, const char *key,
                       const static_file_t *f) {
   entry_t *e = malloc(sizeof(*e)), **p, *out = NULL;
 
@@ -212,7 +220,8 @@ void static_cache_put(static_cache_t *c, const char *key,
   free_entry(out);
 }
 
-void static_cache_drop(static_cache_t *c, const char *key) {
+/* Forgets KEY (its file is gone, or is no longer a regular file). */
+static void cache_drop(static_cache_t *c, const char *key) {
   uint64_t h = hash_key(key);
   entry_t *e;
 
@@ -221,4 +230,23 @@ void static_cache_drop(static_cache_t *c, const char *key) {
     remove_entry(c, e);
   pthread_mutex_unlock(&c->lock);
   free_entry(e);
+}
+
+/* ---- the front door ---- */
+
+int static_find(const static_state_t *st, const char *rel, static_file_t *f) {
+  int status;
+
+  if (st->cache != NULL && cache_get(st->cache, rel, f))
+    return 200;
+  status = static_open_beneath(st, rel, f);
+  if (status == 200)
+    static_file_describe(f);
+  if (st->cache != NULL) {
+    if (status == 200)
+      cache_put(st->cache, rel, f);
+    else
+      cache_drop(st->cache, rel);
+  }
+  return status;
 }

@@ -7,8 +7,9 @@
  *   mime.c         Content-Type from the extension
  *   cache.c        the open-file cache: fds and their validators, by path
  *   gzip.c         FILE.gz for FILE, when the client takes gzip
- *   send.c         the response: status pages, redirects, a file's
- *                  headers, its bytes handed to the server (sendfile)
+ *   reply.c        status pages, redirects, a file's headers
+ *   send.c         a file's response: 304/412/416, or its bytes handed
+ *                  to the server (sendfile)
  *   readsend.c     the bytes read and sent by the plugin, for a host
  *                  older than SDK 1.5
  *
@@ -58,11 +59,6 @@ typedef struct {
   const char *encoding;    /* Content-Encoding, NULL for none (gzip.c) */
 } static_file_t;
 
-/* static.c */
-/* The file REL names below ROOT, through the cache when there is one:
- * 200 with F described and F->fd the caller's, or another status
- * (static_open_beneath's). */
-int static_find(const static_state_t *st, const char *rel, static_file_t *f);
 
 /* strerror_r's message for ERR (BUF, N bytes, may hold it): the GNU
  * strerror_r, which returns the message. */
@@ -115,16 +111,10 @@ const char *static_content_type(const char *name);
 static_cache_t *static_cache_new(size_t entries, unsigned valid_s);
 /* Closes every cached fd and frees C (fini: no request is running). */
 void static_cache_free(static_cache_t *c);
-/* When KEY was opened less than VALID_S seconds ago: 1, with *F a copy
- * of what was found and F->fd a dup(2) of the cached fd, the caller's to
- * close. Else 0 (the caller opens the file and calls _put or _drop). */
-int static_cache_get(static_cache_t *c, const char *key, static_file_t *f);
-/* Remembers F (just opened) for KEY, replacing what KEY had: the cache
- * keeps a dup of F->fd; F->fd stays the caller's. */
-void static_cache_put(static_cache_t *c, const char *key,
-                      const static_file_t *f);
-/* Forgets KEY (its file is gone, or is no longer a file). */
-void static_cache_drop(static_cache_t *c, const char *key);
+/* The file REL names below ROOT, through ST's cache when it has one:
+ * 200 with F described and F->fd the caller's (a dup of the cached fd,
+ * or the one just opened), or another status (static_open_beneath's). */
+int static_find(const static_state_t *st, const char *rel, static_file_t *f);
 
 /* gzip.c */
 /* When the request accepts gzip and REL.gz is a regular file below ROOT
@@ -133,20 +123,21 @@ void static_cache_drop(static_cache_t *c, const char *key);
 void static_gzip_sibling(const static_state_t *st, spoke_request_t *req,
                          const char *rel, static_file_t *f);
 
-/* send.c */
+/* reply.c */
 /* A short text response, "404 Not Found\n", for 301, 403, 404, 416, 500. */
 int static_reply_status(spoke_request_t *req, int status);
 /* "/dir" -> 301 to "/dir/", the query kept. */
 int static_redirect_dir(spoke_request_t *req, const char *path);
-/* The response for the open, described file F: 304, 412, 206, 416 or
- * 200, with Vary: Accept-Encoding when VARY. Takes F->fd: it is closed, or given to the server, whatever
- * happens. */
-int static_respond_file(spoke_request_t *req, const static_file_t *f,
-                        int vary);
-
 /* Status and headers of a file's 200 or 206 (CONTENT_RANGE, for a 206). */
 void static_file_headers(spoke_request_t *req, const static_file_t *f,
                          int status, const char *content_range, int vary);
+
+/* send.c */
+/* The response for the open, described file F: 304, 412, 206, 416 or
+ * 200, with Vary: Accept-Encoding when VARY. Takes F->fd: it is closed,
+ * or given to the server, whatever happens. */
+int static_respond_file(spoke_request_t *req, const static_file_t *f,
+                        int vary);
 
 /* readsend.c */
 /* The 200 or 206 for F, COUNT bytes from FIRST, read and sent by the

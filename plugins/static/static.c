@@ -77,23 +77,6 @@ static spoke_route_t routes[] = {
   { "GET", "/static/*", SPOKE_SYNC, serve },
 };
 
-int static_find(const static_state_t *st, const char *rel, static_file_t *f) {
-  int status;
-
-  if (st->cache != NULL && static_cache_get(st->cache, rel, f))
-    return 200;
-  status = static_open_beneath(st, rel, f);
-  if (status == 200)
-    static_file_describe(f);
-  if (st->cache != NULL) {
-    if (status == 200)
-      static_cache_put(st->cache, rel, f);
-    else
-      static_cache_drop(st->cache, rel);
-  }
-  return status;
-}
-
 /* GET|HEAD PREFIX/...: the handler. */
 static int serve(spoke_request_t *req) {
   const static_state_t *st = spoke_plugin_state(req);
