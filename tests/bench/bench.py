@@ -94,7 +94,7 @@ def parse_args(argv):
                     "(default nginx,lighttpd,flask,quart; nginx,lighttpd "
                     "with --smoke)")
     ap.add_argument("--smoke", action="store_true",
-                    help="the 20-second behaviour check (ctest bench_smoke)")
+                    help="the 30-second behaviour check (ctest bench_smoke)")
     ap.add_argument("--budget", type=float,
                     help="seconds after which no measurement starts "
                     "(default 1500, 90 with --smoke)")

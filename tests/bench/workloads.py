@@ -29,8 +29,8 @@ bytes from a fixed seed, so every run serves the same bytes).
 A workload names the metrics it yields (Metric: key, label, unit, which
 direction is better) and runs one server per call; which servers apply
 follows from the routes each has (servers.Server.has). Params holds every
-size and duration, in two presets: the full run (about 10 minutes with
-all four servers) and the 20-second smoke run.
+size and duration, in two presets: the full run (about 20 minutes with
+all five servers) and the 30-second smoke run.
 """
 
 import hashlib
