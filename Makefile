@@ -99,7 +99,7 @@ clean:
 # asyncpg, about 2 minutes); the tables land in build/bench/ (results.md,
 # chart.png, db.md). Its
 # packages are installed by the deps recipe above, given BENCH_DEPS.
-BENCH_DEPS = wrk nginx libnginx-mod-http-echo python3-flask gunicorn \
+BENCH_DEPS = wrk nginx libnginx-mod-http-echo lighttpd python3-flask gunicorn \
              python3-quart python3-hypercorn python3-asyncpg gnuplot-nox
 
 .PHONY: bench

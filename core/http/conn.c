@@ -72,6 +72,10 @@ static void conn_finish(spoke__conn_t *conn) {
   if (conn->closing)
     return;
   conn->close_after = 1;
+  if (conn->file != NULL) { /* the FIN goes after the file (write.c) */
+    conn->after_file = conn_finish;
+    return;
+  }
   spoke__conn_uncork(conn); /* the last responses go before the FIN */
   if (conn->closing)
     return;
@@ -90,6 +94,10 @@ void spoke__conn_close_if_idle(spoke__conn_t *conn) {
    * with close_after set): let it finish; its writes must not be cut. */
   if (conn->req_dispatched || conn->close_after) {
     conn->close_after = 1;
+    return;
+  }
+  if (spoke__conn_sending(conn)) { /* a response still on its way out */
+    conn_finish(conn);
     return;
   }
   spoke__conn_close(conn);

@@ -79,7 +79,7 @@ void spoke__conn_body_progress(spoke__conn_t *conn, size_t len) {
 
 void spoke__conn_send_progress(spoke__conn_t *conn) {
   uint64_t t = conn->loop->shared->cfg->send_timeout_ms;
-  if (t == 0 || conn->tcp.write_queue_size == 0)
+  if (t == 0 || (conn->tcp.write_queue_size == 0 && conn->file == NULL))
     conn->send_deadline = 0;
   else
     conn->send_deadline = uv_now(&conn->loop->uv) + t;
@@ -115,6 +115,8 @@ void spoke__conn_close(spoke__conn_t *conn) {
     conn->loop->cork = NULL;
     spoke__buf_reset(&conn->loop->cork_buf);
   }
+  if (conn->file != NULL) /* a file body, and what waited behind it */
+    conn->file->abort(conn);
   if (req != NULL) {
     if (!conn->req_dispatched) {
       /* Never reached a plugin: nobody else will complete it (the

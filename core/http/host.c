@@ -106,6 +106,8 @@ static void table_init(void) {
   h->response_on_drain = spoke__response_on_drain;
   h->loop_state = spoke__loophooks_state;
   h->offload = spoke__offload;
+  h->response_file = spoke__response_file;
+  h->response_length = spoke__response_length;
 }
 
 const spoke_host_t *spoke__host_table(void) {
@@ -153,5 +155,7 @@ _Static_assert(offsetof(spoke_host_t, response_on_drain) == 8 + 27 * 8,
                "ABI");
 _Static_assert(offsetof(spoke_host_t, loop_state) == 8 + 28 * 8, "ABI 1.4");
 _Static_assert(offsetof(spoke_host_t, offload) == 8 + 29 * 8, "ABI 1.4");
-_Static_assert(sizeof(spoke_host_t) == 8 + 30 * 8, "ABI");
+_Static_assert(offsetof(spoke_host_t, response_file) == 8 + 30 * 8, "ABI 1.5");
+_Static_assert(offsetof(spoke_host_t, response_length) == 8 + 31 * 8, "ABI 1.5");
+_Static_assert(sizeof(spoke_host_t) == 8 + 32 * 8, "ABI");
 #endif

@@ -106,7 +106,11 @@ enum {
   SPOKE__OUT_PLUGIN = 4,  /* an async plugin's completion: its PLUGIN
                              hold goes (response.c sets it when owed) */
   SPOKE__OUT_RELEASE = 8, /* no bytes: the plugin completed too late */
-  SPOKE__OUT_EMBEDDED = 16 /* req->out: not malloc'd */
+  SPOKE__OUT_EMBEDDED = 16, /* req->out: not malloc'd */
+  SPOKE__OUT_FILE = 32    /* after its bytes: file_len bytes of file_fd
+                             from file_off, by sendfile (write.c); the
+                             descriptor is the out's, closed with it,
+                             until the connection's transfer takes it */
 };
 typedef struct spoke__out_s {
   spoke__msg_t msg;           /* run: the loop's deliver callback */
@@ -116,12 +120,31 @@ typedef struct spoke__out_s {
   uv_write_t wr;
   char *data;                 /* after the struct, or req->wire's bytes */
   size_t len;
+  int file_fd;                /* SPOKE__OUT_FILE only: the body's file */
+  uint64_t file_off, file_len;
 } spoke__out_t;
 
 /* A malloc'd out with room for LEN bytes after it; NULL without memory. */
 spoke__out_t *spoke__out_new(size_t len);
-/* Gives OUT back (loop thread): frees it unless it is embedded. */
+/* Gives OUT back (loop thread): closes its file if it still has one
+ * (SPOKE__OUT_FILE), frees it unless it is embedded. */
 void spoke__out_release(spoke__out_t *out);
+
+/* A file body on its way to a connection's socket (write.c): sendfile
+ * from the loop, as the socket drains. The connection owns it. */
+typedef struct spoke__sendfile_s {
+  void (*abort)(spoke__conn_t *conn); /* the connection closes: drop it
+                                 (a pointer, so conn_life.c need not call
+                                 up into write.c) */
+  spoke__conn_t *conn;        /* NULL once released */
+  uv_poll_t poll;             /* writable on SOCK */
+  int sock;                   /* a dup of the connection's socket: libuv
+                                 allows one watcher per descriptor */
+  int fd;                     /* the file; closed when done */
+  uint64_t off, left;
+  spoke_request_t *req;       /* held (WRITE) until the body is out */
+  uint8_t polling;
+} spoke__sendfile_t;
 
 /* ---- the I/O loop (mailbox.c, loop.c) ---- */
 
@@ -299,6 +322,10 @@ struct spoke_request_s {
                                  thread, read by the loop's timeout sweep
                                  and core responses, hence atomic */
   uint8_t resp_close;         /* plugin asked for Connection: close */
+  uint8_t resp_length_set;    /* spoke_response_length was called: the
+                                 stream carries Content-Length resp_length
+                                 instead of chunked encoding */
+  uint64_t resp_length;
 
   atomic_int completed;       /* any thread: first completion wins */
   atomic_int plugin_owes;     /* async: the plugin has not completed yet */
@@ -465,6 +492,9 @@ int spoke__response_write(spoke_request_t *req, const void *data, size_t len);
 int spoke__response_end(spoke_request_t *req);
 size_t spoke__response_pending(const spoke_request_t *req);
 int spoke__response_on_drain(spoke_request_t *req, spoke_drain_cb cb);
+int spoke__response_file(spoke_request_t *req, int fd, uint64_t offset,
+                         uint64_t length);
+int spoke__response_length(spoke_request_t *req, uint64_t length);
 
 /* 1 when REQ's connection closes after its response (STREAMED: sent
  * without a length). */
@@ -546,6 +576,13 @@ struct spoke__conn_s {
   unsigned lingering : 1;      /* after shutdown: read and discard */
   unsigned rbuf_shared : 1;    /* rbuf is loop->rbuf (inside read_cb) */
   char peer[48];               /* client address, when logging access */
+  /* write.c: a file body being sent, the outs that came behind it (in
+   * order, linked by msg.next, each holding its request with a WRITE
+   * hold), and what to do once all of them are out (conn.c's finish,
+   * deferred by a close that came meanwhile). */
+  spoke__sendfile_t *file;
+  spoke__out_t *behind_head, *behind_tail;
+  void (*after_file)(spoke__conn_t *conn);
 
 };
 
@@ -584,8 +621,12 @@ const llhttp_settings_t *spoke__parse_settings(void);
 /* ---- write.c ---- */
 
 /* Sends OUT's bytes on CONN in delivery order and takes OUT over: 0, or a
- * negative libuv error (the connection is then closed). */
+ * negative libuv error (the connection is then closed). A SPOKE__OUT_FILE
+ * out's file follows its bytes; whatever comes while a file is being
+ * sent waits behind it. */
 int spoke__conn_send(spoke__conn_t *conn, spoke__out_t *out);
+/* 1 while CONN still has bytes to send: queued writes or a file. */
+int spoke__conn_sending(const spoke__conn_t *conn);
 /* While corked (at most one connection per loop at a time), what is sent
  * on CONN gathers in the loop's cork buffer; uncork writes it at once. */
 void spoke__conn_cork(spoke__conn_t *conn);

@@ -8,7 +8,11 @@
  * out, both reused with the request, so it allocates nothing; streamed
  * pieces get an out each. Whole responses carry Content-Length;
  * streamed ones use chunked encoding (HTTP/1.1) or end by closing
- * (HTTP/1.0). HEAD responses carry GET's headers and no body. Every
+ * (HTTP/1.0), unless the plugin declared their length (SDK 1.5
+ * spoke_response_length: Content-Length, and the stream is held to it).
+ * A file body (spoke_response_file) is the head's bytes in the request's
+ * own out plus the descriptor, offset and length; the loop sends the
+ * file with sendfile (write.c), so it costs neither a copy nor a thread. HEAD responses carry GET's headers and no body. Every
  * response has Date.
  *
  * Completion: `completed` is claimed with a compare-and-swap, so of two
@@ -35,10 +39,13 @@
  * SPOKE__STREAM_HIGH_WATER, or not at all if the client leaves first
  * (request.c: where the queue goes down, and why the call is deferred).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "http/http.h"
 
@@ -239,10 +246,65 @@ int spoke__response_send(spoke_request_t *req, const void *body, size_t len) {
   return send_whole(req, body, len, flags);
 }
 
+int spoke__response_file(spoke_request_t *req, int fd, uint64_t offset,
+                         uint64_t length) {
+  spoke__buf_t *b = &req->wire;
+  spoke__out_t *out = &req->out;
+  unsigned flags;
+  struct stat st;
+  int with_body, rc;
+
+  if (fd < 0)
+    return SPOKE_EINVAL;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      offset > (uint64_t)INT64_MAX || length > (uint64_t)INT64_MAX - offset) {
+    close(fd); /* ours from the call on, whatever the answer */
+    return SPOKE_EINVAL;
+  }
+  if (atomic_load(&req->resp_started) && !atomic_load(&req->completed)) {
+    close(fd);
+    return SPOKE_ESTATE; /* streaming: use write and end */
+  }
+  rc = plugin_claim(req, "file", &flags);
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  with_body = spoke__status_has_body(req->status);
+  spoke__buf_reset(b);
+  rc = spoke__response_head(req, b, with_body ? (long long)length : 0);
+  if (rc != 0 || !with_body || req->is_head || length == 0) {
+    close(fd); /* no body to send: HEAD, 204, 304, or nothing */
+    if (rc != 0)
+      spoke__buf_reset(b); /* no half response: close instead */
+  } else {
+    out->file_fd = fd;
+    out->file_off = offset;
+    out->file_len = length;
+    flags |= SPOKE__OUT_FILE;
+    req->body_sent = length;
+  }
+  post_wire(req, flags | SPOKE__OUT_LAST |
+                     (spoke__response_closes(req, 0) || rc != 0
+                          ? SPOKE__OUT_CLOSE
+                          : 0));
+  return rc;
+}
+
+int spoke__response_length(spoke_request_t *req, uint64_t length) {
+  if (atomic_load(&req->resp_started) || atomic_load(&req->completed))
+    return SPOKE_ESTATE;
+  if (length > (uint64_t)LLONG_MAX)
+    return SPOKE_EINVAL;
+  req->resp_length = length;
+  req->resp_length_set = 1;
+  return 0;
+}
+
 int spoke__response_write(spoke_request_t *req, const void *data,
                           size_t len) {
   spoke__buf_t b = {0};
-  int chunked = req->http_minor >= 1, rc = 0;
+  int chunked = req->http_minor >= 1 && !req->resp_length_set, rc = 0;
 
   if (data == NULL && len != 0)
     return SPOKE_EINVAL;
@@ -251,11 +313,15 @@ int spoke__response_write(spoke_request_t *req, const void *data,
                 plugin_name(req));
     return SPOKE_EALREADY;
   }
+  if (req->resp_length_set && len > req->resp_length - req->body_sent)
+    return SPOKE_EINVAL; /* past the declared length: nothing of it goes */
   if (wait_for_room(req) != 0)
     return SPOKE_ECANCELED;
   if (!atomic_load(&req->resp_started)) {
     atomic_store(&req->resp_started, 1);
-    rc = spoke__response_head(req, &b, -1);
+    rc = spoke__response_head(req, &b, req->resp_length_set
+                                           ? (long long)req->resp_length
+                                           : -1);
   }
   if (rc == 0 && len > 0 && !req->is_head && spoke__status_has_body(req->status)) {
     if (chunked) {
@@ -280,18 +346,31 @@ int spoke__response_write(spoke_request_t *req, const void *data,
 int spoke__response_end(spoke_request_t *req) {
   spoke__buf_t b = {0};
   unsigned flags;
-  int rc;
+  int rc, short_by = 0;
 
   if (!atomic_load(&req->resp_started))
     return spoke__response_send(req, "", 0);
   rc = plugin_claim(req, "end", &flags);
   if (rc != 0)
     return rc;
-  if (req->http_minor >= 1 && !req->is_head && spoke__status_has_body(req->status))
+  if (req->resp_length_set) {
+    int body = !req->is_head && spoke__status_has_body(req->status);
+    short_by = body && req->body_sent < req->resp_length;
+    if (short_by)
+      spoke__warn("plugin %s: %s %s: response ended after %llu of the %llu "
+                  "bytes it declared; closing the connection",
+                  plugin_name(req), req->method, req->path,
+                  (unsigned long long)req->body_sent,
+                  (unsigned long long)req->resp_length);
+  } else if (req->http_minor >= 1 && !req->is_head &&
+             spoke__status_has_body(req->status)) {
     rc = spoke__buf_append(&b, "0\r\n\r\n", 5);
+  }
   post_out(req, &b,
            flags | SPOKE__OUT_LAST |
-               (spoke__response_closes(req, 1) ? SPOKE__OUT_CLOSE : 0));
+               (spoke__response_closes(req, !req->resp_length_set) || short_by
+                    ? SPOKE__OUT_CLOSE
+                    : 0));
   spoke__buf_free(&b);
   return rc;
 }

@@ -57,8 +57,16 @@ static void handler_late(spoke__conn_t *conn) {
 
 static void expire(spoke__conn_t *conn) {
   switch (conn->phase) {
-    case SPOKE__PHASE_NEW:
     case SPOKE__PHASE_IDLE:
+      if (spoke__conn_sending(conn)) { /* idle, but a response is still
+                                          leaving (a file to a slow
+                                          reader): --send-timeout rules */
+        spoke__conn_phase(conn, SPOKE__PHASE_IDLE);
+        break;
+      }
+      spoke__conn_close(conn);
+      break;
+    case SPOKE__PHASE_NEW:
     case SPOKE__PHASE_LINGER:
       spoke__conn_close(conn);
       break;

@@ -19,15 +19,37 @@
  * (back-pressure, response.c) and holds the request (a WRITE hold) while its
  * write is queued. Corked bytes and the remainder written at uncork
  * belong to no request any more: they are the connection's.
+ *
+ * A file body (SPOKE__OUT_FILE, spoke_response_file) follows its head's
+ * bytes: once every write before it is done, sendfile(2) moves the file
+ * from the page cache to the socket, as much as the socket takes, and a
+ * uv_poll_t waits for room for the rest. libuv allows one watcher per
+ * descriptor, so the poll watches a dup of the socket (epoll keys on the
+ * descriptor number as well as the file). No thread waits and no buffer
+ * fills, however slow the client: memory does not grow with file size.
+ * Outs that arrive meanwhile (pipelined answers) wait behind the file, in
+ * order, and a shutdown asked for meanwhile (conn.c's finish) waits for
+ * them all (after_file). A connection that closes drops the file, closes
+ * it, and drops what waited behind it. One connection sends at most
+ * FILE_TURN bytes per loop turn, then waits for the poll, so a fast
+ * client on a cached file cannot hold its loop.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
 
 #include "http/http.h"
 
 /* Past this many corked bytes the cork is written out mid-parse: many
  * large pipelined responses must not pile up in memory. */
 #define CORK_MAX (64 * 1024)
+
+/* Most bytes one sendfile call is asked for, and one connection sends
+ * per loop turn before it yields to the others. */
+#define FILE_SLICE ((size_t)4 << 20)
+#define FILE_TURN ((uint64_t)16 << 20)
 
 spoke__out_t *spoke__out_new(size_t len) {
   spoke__out_t *out;
@@ -43,9 +65,19 @@ spoke__out_t *spoke__out_new(size_t len) {
 }
 
 void spoke__out_release(spoke__out_t *out) {
+  if ((out->flags & SPOKE__OUT_FILE) && out->file_fd >= 0) {
+    close(out->file_fd); /* never sent: the client left, or an error */
+    out->file_fd = -1;
+  }
   if (!(out->flags & SPOKE__OUT_EMBEDDED))
     free(out);
 }
+
+int spoke__conn_sending(const spoke__conn_t *conn) {
+  return conn->file != NULL || conn->tcp.write_queue_size > 0;
+}
+
+static void file_pump(spoke__conn_t *conn);
 
 /* OUT's bytes are no longer queued: sent, copied or dropped. */
 static void out_done(spoke__out_t *out, size_t len) {
@@ -63,6 +95,8 @@ static void write_cb(uv_write_t *wr, int status) {
     spoke__conn_close(conn);
   else if (!conn->closing)
     spoke__conn_send_progress(conn);
+  if (conn->file != NULL && !conn->closing && conn->tcp.write_queue_size == 0)
+    file_pump(conn); /* the bytes before the file are out */
   if (req != NULL) {
     spoke__request_release(req, SPOKE__HOLD_WRITE);
   }
@@ -153,14 +187,187 @@ void spoke__conn_uncork(spoke__conn_t *conn) {
     spoke__buf_reset(&conn->loop->cork_buf);
 }
 
+/* ---- a file body ---- */
+
+static void file_poll_closed(uv_handle_t *h) {
+  spoke__sendfile_t *f = h->data;
+  close(f->sock);
+  free(f);
+}
+
+/* The transfer ends (done, or the connection closes): its file closed,
+ * its request let go, its poll and socket copy closed. */
+static void file_release(spoke__conn_t *conn) {
+  spoke__sendfile_t *f = conn->file;
+  conn->file = NULL;
+  f->conn = NULL;
+  close(f->fd);
+  if (f->req != NULL)
+    spoke__request_release(f->req, SPOKE__HOLD_WRITE);
+  uv_close((uv_handle_t *)&f->poll, file_poll_closed);
+}
+
+/* The outs that waited behind a file, in order, until another file
+ * starts; then what was deferred until all of them were out. */
+static void flush_behind(spoke__conn_t *conn) {
+  while (conn->file == NULL && conn->behind_head != NULL && !conn->closing) {
+    spoke__out_t *out = conn->behind_head;
+    spoke_request_t *req = out->req;
+    conn->behind_head = (spoke__out_t *)out->msg.next;
+    if (conn->behind_head == NULL)
+      conn->behind_tail = NULL;
+    spoke__conn_send(conn, out);
+    if (req != NULL)
+      spoke__request_release(req, SPOKE__HOLD_WRITE);
+  }
+  if (conn->file == NULL && conn->behind_head == NULL &&
+      conn->after_file != NULL && !conn->closing) {
+    void (*after)(spoke__conn_t *) = conn->after_file;
+    conn->after_file = NULL;
+    after(conn);
+  }
+}
+
+/* The connection closes: the file and what waited behind it go. */
+static void file_abort(spoke__conn_t *conn) {
+  spoke__out_t *out, *next;
+  if (conn->file != NULL)
+    file_release(conn);
+  for (out = conn->behind_head; out != NULL; out = next) {
+    spoke_request_t *req = out->req;
+    next = (spoke__out_t *)out->msg.next;
+    out_done(out, out->len);
+    if (req != NULL)
+      spoke__request_release(req, SPOKE__HOLD_WRITE);
+  }
+  conn->behind_head = conn->behind_tail = NULL;
+  conn->after_file = NULL;
+}
+
+static void file_writable(uv_poll_t *p, int status, int events) {
+  spoke__sendfile_t *f = p->data;
+  spoke__conn_t *conn = f->conn;
+  (void)events;
+  if (conn == NULL || conn->file != f || conn->closing)
+    return; /* released: its close is on the way */
+  if (status < 0) {
+    spoke__conn_close(conn);
+    return;
+  }
+  file_pump(conn);
+}
+
+/* Sends what the socket takes now; then waits for room, or ends. */
+static void file_pump(spoke__conn_t *conn) {
+  spoke__sendfile_t *f = conn->file;
+  uint64_t turn = 0;
+
+  if (conn->tcp.write_queue_size > 0)
+    return; /* its head is not out yet: write_cb comes back */
+  while (f->left > 0) {
+    size_t want = f->left < FILE_SLICE ? (size_t)f->left : FILE_SLICE;
+    off_t off = (off_t)f->off;
+    ssize_t n = sendfile(f->sock, f->fd, &off, want);
+    if (n > 0) {
+      f->off += (uint64_t)n;
+      f->left -= (uint64_t)n;
+      turn += (uint64_t)n;
+      if (turn < FILE_TURN)
+        continue;
+      errno = EAGAIN; /* enough for one turn: the others' go */
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+      if (!f->polling &&
+          uv_poll_start(&f->poll, UV_WRITABLE, file_writable) != 0) {
+        spoke__conn_close(conn);
+        return;
+      }
+      f->polling = 1;
+      spoke__conn_send_progress(conn);
+      return;
+    }
+    /* 0: the file is shorter than the length already promised; or an
+     * error. The body cannot be finished: the client must see it cut. */
+    spoke__debug("closing a connection: its file body failed after %llu "
+                 "bytes (%s)", (unsigned long long)f->off,
+                 n == 0 ? "the file ended early" : strerror(errno));
+    spoke__conn_close(conn);
+    return;
+  }
+  if (f->polling)
+    uv_poll_stop(&f->poll);
+  file_release(conn);
+  spoke__conn_send_progress(conn);
+  flush_behind(conn);
+}
+
+/* OUT's bytes, then its file. Takes OUT over. */
+static int send_file(spoke__conn_t *conn, spoke__out_t *out) {
+  spoke__sendfile_t *f = calloc(1, sizeof(*f));
+  uv_os_fd_t sock;
+  int rc;
+
+  if (f == NULL || uv_fileno((uv_handle_t *)&conn->tcp, &sock) != 0 ||
+      (f->sock = dup(sock)) < 0) {
+    free(f);
+    out_done(out, out->len);
+    spoke__conn_close(conn);
+    return UV_ENOMEM;
+  }
+  if ((rc = uv_poll_init(&conn->loop->uv, &f->poll, f->sock)) != 0) {
+    close(f->sock);
+    free(f);
+    out_done(out, out->len);
+    spoke__conn_close(conn);
+    return rc;
+  }
+  f->poll.data = f;
+  f->conn = conn;
+  f->abort = file_abort;
+  f->fd = out->file_fd;
+  out->file_fd = -1; /* the transfer's now */
+  f->off = out->file_off;
+  f->left = out->file_len;
+  f->req = out->req;
+  if (f->req != NULL)
+    spoke__request_hold(f->req, SPOKE__HOLD_WRITE);
+  out->flags &= ~(unsigned)SPOKE__OUT_FILE;
+  if (conn->loop->cork == conn && (rc = cork_flush(conn)) != 0) {
+    out_done(out, out->len); /* the connection is closed: */
+    conn->file = f;          /* its abort releases the transfer */
+    file_abort(conn);
+    return rc;
+  }
+  conn->file = f;
+  rc = out->len > 0 ? write_now(conn, out) : (out_done(out, 0), 0);
+  if (rc == 0 && conn->file == f)
+    file_pump(conn);
+  return rc;
+}
+
 int spoke__conn_send(spoke__conn_t *conn, spoke__out_t *out) {
   spoke__buf_t *cb = &conn->loop->cork_buf;
   int rc;
 
-  if (conn->closing || out->len == 0) {
+  if (conn->closing || (out->len == 0 && !(out->flags & SPOKE__OUT_FILE))) {
     out_done(out, out->len);
     return conn->closing ? UV_ECANCELED : 0;
   }
+  if (conn->file != NULL) { /* behind the file being sent */
+    out->msg.next = NULL;
+    if (conn->behind_tail != NULL)
+      conn->behind_tail->msg.next = &out->msg;
+    else
+      conn->behind_head = out;
+    conn->behind_tail = out;
+    if (out->req != NULL)
+      spoke__request_hold(out->req, SPOKE__HOLD_WRITE);
+    return 0;
+  }
+  if (out->flags & SPOKE__OUT_FILE)
+    return send_file(conn, out);
   if (conn->loop->cork != conn)
     return write_now(conn, out);
   if (cb->len + out->len > CORK_MAX && (rc = cork_flush(conn)) != 0) {

@@ -5,7 +5,7 @@
  * the route table and each route (method, path pattern, mode, handler).
  *
  * Newer minors: the rule is to load, with one warning. A plugin built
- * against a newer minor of SDK 1 (1.5 on this 1.4 host) is accepted: the
+ * against a newer minor of SDK 1 (1.6 on this 1.5 host) is accepted: the
  * host functions it may lack here are missing from this host's table, and
  * a plugin tests them with SPOKE_HOST_HAS. Likewise a descriptor larger
  * than this host's spoke_plugin_t is accepted, but the host never reads

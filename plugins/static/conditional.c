@@ -91,6 +91,14 @@ void static_make_etag(const struct stat *sb, char *out, size_t n) {
            (uint64_t)sb->st_mtim.tv_sec, (long)sb->st_mtim.tv_nsec);
 }
 
+/* What a response says about F, computed once per open (the cache keeps
+ * it with the fd). */
+void static_file_describe(static_file_t *f) {
+  f->type = static_content_type(f->name);
+  static_make_etag(&f->sb, f->etag, sizeof(f->etag));
+  static_http_date(f->sb.st_mtim.tv_sec, f->modified, sizeof(f->modified));
+}
+
 /* Whether the entity-tag list LIST names ETAG (a strong tag): "*", or a
  * list of entity tags. STRONG: a weak tag (W/) never matches (If-Match,
  * RFC 9110 §13.1.1); else the W/ is ignored (If-None-Match, §13.1.2). A

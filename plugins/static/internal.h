@@ -5,8 +5,13 @@
  *   conditional.c  ETag, Last-Modified, If-None-Match, If-Modified-Since,
  *                  If-Range and Range; HTTP dates
  *   mime.c         Content-Type from the extension
- *   send.c         the response: status pages, redirects, the body whole
- *                  or streamed
+ *   cache.c        the open-file cache: fds and their validators, by path
+ *   gzip.c         FILE.gz for FILE, when the client takes gzip
+ *   reply.c        status pages, redirects, a file's headers
+ *   send.c         a file's response: 304/412/416, or its bytes handed
+ *                  to the server (sendfile)
+ *   readsend.c     the bytes read and sent by the plugin, for a host
+ *                  older than SDK 1.5
  *
  * Private to the plugin: every name declared here starts with static_ (or
  * is a type or constant of this header) and none is exported. The plugin
@@ -26,23 +31,34 @@
 
 #include <spoke.h>
 
+typedef struct static_cache static_cache_t;
+
 /* The plugin's state: written by init, only read afterwards, so every
- * worker shares it, root fd included, without a lock. */
+ * worker shares it, root fd included, without a lock. The cache it
+ * points to is the one shared thing that changes; it has its own lock. */
 typedef struct {
   int root_fd;        /* O_PATH directory fd of ROOT, shared by all threads */
   int index;          /* serve DIR/index.html for a directory */
+  int gzip_static;    /* serve FILE.gz for FILE (gzip.c) */
   const char *prefix; /* route_path: its first prefix_len bytes */
   size_t prefix_len;  /* length of the prefix in a request path; 0 for "/" */
+  static_cache_t *cache; /* NULL when off (cache_valid = 0) */
   char root[PATH_MAX]; /* resolved, for the logs */
 } static_state_t;
 
-/* A file found for a request. */
+/* A file found for a request, and what its response says about it. */
 typedef struct {
-  int fd;                  /* open for reading */
+  int fd;                  /* open for reading; whose it is, each user says */
   struct stat sb;          /* of fd */
   char name[NAME_MAX + 1]; /* its last component, for the Content-Type */
   int err;                 /* errno behind a 500 */
+  /* Set by static_file_describe from sb and name, once per open: */
+  const char *type;        /* Content-Type (a string of mime.c's table) */
+  char etag[96];           /* strong, quoted */
+  char modified[64];       /* Last-Modified, an IMF-fixdate */
+  const char *encoding;    /* Content-Encoding, NULL for none (gzip.c) */
 } static_file_t;
+
 
 /* strerror_r's message for ERR (BUF, N bytes, may hold it): the GNU
  * strerror_r, which returns the message. */
@@ -65,6 +81,8 @@ enum { STATIC_RANGE_NONE, STATIC_RANGE_ONE, STATIC_RANGE_UNSATISFIABLE };
 void static_http_date(time_t t, char *out, size_t n);
 /* The strong, quoted ETag of the file SB describes. */
 void static_make_etag(const struct stat *sb, char *out, size_t n);
+/* Fills F's type, etag and modified from its sb and name. */
+void static_file_describe(static_file_t *f);
 /* Whether If-Match, else If-Unmodified-Since, holds for the file (ETAG,
  * MTIME); when it does not, the answer is 412 (RFC 9110 §13.2.2). */
 int static_preconditions_hold(spoke_request_t *req, const char *etag,
@@ -87,13 +105,47 @@ int static_parse_range(const char *h, uint64_t size, uint64_t *first,
  * it has none or an unknown one. */
 const char *static_content_type(const char *name);
 
-/* send.c */
+/* cache.c */
+/* A cache of at most ENTRIES open files, each trusted for VALID_S
+ * seconds after it was opened. NULL when out of memory. */
+static_cache_t *static_cache_new(size_t entries, unsigned valid_s);
+/* Closes every cached fd and frees C (fini: no request is running). */
+void static_cache_free(static_cache_t *c);
+/* The file REL names below ROOT, through ST's cache when it has one:
+ * 200 with F described and F->fd the caller's (a dup of the cached fd,
+ * or the one just opened), or another status (static_open_beneath's). */
+int static_find(const static_state_t *st, const char *rel, static_file_t *f);
+
+/* gzip.c */
+/* When the request accepts gzip and REL.gz is a regular file below ROOT
+ * not older than F: F becomes it (F's fd closed), with F's type and
+ * encoding "gzip". Else F is left alone. */
+void static_gzip_sibling(const static_state_t *st, spoke_request_t *req,
+                         const char *rel, static_file_t *f);
+
+/* reply.c */
 /* A short text response, "404 Not Found\n", for 301, 403, 404, 416, 500. */
 int static_reply_status(spoke_request_t *req, int status);
 /* "/dir" -> 301 to "/dir/", the query kept. */
 int static_redirect_dir(spoke_request_t *req, const char *path);
-/* The response for the open file F: 304, 206, 416 or 200, whole or
- * streamed; HEAD reads nothing. F stays open (the caller closes it). */
-int static_respond_file(spoke_request_t *req, const static_file_t *f);
+/* Status and headers of a file's 200 or 206 (CONTENT_RANGE, for a 206). */
+void static_file_headers(spoke_request_t *req, const static_file_t *f,
+                         int status, const char *content_range, int vary);
+
+/* send.c */
+/* The response for the open, described file F: 304, 412, 206, 416 or
+ * 200, with Vary: Accept-Encoding when VARY. Takes F->fd: it is closed,
+ * or given to the server, whatever happens. */
+int static_respond_file(spoke_request_t *req, const static_file_t *f,
+                        int vary);
+
+/* readsend.c */
+/* The 200 or 206 for F, COUNT bytes from FIRST, read and sent by the
+ * plugin: for a host without spoke_response_file. Sets the headers
+ * itself (static_file_headers) once the first bytes are in hand, so a
+ * read error up to then is a clean 500. F->fd stays the caller's. */
+int static_read_and_send(spoke_request_t *req, const static_file_t *f,
+                         int status, const char *content_range, int vary,
+                         uint64_t first, uint64_t count);
 
 #endif

@@ -8,7 +8,10 @@
  * the path invariants (nothing outside ROOT is opened, no symbolic link
  * below it is followed, only regular files are served); conditional.c
  * does ETag, Last-Modified, 304s, 412s and Range; mime.c the Content-Type;
- * send.c writes the response, the body whole or streamed.
+ * cache.c keeps files open between requests; gzip.c picks FILE.gz for a
+ * client that takes it; send.c writes the response
+ * and hands the file to the server, which sends it (readsend.c reads and
+ * sends it instead on a host older than SDK 1.5).
  *
  * Configuration, from the [plugin static] section of the server's config
  * file (spoke_config; every key optional, unknown keys ignored):
@@ -22,18 +25,34 @@
  *                    ("/dir" is first redirected to "/dir/" so relative
  *                    links work). Never a generated listing. Off, or
  *                    without index.html, a directory is 404.
+ *   gzip_static = on|off  default off. On: a request that accepts gzip
+ *                    gets FILE.gz, when there is one not older than FILE,
+ *                    with Content-Encoding: gzip, and every file response
+ *                    says Vary: Accept-Encoding (gzip.c).
+ *   cache_entries = N  default 1024: the open-file cache (cache.c) keeps
+ *                    at most N files open, the least recently used going
+ *                    first; at most a quarter of the fd limit
+ *                    (RLIMIT_NOFILE), lowered to that with a log line.
+ *   cache_valid = S  default 1: seconds a cached file is trusted before
+ *                    its path is walked and opened again, so a file
+ *                    changed, replaced or deleted on disk is seen at most
+ *                    S seconds late. 0 turns the cache off (every request
+ *                    walks and opens), as does cache_entries = 0.
  *
  * GET and HEAD only: the router answers other methods 405 (HEAD is
  * routed to GET's handler by the server).
  *
- * Threading: the route is SPOKE_SYNC, since file I/O blocks; it runs on
- * the worker pool. The state is written by init and only read afterwards,
- * so every worker shares it, root fd included, without a lock.
+ * Threading: the route is SPOKE_SYNC, since the walk, open and stat may
+ * block on a disk; it runs on the worker pool, and returns as soon as the
+ * file is handed to the server: the transfer holds no worker. The state
+ * is written by init and only read afterwards, so every worker shares
+ * it, root fd included, without a lock; the cache has its own.
  */
 #define _GNU_SOURCE /* O_PATH, GNU strerror_r */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -63,7 +82,7 @@ static int serve(spoke_request_t *req) {
   const static_state_t *st = spoke_plugin_state(req);
   const char *path = spoke_request_path(req);
   static_file_t f;
-  int status, rc;
+  int status;
 
   /* The router matched the prefix and its wildcard, so the path starts
    * with the prefix; check anyway rather than trust an offset. */
@@ -72,7 +91,7 @@ static int serve(spoke_request_t *req) {
     return static_reply_status(req, 404);
   memset(&f, 0, sizeof(f));
   f.fd = -1;
-  status = static_open_beneath(st, path + st->prefix_len, &f);
+  status = static_find(st, path + st->prefix_len, &f);
   if (status == 301)
     return static_redirect_dir(req, path);
   if (status != 200) {
@@ -84,9 +103,9 @@ static int serve(spoke_request_t *req) {
     }
     return static_reply_status(req, status);
   }
-  rc = static_respond_file(req, &f);
-  close(f.fd);
-  return rc;
+  if (st->gzip_static)
+    static_gzip_sibling(st, req, path + st->prefix_len, &f);
+  return static_respond_file(req, &f, st->gzip_static); /* takes f.fd */
 }
 
 /* ---- configuration ---- */
@@ -142,10 +161,67 @@ static int parse_switch(const char *v, int *out) {
   return 0;
 }
 
+/* A decimal number from 0 to MAX into *OUT. 0, or -1. */
+static int parse_count(const char *v, unsigned long max, unsigned long *out) {
+  char *end;
+  unsigned long n;
+  if (*v < '0' || *v > '9')
+    return -1;
+  errno = 0;
+  n = strtoul(v, &end, 10);
+  if (errno != 0 || *end != '\0' || n > max)
+    return -1;
+  *out = n;
+  return 0;
+}
+
+/* cache_entries and cache_valid: st->cache, or NULL for none. 0, or -1
+ * after a log line. */
+static int make_cache(static_state_t *st) {
+  const char *entries_s = spoke_config("cache_entries");
+  const char *valid_s = spoke_config("cache_valid");
+  unsigned long entries = 1024, valid = 1;
+  struct rlimit rl;
+
+  if (entries_s != NULL && parse_count(entries_s, 1000000, &entries) != 0) {
+    spoke_log(SPOKE_LOG_ERROR, "cache_entries = %s: want 0 to 1000000",
+              entries_s);
+    return -1;
+  }
+  if (valid_s != NULL && parse_count(valid_s, 86400, &valid) != 0) {
+    spoke_log(SPOKE_LOG_ERROR, "cache_valid = %s: want 0 to 86400 (seconds)",
+              valid_s);
+    return -1;
+  }
+  /* Cached fds count against the process's limit, connections too. */
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      entries > rl.rlim_cur / 4) {
+    spoke_log(SPOKE_LOG_WARN,
+              "cache_entries = %lu: lowered to %lu, a quarter of the fd "
+              "limit (ulimit -n %lu)",
+              entries, (unsigned long)rl.rlim_cur / 4,
+              (unsigned long)rl.rlim_cur);
+    entries = (unsigned long)rl.rlim_cur / 4;
+  }
+  if (entries == 0 || valid == 0) {
+    spoke_log(SPOKE_LOG_INFO, "open-file cache off");
+    return 0;
+  }
+  st->cache = static_cache_new(entries, (unsigned)valid);
+  if (st->cache == NULL) {
+    spoke_log(SPOKE_LOG_ERROR, "open-file cache: out of memory");
+    return -1;
+  }
+  spoke_log(SPOKE_LOG_INFO, "open-file cache: %lu files, each trusted %lu s",
+            entries, valid);
+  return 0;
+}
+
 static int static_init(const spoke_host_t *host, void **state) {
   const char *root = spoke_config("root");
   const char *prefix = spoke_config("prefix");
   const char *index = spoke_config("index");
+  const char *gzip_static = spoke_config("gzip_static");
   static_state_t *st = calloc(1, sizeof(*st));
   char pattern[PREFIX_MAX + 3], buf[128];
 
@@ -158,6 +234,12 @@ static int static_init(const spoke_host_t *host, void **state) {
     prefix = "/static";
   if (index != NULL && parse_switch(index, &st->index) != 0) {
     spoke_log(SPOKE_LOG_ERROR, "index = %s: want on or off", index);
+    goto fail;
+  }
+  if (gzip_static != NULL &&
+      parse_switch(gzip_static, &st->gzip_static) != 0) {
+    spoke_log(SPOKE_LOG_ERROR, "gzip_static = %s: want on or off",
+              gzip_static);
     goto fail;
   }
   if (make_pattern(prefix, pattern, &st->prefix_len) != 0) {
@@ -183,11 +265,18 @@ static int static_init(const spoke_host_t *host, void **state) {
               static_errstr(errno, buf, sizeof(buf)));
     goto fail;
   }
+  if (make_cache(st) != 0) {
+    close(st->root_fd);
+    goto fail;
+  }
   memcpy(route_path, pattern, sizeof(pattern));
   routes[0].path = route_path;
   st->prefix = route_path;
-  spoke_log(SPOKE_LOG_INFO, "serving %s at %.*s/ (index %s)", st->root,
-            (int)st->prefix_len, route_path, st->index ? "on" : "off");
+  spoke_log(SPOKE_LOG_INFO, "serving %s at %.*s/ (index %s); %s", st->root,
+            (int)st->prefix_len, route_path, st->index ? "on" : "off",
+            SPOKE_HOST_HAS(response_file)
+                ? "files sent by the server (sendfile)"
+                : "host older than SDK 1.5: files read and sent here");
   *state = st;
   return 0;
 
@@ -198,6 +287,7 @@ fail:
 
 static void static_fini(void *state) {
   static_state_t *st = state;
+  static_cache_free(st->cache); /* no request is running any more */
   close(st->root_fd);
   free(st);
 }

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define SPOKE_ABI_MAJOR 1
-#define SPOKE_ABI_MINOR 4
+#define SPOKE_ABI_MINOR 5
 
 #define SPOKE_VERSION_STRING "0.1.0"
 
@@ -312,7 +312,11 @@ struct spoke_host_s {
   void *(*loop_state)(const spoke_request_t *req);
   int (*offload)(spoke_request_t *req, spoke_offload_cb fn, void *arg,
                  spoke_offload_done_cb done);
-  /* -- append 1.5 members below this line, never above -- */
+  /* -- 1.5 -- */
+  int (*response_file)(spoke_request_t *req, int fd, uint64_t offset,
+                       uint64_t length);
+  int (*response_length)(spoke_request_t *req, uint64_t length);
+  /* -- append 1.6 members below this line, never above -- */
 };
 
 /* True when the host's table has MEMBER (a member newer than the plugin's
@@ -567,6 +571,46 @@ static inline int spoke_offload(spoke_request_t *req, spoke_offload_cb fn,
                                 void *arg, spoke_offload_done_cb done) {
   return SPOKE_HOST_HAS(offload) ? spoke_host->offload(req, fn, arg, done)
                                  : SPOKE_ENOTSUP;
+}
+
+/* ---- Files and bodies of known length (SDK 1.5) ----------------------- */
+
+/* Completes the request with LENGTH bytes of the open file FD, from
+ * OFFSET, as its body: the status and headers set so far, then
+ * Content-Length: LENGTH, then the bytes, which the kernel copies from
+ * the page cache to the socket (sendfile(2)) on the request's loop as
+ * the client reads them: no thread waits and no buffer fills, however
+ * slow the client. The server owns FD from this call on, whatever it
+ * returns: it closes it once the body is sent, when the client goes
+ * away, or at once (HEAD, a 204 or 304, an error). To keep a descriptor
+ * of your own (a cache), pass dup(fd). FD should be a regular file open
+ * for reading; if it holds fewer bytes than promised when they are
+ * sent, the connection is closed (the length was already declared).
+ * Any thread, like spoke_response_send. 0; SPOKE_EALREADY if completed;
+ * SPOKE_ESTATE once a streamed response has started; SPOKE_EINVAL for a
+ * negative FD; SPOKE_ENOTSUP on a host older than 1.5, and only then is
+ * FD still yours to close. */
+static inline int spoke_response_file(spoke_request_t *req, int fd,
+                                      uint64_t offset, uint64_t length) {
+  return SPOKE_HOST_HAS(response_file)
+             ? spoke_host->response_file(req, fd, offset, length)
+             : SPOKE_ENOTSUP;
+}
+
+/* Declares the length of a body about to be streamed with
+ * spoke_response_write, before the first write: the response then
+ * carries Content-Length instead of chunked encoding (and an HTTP/1.0
+ * client's connection may stay open). A write past LENGTH fails with
+ * SPOKE_EINVAL and sends nothing of it; a response ended short of LENGTH
+ * is cut off (the connection closes; the client sees a short body) with
+ * one log line. The thread handling the request, before the response
+ * starts: SPOKE_ESTATE afterwards; SPOKE_ENOTSUP on a host older than
+ * 1.5. */
+static inline int spoke_response_length(spoke_request_t *req,
+                                        uint64_t length) {
+  return SPOKE_HOST_HAS(response_length)
+             ? spoke_host->response_length(req, length)
+             : SPOKE_ENOTSUP;
 }
 
 #ifdef __cplusplus

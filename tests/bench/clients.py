@@ -6,6 +6,10 @@
   waitclient  our C client (waitclient.c, built into BUILD/tests/bench):
               N concurrent one-shot requests, one JSON line back; with
               hold() the connections stay open until released.
+  slowclient  our other C client (slowclient.c, built beside it): N
+              downloads each read at a bounded rate, one JSON line back.
+  fetch       one GET from Python, the body whole (chunked decoded), to
+              check a file's bytes before it is measured.
 
 Every client run is bounded: wrk by its duration (and killed if it
 overruns), waitclient by its own deadline and by a timeout here. Clients
@@ -18,6 +22,7 @@ import math
 import os
 import re
 import select
+import socket
 import subprocess
 
 from servers import LIVE, kill
@@ -27,6 +32,9 @@ PIPELINE_LUA = os.path.join(HERE, "pipeline.lua")
 OVERRUN = 20.0  # seconds a client may run past its own bound
 
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+# wrk's Transfer/sec, in binary units (its format_binary divides by 1024)
+UNIT_MIB = {"B": 1.0 / 1048576, "KB": 1.0 / 1024, "MB": 1.0, "GB": 1024.0,
+            "TB": 1048576.0}
 
 
 class ClientError(RuntimeError):
@@ -41,9 +49,11 @@ def latency_ms(text, percentile):
 
 
 def parse_wrk(text):
-    """wrk's report as {rps, p50_ms, p99_ms, requests, errors, timeouts,
-    non2xx}; errors counts socket errors and non-2xx/3xx answers."""
+    """wrk's report as {rps, mib_s, p50_ms, p99_ms, requests, errors,
+    timeouts, non2xx}; errors counts socket errors and non-2xx/3xx
+    answers, mib_s is what wrk read (heads included) in MiB/s."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    xfer = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", text)
     total = re.search(r"(\d+) requests in", text)
     if rps is None or total is None:
         raise ClientError("unreadable wrk output:\n" + text)
@@ -55,6 +65,8 @@ def parse_wrk(text):
     requests = int(total.group(1))
     # with nothing answered wrk still prints a distribution, of zeros
     return {"rps": float(rps.group(1)), "requests": requests,
+            "mib_s": (float(xfer.group(1)) * UNIT_MIB[xfer.group(2)]
+                      if xfer else None),
             "p50_ms": latency_ms(text, 50) if requests else None,
             "p99_ms": latency_ms(text, 99) if requests else None,
             "errors": sum(socket_errors) + non2xx,
@@ -126,6 +138,62 @@ def waitclient(binary, port, n, path, timeout_s):
         raise ClientError("waitclient failed (exit %d): %s"
                           % (out.returncode, out.stderr.strip()))
     return json.loads(lines[-1])
+
+
+def slowclient(binary, port, n, path, expect, chunk, every_ms, window_s,
+               sample_s, min_bytes):
+    """N slow downloads of PATH (slowclient.c); its JSON report."""
+    argv = [binary, "--port", str(port), "--n", str(n), "--path", path,
+            "--expect", str(expect), "--chunk", str(chunk),
+            "--every", str(every_ms), "--window", "%g" % window_s,
+            "--sample", "%g" % sample_s, "--min-bytes", str(min_bytes)]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True,
+                             timeout=window_s + OVERRUN)
+    except subprocess.TimeoutExpired:
+        raise ClientError("slowclient overran: %s" % " ".join(argv))
+    lines = out.stdout.strip().splitlines()
+    if not lines:
+        raise ClientError("slowclient failed (exit %d): %s"
+                          % (out.returncode, out.stderr.strip()))
+    return json.loads(lines[-1])
+
+
+def dechunk(data):
+    """A chunked body decoded (trailers dropped); ValueError if bad."""
+    out, at = [], 0
+    while True:
+        eol = data.index(b"\r\n", at)
+        size = int(data[at:eol].split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[eol + 2:eol + 2 + size])
+        at = eol + 2 + size + 2
+
+
+def fetch(port, path, timeout_s=30.0):
+    """GET PATH on a fresh connection (Connection: close): (status, body),
+    the body framed by Content-Length or chunked, or read to the close."""
+    with socket.create_connection(("127.0.0.1", port), timeout_s) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Connection: close\r\n\r\n" % path.encode())
+        chunks = []
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    if m is None:
+        raise ClientError("GET %s: no HTTP response" % path)
+    if re.search(rb"(?im)^transfer-encoding:.*chunked", head):
+        body = dechunk(body)
+    else:
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        if length:
+            body = body[:int(length.group(1))]
+    return int(m.group(1)), body
 
 
 class Held:

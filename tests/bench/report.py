@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import time
 
-from servers import SERVERS, SYSTEM_PYTHON, nginx_binary
+from servers import LIGHTTPD, SERVERS, SYSTEM_PYTHON, nginx_binary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -200,6 +200,20 @@ def targets(res, params):
          (v >= 0.5, "%.2fx" % v))(res.median("W4", "sync_ratio", "spoke")))
     add("W5 <= 2 KiB per idle connection",
         limit_target(res, "W5", "per_conn", 2.0, "KiB"))
+    # issue 15: files at least as fast as nginx's sendfile, the largest
+    # within 5%
+    for name, _, _ in params.w6_files:
+        want = 0.95 if name == "20MB" else 1.0
+        add("W6 /files/%s req/s >= %.2gx nginx" % (name, want),
+            ratio_target(res, "W6", name + "_rps", "req/s", "nginx", want))
+    n = params.w7_n
+    prog = res.all("W7", "progressing", "spoke")
+    errs = res.all("W7", "errors", "spoke")
+    add("W7 all %s slow downloads progressing at once, 0 errors, every "
+        "round" % format(n, ","),
+        (None, "not measured") if not prog else
+        (all(v == n for v in prog) and not any(errs),
+         "progressing %s, errors %s" % (prog, errs)))
     return out
 
 
@@ -262,6 +276,7 @@ def machine(ctx):
             run_text([os.path.join(ctx.build, "spoke"), "--version"]), commit,
             " + uncommitted changes" if dirty not in ("", "?") else "")),
         ("nginx", run_text([nginx_binary() or "nginx", "-v"])),
+        ("lighttpd", run_text([LIGHTTPD, "-v"])),
         ("wrk", run_text(["wrk", "-v"])),
         ("python peers", python_versions()),
         ("run", "%d round(s), servers %s, workloads %s, %s" % (

@@ -1,18 +1,25 @@
 """servers.py: the servers the benchmarks compare, started and stopped on
 loopback, one fresh process tree per measurement.
 
-  spoke   build/spoke with hello.so and sleep.so, --loops 2
+  spoke   build/spoke with hello.so and sleep.so, --loops 2; with
+          static.so too (root = WORK/www/files, prefix = /files) when a
+          file workload asks for it (files=True)
   spoke-without  the same from bench.py --compare-build DIR (a build with
           -DSPOKE_CALL_MARKER=OFF), with --stall-warn 0: spoke without its
           per-call marker and watchdog, to measure what they cost
   nginx   Debian's nginx 1.22, worker_processes 2; /sleep/async through
-          the echo module's echo_sleep when libnginx-mod-http-echo is there
+          the echo module's echo_sleep when libnginx-mod-http-echo is there;
+          /files/ from WORK/www with sendfile on
+  lighttpd  Debian's lighttpd 1.4, server.max-worker 2, its default
+          network backend (sendfile on Linux); /hello is the static file
+          WORK/www/hello, /files/ the tree below it
   flask   peers/flask_app.py under gunicorn: 2 workers x 16 threads
           (gthread, the "sync workers + threads" model)
   quart   peers/quart_app.py under hypercorn: 2 asyncio workers
 
 Every server gets the same routes (GET /hello, /hello/sync, /sleep/async,
-/sleep/sync, each answering "Hello, World!") where it has an equivalent,
+/sleep/sync, each answering "Hello, World!", and /files/NAME, the files
+of WORK/www/files) where it has an equivalent,
 a raised open-files limit (20,000, the hard limit here), a listen backlog
 of 4096 and a 75 s keep-alive timeout. A server is ready when GET /hello
 answers 200 and, for the multi-process peers, when every worker has
@@ -37,7 +44,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS_DIR = os.path.join(HERE, "peers")
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which has flask/quart
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+LIGHTTPD = "/usr/sbin/lighttpd"
 NOFILE = 20000
+HELLO = b"Hello, World!"
 START_TIMEOUT = 20.0
 STOP_GRACE = 1.0
 
@@ -124,6 +133,21 @@ def http_get(port, path, timeout=2.0):
         return None, b""
     m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
     return (int(m.group(1)) if m else None), data.split(b"\r\n\r\n", 1)[-1]
+
+
+def www_dir(work):
+    """WORK/www, made on first use: `hello` (lighttpd's /hello) and the
+    directory files/ that the file workloads fill and every server
+    serves as /files/. Readable by all: nginx's workers are nobody."""
+    www = os.path.join(work, "www")
+    if not os.path.isdir(www):
+        os.makedirs(os.path.join(www, "files"))
+        for d in (www, os.path.join(www, "files")):
+            os.chmod(d, 0o755)
+        with open(os.path.join(www, "hello"), "wb") as f:
+            f.write(HELLO)
+        os.chmod(os.path.join(www, "hello"), 0o644)
+    return www
 
 
 def children(pid):
@@ -232,8 +256,10 @@ class Spoke(Server):
     name = "spoke"
     about = ("build/spoke --loops 2 --log-level warn with hello.so and "
              "sleep.so (a master and one worker process, the default); "
-             "--max-conns 20000 in W2 and W5; W3 sets --workers and "
-             "--max-queue as its rows say")
+             "--max-conns 20000 in W2, W5 and W7; W3 and W7 set --workers "
+             "and --max-queue as their rows say; W6 and W7 add static.so "
+             "(`root` = the file tree, `prefix = /files`)")
+    routes = Server.routes + ("/files",)
 
     extra = []  # options after the common ones
 
@@ -244,20 +270,41 @@ class Spoke(Server):
     def build(self):
         return self.ctx.build
 
-    def argv(self):
-        c = self.ctx
-        plugins = os.path.join(c.work, self.name + "-plugins")
+    def plugins_dir(self):
+        """WORK/NAME-plugins with hello.so and sleep.so, or, for the file
+        workloads (files=True), WORK/NAME-files-plugins with static.so
+        besides."""
+        files = self.opts.get("files")
+        sos = ("hello.so", "sleep.so") + (("static.so",) if files else ())
+        plugins = os.path.join(self.ctx.work, self.name +
+                               ("-files-plugins" if files else "-plugins"))
         if not os.path.isdir(plugins):
             os.makedirs(plugins)
-            for so in ("hello.so", "sleep.so"):
+            for so in sos:
                 shutil.copy(os.path.join(self.build(), "plugins", so),
                             plugins)
+        return plugins
+
+    def config_argv(self):
+        """--config with static.so's section, for the file workloads."""
+        if not self.opts.get("files"):
+            return []
+        conf = os.path.join(self.ctx.work, "spoke-files.conf")
+        with open(conf, "w") as f:
+            f.write("# written by tests/bench/servers.py\n"
+                    "[plugin static]\nroot = %s\nprefix = /files\n"
+                    % os.path.join(www_dir(self.ctx.work), "files"))
+        return ["--config", conf]
+
+    def argv(self):
+        c = self.ctx
         runtime = os.path.join(c.work, "spoke-runtime-%d" % self.port)
         os.makedirs(runtime, exist_ok=True)
         argv = [os.path.join(self.build(), "spoke"),
-                "--listen", "127.0.0.1:%d" % self.port, "--plugins", plugins,
+                "--listen", "127.0.0.1:%d" % self.port,
+                "--plugins", self.plugins_dir(),
                 "--loops", "2", "--log-level", "warn",
-                "--runtime-dir", runtime] + self.extra
+                "--runtime-dir", runtime] + self.config_argv() + self.extra
         for opt in ("workers", "max_queue", "max_conns"):
             if opt in self.opts:
                 argv += ["--" + opt.replace("_", "-"), str(self.opts[opt])]
@@ -305,6 +352,7 @@ http {
     listen 127.0.0.1:%(port)d reuseport backlog=4096;
     default_type text/plain;
     location = /hello { return 200 "Hello, World!"; }
+    location /files/ { root %(www)s; sendfile on; }
 %(sleep_location)s
   }
 }
@@ -337,13 +385,14 @@ class Nginx(Server):
     workers = 2
     about = ("worker_processes 2, worker_connections 20000, "
              "`return 200` for /hello; /sleep/async is `echo_sleep` then "
-             "`echo` (libnginx-mod-http-echo, a chunked answer); no "
-             "blocking or worker-pool route, so n/a in W3 and W4")
+             "`echo` (libnginx-mod-http-echo, a chunked answer); /files/ "
+             "with `root` and `sendfile on`; no blocking or worker-pool "
+             "route, so n/a in W3 and W4")
 
     @classmethod
     def has(cls, route):
-        return route == "/hello" or (route == "/sleep/async"
-                                     and os.path.exists(ECHO_MODULE))
+        return route in ("/hello", "/files") or (
+            route == "/sleep/async" and os.path.exists(ECHO_MODULE))
 
     def argv(self):
         work = self.ctx.work
@@ -355,6 +404,7 @@ class Nginx(Server):
                 "load_echo": "load_module %s;" % ECHO_MODULE
                              if echo else "# no echo module: no /sleep/async",
                 "nofile": NOFILE, "work": work, "port": self.port,
+                "www": www_dir(work),
                 "sleep_location": NGINX_SLEEP if echo else ""})
         return [nginx_binary(), "-p", work, "-c", conf,
                 "-e", os.path.join(work, "nginx-error.log")]
@@ -363,6 +413,57 @@ class Nginx(Server):
         while len(self.memory_pids()) < self.workers:
             if time.monotonic() > deadline:
                 raise ServerError("nginx workers did not start")
+            time.sleep(0.02)
+
+    def memory_pids(self):
+        return children(self.proc.pid)
+
+
+LIGHTTPD_CONF = """\
+# lighttpd peer of the spoke benchmarks (written by tests/bench/servers.py)
+server.modules = ()
+server.document-root = "%(www)s"
+server.bind = "127.0.0.1"
+server.port = %(port)d
+server.max-worker = 2
+server.max-fds = %(nofile)d
+server.max-connections = %(conns)d
+server.listen-backlog = 4096
+server.max-keep-alive-idle = 75
+server.max-keep-alive-requests = 1000
+server.errorlog = "%(work)s/lighttpd-error.log"
+mimetype.assign = ("" => "text/plain")
+"""
+
+
+class Lighttpd(Server):
+    """lighttpd: /hello is a static file, so every route is its file
+    handler (stat cache, then sendfile)."""
+    name = "lighttpd"
+    workers = 2
+    routes = ("/hello", "/files")
+    about = ("server.max-worker 2 (a master and 2 worker processes; the "
+             "workers' memory is counted, as nginx's), server.max-fds "
+             "20000, server.max-connections 10000, keep-alive 75 s and "
+             "1,000 requests, no access log, the default network backend "
+             "(sendfile on Linux); /hello is a static file whose body is "
+             "`Hello, World!` (Debian's lighttpd has no mod_magnet), so "
+             "it costs a stat-cache lookup and a sendfile that nginx's "
+             "`return 200` does not; no sleep routes, so n/a in W2 to W4")
+
+    def argv(self):
+        work = self.ctx.work
+        conf = os.path.join(work, "lighttpd.conf")
+        with open(conf, "w") as f:
+            f.write(LIGHTTPD_CONF % {
+                "www": www_dir(work), "port": self.port, "nofile": NOFILE,
+                "conns": NOFILE // 2, "work": work})
+        return [LIGHTTPD, "-D", "-f", conf]
+
+    def wait_workers(self, deadline):
+        while len(self.memory_pids()) < self.workers:
+            if time.monotonic() > deadline:
+                raise ServerError("lighttpd workers did not start")
             time.sleep(0.02)
 
     def memory_pids(self):
@@ -423,13 +524,15 @@ class Quart(PythonPeer):
 
 
 SERVERS = {"spoke": Spoke, "spoke-without": SpokeWithout, "nginx": Nginx,
-           "flask": Flask, "quart": Quart}
+           "lighttpd": Lighttpd, "flask": Flask, "quart": Quart}
 
 
 def missing(name):
     """Why server NAME cannot run here, or None."""
     if name == "nginx" and nginx_binary() is None:
         return "nginx not installed (apt-get install nginx)"
+    if name == "lighttpd" and not os.access(LIGHTTPD, os.X_OK):
+        return "lighttpd not installed (apt-get install lighttpd)"
     if name == "flask" and not python_has("flask", "gunicorn"):
         return "python3-flask or gunicorn not installed"
     if name == "quart" and not python_has("quart", "hypercorn"):

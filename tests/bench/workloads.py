@@ -1,4 +1,4 @@
-"""workloads.py: the five benchmark workloads, each a measurement of one
+"""workloads.py: the seven benchmark workloads, each a measurement of one
 server in one round, on a fresh server process.
 
   W1 hello     wrk -t1 -c64 --latency on /hello, keep-alive, then the
@@ -14,18 +14,32 @@ server in one round, on a fresh server process.
                /hello (on the loop), back to back, wrk as in W1
   W5 memory    RSS with 10,000 idle keep-alive connections, each after one
                GET /hello, against RSS before: KiB per connection
+  W6 files     GET /files/NAME of 4 KiB (wrk -c64), 1 MiB and 20 MB (wrk
+               -c16), keep-alive: req/s, MiB/s, p99; each file's bytes
+               checked once first
+  W7 slow      1,000 concurrent downloads of the 20 MB file (slowclient),
+               each read at most 64 KiB every 100 ms, spoke with
+               --workers 2: how many progress at once (at least 5 MiB
+               each in the last 15 s of a 20 s window, then all are cut),
+               errors, the server's peak RSS (VmHWM, summed)
+
+The files of W6 and W7 are made once per run in WORK/www/files (random
+bytes from a fixed seed, so every run serves the same bytes).
 
 A workload names the metrics it yields (Metric: key, label, unit, which
 direction is better) and runs one server per call; which servers apply
 follows from the routes each has (servers.Server.has). Params holds every
-size and duration, in two presets: the full run (about 10 minutes with
-all four servers) and the 20-second smoke run.
+size and duration, in two presets: the full run (about 20 minutes with
+all five servers) and the 30-second smoke run.
 """
 
+import hashlib
+import os
+import random
 import time
 
-from clients import Held, waitclient, wrk, wrk_background
-from servers import kill
+from clients import Held, fetch, slowclient, waitclient, wrk, wrk_background
+from servers import kill, www_dir
 
 HIGHER, LOWER = "higher", "lower"
 
@@ -53,6 +67,25 @@ class Params:
         self.w5_n = 200 if smoke else 10000
         self.w5_timeout = 5 if smoke else 15
         self.w5_settle_s = 0.2 if smoke else 1.0
+        # (name, bytes, wrk connections)
+        self.w6_files = ([("4KiB", 4096, 64)] if smoke else
+                         [("4KiB", 4096, 64), ("1MiB", 1 << 20, 16),
+                          ("20MB", 20000000, 16)])
+        self.w6_s = 1 if smoke else 5
+        # W7: N downloads of one file, each read CHUNK bytes every
+        # EVERY_MS; progress is counted from SAMPLE_S to WINDOW_S. The
+        # smoke file is past static.so's 1 MiB whole-body limit, so its
+        # streamed path is checked too, and small enough to finish.
+        self.w7_file = ("1500KB", 1500000) if smoke else ("20MB", 20000000)
+        self.w7_n = 5 if smoke else 1000
+        self.w7_workers = 2
+        self.w7_chunk = 256 * 1024 if smoke else 64 * 1024
+        self.w7_every_ms = 100
+        self.w7_window_s = 5 if smoke else 20
+        self.w7_sample_s = 0.5 if smoke else 5
+        # above what a server's socket send buffer can hold (tcp_wmem's
+        # 4 MiB): a download counted progressing had the server writing
+        self.w7_min_bytes = 5 << 20
 
 
 class Metric:
@@ -262,4 +295,108 @@ class Memory(Workload):
                 "closed_while_held": held.closed}
 
 
-WORKLOADS = [Hello(), Waiting(), Blocking(), SyncMode(), Memory()]
+def test_file(ctx, name, size):
+    """WORK/www/files/NAME of SIZE random bytes (seeded by its size), made
+    once per run; returns its SHA-256."""
+    if name not in ctx.files:
+        path = os.path.join(www_dir(ctx.work), "files", name)
+        data = random.Random(size).randbytes(size)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o644)
+        ctx.files[name] = hashlib.sha256(data).hexdigest()
+    return ctx.files[name]
+
+
+def check_file(ctx, srv, name, size):
+    """1 when GET /files/NAME answers 200 with the file's bytes, else 0."""
+    want = test_file(ctx, name, size)
+    status, body = fetch(srv.port, "/files/" + name)
+    ok = status == 200 and hashlib.sha256(body).hexdigest() == want
+    if not ok:
+        ctx.results.notes.append(
+            "%s /files/%s: status %s, %d of %d bytes%s" % (
+                srv.name, name, status, len(body), size,
+                " (different bytes)" if len(body) == size else ""))
+    return int(ok)
+
+
+class Files(Workload):
+    id = "W6"
+    title = "files: GET /files/NAME, keep-alive (wrk -t1)"
+    needs = "/files"
+
+    def metrics(self, p):
+        out = []
+        for name, _, conns in p.w6_files:
+            at = "%s -c%d: " % (name, conns)
+            out += [Metric(name + "_rps", at + "req/s", "req/s", HIGHER),
+                    Metric(name + "_mib_s", at + "transfer", "MiB/s", HIGHER),
+                    Metric(name + "_p99", at + "p99", "ms", LOWER),
+                    Metric(name + "_errors", at + "errors", "count", LOWER)]
+        return out
+
+    def run(self, ctx, name):
+        p = ctx.params
+        out = {}
+        for fname, size, _ in p.w6_files:
+            test_file(ctx, fname, size)  # before the server: none is timed
+        with ctx.server(name, files=True) as srv:
+            for fname, size, conns in p.w6_files:
+                url = srv.url("/files/" + fname)
+                out[fname + "_right"] = check_file(ctx, srv, fname, size)
+                if p.warmup_s:
+                    wrk(url, p.warmup_s, conns=conns, timeout_s=10)
+                r = wrk(url, p.w6_s, conns=conns, timeout_s=10)
+                out.update({fname + "_rps": r["rps"],
+                            fname + "_mib_s": r["mib_s"],
+                            fname + "_p99": r["p99_ms"],
+                            fname + "_errors": r["errors"],
+                            fname + "_requests": r["requests"]})
+        return out
+
+
+class SlowReaders(Workload):
+    id = "W7"
+    title = "slow readers: concurrent downloads, each read at a bounded rate"
+    needs = "/files"
+
+    def metrics(self, p):
+        name = p.w7_file[0]
+        n = format(p.w7_n, ",")
+        rate = p.w7_chunk * 1000 // p.w7_every_ms // 1024
+        phase = p.w7_window_s - p.w7_sample_s
+        return [
+            Metric("progressing", "%s x %s at %d KiB/s: progressing (>= %d "
+                   "MiB in the last %g s)" % (n, name, rate,
+                                              p.w7_min_bytes >> 20, phase),
+                   "count", HIGHER),
+            Metric("errors", "errors", "count", LOWER),
+            Metric("peak", "peak RSS", "MiB", LOWER),
+            Metric("waiting", "no response head at the end", "count", LOWER),
+            Metric("phase_min", "slowest download, last %g s" % phase, "MiB",
+                   HIGHER),
+            Metric("phase_median", "median download, last %g s" % phase,
+                   "MiB", HIGHER)]
+
+    def run(self, ctx, name):
+        p = ctx.params
+        fname, size = p.w7_file
+        test_file(ctx, fname, size)
+        with ctx.server(name, files=True, workers=p.w7_workers,
+                        max_conns=p.max_conns) as srv:
+            right = check_file(ctx, srv, fname, size)
+            r = slowclient(ctx.slowclient, srv.port, p.w7_n,
+                           "/files/" + fname, size, p.w7_chunk,
+                           p.w7_every_ms, p.w7_window_s, p.w7_sample_s,
+                           p.w7_min_bytes)
+            peak = srv.memory_kib("VmHWM") / 1024.0
+        return {"progressing": r["progressing"], "errors": r["errors"],
+                "peak": peak, "waiting": r["waiting"],
+                "phase_min": r["phase_min_mib"],
+                "phase_median": r["phase_median_mib"], "ok": r["ok"],
+                "complete_right": r["complete_right"], "right": right}
+
+
+WORKLOADS = [Hello(), Waiting(), Blocking(), SyncMode(), Memory(), Files(),
+             SlowReaders()]

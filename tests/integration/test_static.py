@@ -20,18 +20,24 @@ from a [plugin static] section instead.
 
 import contextlib
 import email.utils
+import gzip
+import hashlib
 import os
+import selectors
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from spoke_harness import (HELLO, SPOKE_BIN, Server, check,  # noqa: E402
-                           check_eq, check_framing, check_response, main,
-                           run_threads, test)
+from spoke_harness import (HELLO, IO_TIMEOUT, SPOKE_BIN, Conn,  # noqa: E402
+                           Server, check, check_eq, check_framing,
+                           check_response, main, run_threads, test,
+                           wait_response_started)
 
 SECRET = b"TOP SECRET: never served\n"
 HELLO_TXT = b"Hello, static!\n"
@@ -139,6 +145,65 @@ def conf_file(work, text):
     with open(path, "w") as f:
         f.write(text)
     return path
+
+
+def wait_get(srv, path, status, body=None, timeout=10.0, **kw):
+    """Polls GET PATH until it answers STATUS (and BODY), within TIMEOUT:
+    a change on disk is seen once the open-file cache looks again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = srv.get(path, **kw)
+        if r.status == status and (body is None or r.body == body):
+            check_framing(r)
+            return r
+        check(time.monotonic() < deadline,
+              "GET %s: %r, want %d within %.0fs\n--- log:\n%s"
+              % (path, r, status, timeout, srv.log_tail()))
+        srv.wait_log(r"^$", timeout=0.01)  # a short, bounded pause
+
+
+def sendfile_host(srv):
+    """Whether the server hands files to the kernel (SDK 1.5's
+    spoke_response_file), as the plugin's start line says."""
+    m = srv.wait_log(r"serving .*; (files sent by the server|host older)",
+                     timeout=10)
+    check(m is not None, "no start line:\n" + srv.log_tail())
+    return m.group(1).startswith("files sent")
+
+
+def needs_sendfile(srv):
+    """For a test of SDK 1.5's file responses: False (and says so) on an
+    older host, where the plugin reads and sends files itself."""
+    if sendfile_host(srv):
+        return True
+    print("  (skipped: this host is older than SDK 1.5)")
+    return False
+
+
+HUGE_SIZE = 20 * 1024 * 1024 + 11
+
+
+def add_huge(srv):
+    """WORK/static/huge.bin, 20 MiB + 11 bytes of noise; its sha256."""
+    data = os.urandom(HUGE_SIZE)
+    write(os.path.join(srv.work, "static", "huge.bin"), data)
+    return hashlib.sha256(data).hexdigest()
+
+
+class SmallConn(Conn):
+    """A Conn whose receive buffer is RCVBUF bytes, set before connecting
+    (the kernel would otherwise grow it to many MiB on loopback): a client
+    that stops reading stops the server's sending soon."""
+
+    def __init__(self, port, rcvbuf, timeout=IO_TIMEOUT):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(timeout)
+        s.connect(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = s
+        self.buf = bytearray()
+        self.eof = False
 
 
 def still_serving(srv):
@@ -250,11 +315,14 @@ def head_has_get_headers_and_no_body():
 
 
 @test
-def large_file_is_streamed_whole():
+def large_file_downloads_whole():
     with static_server() as srv:
+        sent_by_server = sendfile_host(srv)
         r = srv.get("/static/big.bin")
         check_response(r, 200)
-        check_eq(r.framing, "chunked", "framing of a 3 MiB file")
+        # SDK 1.5: Content-Length; an older host streams it chunked
+        check_eq(r.framing, "length" if sent_by_server else "chunked",
+                 "framing of a 3 MiB file")
         check(r.body == BIG, "big body differs (len %d, want %d)"
               % (len(r.body), len(BIG)))
         check_eq(r.header("Content-Type"), "application/octet-stream",
@@ -279,6 +347,138 @@ def client_leaving_mid_download_is_harmless():
             with srv.conn() as c:
                 c.request("GET", "/static/big.bin")
                 check(c.sock.recv(1000) != b"", "no response started")
+        still_serving(srv)
+
+
+# ------------------------------------------- SDK 1.5: sent by the server
+
+@test
+def huge_file_is_exact_with_content_length_and_keep_alive():
+    with static_server() as srv:
+        if not needs_sendfile(srv):
+            return
+        digest = add_huge(srv)
+        with srv.conn() as c:
+            r = c.roundtrip("GET", "/static/huge.bin")
+            check_eq(r.status, 200, "status")
+            check_eq(r.framing, "length", "framing")
+            check_eq(r.header("Content-Length"), str(HUGE_SIZE),
+                     "Content-Length")
+            check_eq(r.header("Transfer-Encoding"), None,
+                     "Transfer-Encoding")
+            check_eq(hashlib.sha256(r.body).hexdigest(), digest,
+                     "sha256 of the body")
+            # the same connection goes on: nothing after the body
+            check_response(c.roundtrip("GET", "/static/hello.txt"), 200,
+                           HELLO_TXT)
+            # a range in the middle, on it again
+            first, last = 7 * 1024 * 1024 + 3, 13 * 1024 * 1024 + 5
+            r = c.roundtrip("GET", "/static/huge.bin",
+                            headers={"Range": "bytes=%d-%d" % (first, last)})
+            check_eq(r.status, 206, "range status")
+            check_eq(r.framing, "length", "range framing")
+            check_eq(r.header("Content-Range"), "bytes %d-%d/%d"
+                     % (first, last, HUGE_SIZE), "Content-Range")
+            with open(os.path.join(srv.work, "static", "huge.bin"),
+                      "rb") as f:
+                f.seek(first)
+                want = f.read(last - first + 1)
+            check(r.body == want, "range body differs (len %d, want %d)"
+                  % (len(r.body), len(want)))
+            check_response(c.roundtrip("GET", "/static/data.bin"), 200,
+                           DATA)
+
+
+@test
+def stalled_download_does_not_hold_the_worker():
+    # One worker. A client asks for 20 MiB and stops reading: its receive
+    # buffer and the server's send buffer fill, and the transfer waits.
+    # Before SDK 1.5 the handler waited with it, on the only worker; now
+    # the transfer is the loop's, and another client is served in full.
+    with static_server(args=["--workers", "1"]) as srv:
+        if not needs_sendfile(srv):
+            return
+        digest = add_huge(srv)
+        with SmallConn(srv.port, 16384) as stalled:
+            stalled.request("GET", "/static/huge.bin")
+            wait_response_started(stalled.sock, IO_TIMEOUT)
+            with srv.conn(timeout=min(IO_TIMEOUT, 15)) as other:
+                r = other.roundtrip("GET", "/static/big.bin")
+                check(r.status == 200 and r.body == BIG,
+                      "big.bin beside a stalled download: %r" % r)
+                check_response(other.roundtrip("GET", "/static/data.bin"),
+                               200, DATA)
+                check_response(other.roundtrip("GET", "/hello"), 200, HELLO)
+            # the stalled client reads on, and gets every byte
+            stalled.settimeout(IO_TIMEOUT)
+            r = stalled.read_response()
+            check_eq(r.status, 200, "stalled status")
+            check_eq(r.framing, "length", "stalled framing")
+            check_eq(hashlib.sha256(r.body).hexdigest(), digest,
+                     "sha256 of the stalled download")
+        still_serving(srv)
+
+
+def read_many(port, path, n, rcvbuf):
+    """N connections GET PATH at once; each socket (receive buffer RCVBUF)
+    read a little at a time, round robin, one thread. Their raw bytes."""
+    sel = selectors.DefaultSelector()
+    out = []
+    for i in range(n):
+        c = SmallConn(port, rcvbuf)
+        c.sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n"
+                       b"Connection: close\r\n\r\n" % path.encode())
+        c.sock.setblocking(False)
+        out.append(bytearray())
+        sel.register(c.sock, selectors.EVENT_READ, i)
+    deadline = time.monotonic() + IO_TIMEOUT * 2
+    open_socks = n
+    while open_socks:
+        left = deadline - time.monotonic()
+        check(left > 0, "%d of %d downloads unfinished" % (open_socks, n))
+        for key, _ in sel.select(timeout=left):
+            data = key.fileobj.recv(4096)  # a little: a slow reader
+            if data:
+                out[key.data] += data
+            else:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                open_socks -= 1
+    return out
+
+
+@test
+def many_slow_downloads_complete():
+    # 100 clients at once, each reading a little at a time, on two
+    # workers: every one gets the whole file.
+    with static_server(args=["--workers", "2"]) as srv:
+        if not needs_sendfile(srv):
+            return
+        for raw in read_many(srv.port, "/static/big.bin", 100, 8192):
+            head, sep, body = bytes(raw).partition(b"\r\n\r\n")
+            check(head.startswith(b"HTTP/1.1 200 ") and sep,
+                  "head %r" % head[:200])
+            check(b"\r\ncontent-length: %d\r\n" % len(BIG)
+                  in head.lower() + b"\r\n", "head %r" % head)
+            check(body == BIG, "a body differs (len %d, want %d)"
+                  % (len(body), len(BIG)))
+        still_serving(srv)
+
+
+@test
+def http10_download_of_a_large_file_ends_right():
+    with static_server() as srv:
+        sent_by_server = sendfile_host(srv)
+        digest = add_huge(srv)
+        with srv.conn() as c:
+            r = c.roundtrip("GET", "/static/huge.bin", version="HTTP/1.0")
+            check_eq(r.status, 200, "status")
+            # SDK 1.5: Content-Length; before, the end is the close
+            check_eq(r.framing, "length" if sent_by_server else "close",
+                     "framing")
+            check_eq(hashlib.sha256(r.body).hexdigest(), digest,
+                     "sha256 of the HTTP/1.0 body")
+            check(c.wait_closed(), "HTTP/1.0 connection left open")
         still_serving(srv)
 
 
@@ -337,14 +537,14 @@ def if_modified_since_gives_304():
         check_response(srv.get("/static/hello.txt", headers={
             "If-None-Match": '"other"', "If-Modified-Since": later}),
             200, HELLO_TXT)
-        # a changed file is modified again, with a new tag
+        # a changed file is modified again, with a new tag (once the
+        # open-file cache looks again: within cache_valid, 1 s)
         path = os.path.join(srv.work, "static", "hello.txt")
         with open(path, "ab") as f:
             f.write(b"more\n")
         os.utime(path, (t + 7200, t + 7200))
-        n = srv.get("/static/hello.txt", headers={"If-None-Match": etag,
-                                                  "If-Modified-Since": lm})
-        check_response(n, 200, HELLO_TXT + b"more\n")
+        n = wait_get(srv, "/static/hello.txt", 200, HELLO_TXT + b"more\n",
+                     headers={"If-None-Match": etag, "If-Modified-Since": lm})
         check(n.header("ETag") != etag, "ETag unchanged after a write")
 
 
@@ -815,6 +1015,233 @@ def reload_keeps_the_configured_prefix():
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ------------------------------------------------------------ the cache
+
+def replace_file(path, data):
+    """PATH replaced whole by a rename (a new inode), as a deploy does."""
+    write(path + ".tmp", data)
+    os.replace(path + ".tmp", path)
+
+
+@test
+def cache_sees_changes_within_cache_valid():
+    # The default cache_valid is 1 s: a replaced file is served new, a
+    # deleted one becomes 404 and a recreated one comes back, each within
+    # it (polled with a deadline, not timed).
+    with static_server() as srv:
+        path = os.path.join(srv.work, "static", "notes.txt")
+        r = srv.get("/static/notes.txt")
+        check_response(r, 200, b"notes.txt")
+        old_etag = r.header("ETag")
+        replace_file(path, b"a new version, longer than the old\n")
+        r = wait_get(srv, "/static/notes.txt", 200,
+                     b"a new version, longer than the old\n")
+        check_eq(r.header("Content-Length"), "35", "new Content-Length")
+        check(r.header("ETag") != old_etag, "ETag unchanged")
+        os.unlink(path)
+        wait_get(srv, "/static/notes.txt", 404)
+        write(path, b"back\n")
+        wait_get(srv, "/static/notes.txt", 200, b"back\n")
+        # a 304 for the new tag, a 200 for the old
+        etag = srv.get("/static/notes.txt").header("ETag")
+        check_304(srv.get("/static/notes.txt",
+                          headers={"If-None-Match": etag}))
+        check_response(srv.get("/static/notes.txt",
+                               headers={"If-None-Match": old_etag}),
+                       200, b"back\n")
+        still_serving(srv)
+
+
+def open_fds_below(pid, root):
+    """How many fds process PID holds on files below ROOT."""
+    n = 0
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, name)).startswith(
+                    root + os.sep):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def wait_fds_at_most(srv, root, n, timeout=10.0):
+    """Waits until the server holds at most N fds on files below ROOT (the
+    server closes a response's fd once it is sent, just after the client
+    has the last byte)."""
+    root = os.path.realpath(root)
+    deadline = time.monotonic() + timeout
+    while True:
+        got = open_fds_below(srv.proc.pid, root)
+        if got <= n:
+            return
+        check(time.monotonic() < deadline, "%d fds open below %s, want at "
+              "most %d" % (got, root, n))
+        srv.wait_log(r"^$", timeout=0.01)  # a short, bounded pause
+
+
+@config_test
+def cache_keeps_files_open_least_recently_used_first():
+    # cache_valid = 3600: nothing is looked at again during the test, so
+    # what the server answers shows what the cache holds. Two entries.
+    work = make_tree()
+    try:
+        conf = conf_file(work, "[plugin static]\ncache_entries = 2\n"
+                               "cache_valid = 3600\n")
+        with static_server(work=work, args=["--config", conf]) as srv:
+            check(srv.wait_log(r"open-file cache: 2 files, each trusted "
+                               r"3600 s", timeout=10) is not None,
+                  "no cache line:\n" + srv.log_tail())
+            root = os.path.join(work, "static")
+            for name in ("page.html", "style.css"):
+                check_response(srv.get("/static/" + name), 200,
+                               name.encode())
+                replace_file(os.path.join(root, name), b"new " +
+                             name.encode())
+            # both cached: the open files, as they were, are served
+            check_response(srv.get("/static/page.html"), 200, b"page.html")
+            check_response(srv.get("/static/style.css"), 200, b"style.css")
+            check_response(srv.get("/static/page.html"), 200, b"page.html")
+            # a third file pushes out the least recently used, style.css,
+            # which is opened anew (and pushes out page.html in turn)
+            check_response(srv.get("/static/app.js"), 200, b"app.js")
+            check_response(srv.get("/static/style.css"), 200,
+                           b"new style.css")
+            replace_file(os.path.join(root, "style.css"), b"newer")
+            check_response(srv.get("/static/style.css"), 200,
+                           b"new style.css")
+            check_response(srv.get("/static/page.html"), 200,
+                           b"new page.html")
+            # HEAD and ranges come from the same entry
+            replace_file(os.path.join(root, "page.html"), b"newest")
+            h = srv.request("HEAD", "/static/page.html")
+            check_eq(h.header("Content-Length"), "13", "HEAD length")
+            check_response(get_range(srv, "/static/page.html", "bytes=4-7"),
+                           206, b"page")
+            # a miss is not cached: it is looked for every time
+            check_response(srv.get("/static/later.txt"), 404)
+            write(os.path.join(root, "later.txt"), b"later\n")
+            check_response(srv.get("/static/later.txt"), 200, b"later\n")
+            # no fd beyond the two entries stays open once responses end
+            wait_fds_at_most(srv, root, 2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@config_test
+def cache_valid_0_turns_the_cache_off():
+    work = make_tree()
+    try:
+        conf = conf_file(work, "[plugin static]\ncache_valid = 0\n")
+        with static_server(work=work, args=["--config", conf]) as srv:
+            check(srv.wait_log(r"open-file cache off", timeout=10)
+                  is not None, "no cache line:\n" + srv.log_tail())
+            path = os.path.join(work, "static", "notes.txt")
+            check_response(srv.get("/static/notes.txt"), 200, b"notes.txt")
+            # seen at once, without waiting
+            replace_file(path, b"changed\n")
+            check_response(srv.get("/static/notes.txt"), 200, b"changed\n")
+            os.unlink(path)
+            check_response(srv.get("/static/notes.txt"), 404)
+            check_response(srv.get("/static/big.bin"), 200, BIG)
+            wait_fds_at_most(srv, os.path.join(work, "static"), 0)
+            still_serving(srv)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------ gzip_static
+
+CSS = b"body { color: #333; }\n" * 200
+
+
+@config_test
+def gzip_static_serves_the_precompressed_sibling():
+    work = make_tree()
+    try:
+        root = os.path.join(work, "static")
+        write(os.path.join(root, "site.css"), CSS)
+        gz = gzip.compress(CSS)
+        write(os.path.join(root, "site.css.gz"), gz)
+        st = os.stat(os.path.join(root, "site.css"))
+        os.utime(os.path.join(root, "site.css.gz"),
+                 ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        # a stale sibling: older than its file
+        write(os.path.join(root, "old.css"), CSS)
+        write(os.path.join(root, "old.css.gz"), gz)
+        st = os.stat(os.path.join(root, "old.css"))
+        os.utime(os.path.join(root, "old.css.gz"),
+                 ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+        conf = conf_file(work, "[plugin static]\ngzip_static = on\n")
+        with static_server(work=work, args=["--config", conf]) as srv:
+            plain = srv.get("/static/site.css")
+            check_response(plain, 200, CSS)
+            check_eq(plain.header("Content-Encoding"), None, "identity CE")
+            check_eq(plain.header("Vary"), "Accept-Encoding", "identity Vary")
+            for ae in ("gzip", "gzip, deflate, br", "br;q=1, GZIP;q=0.5",
+                       "*", "x-gzip"):
+                r = srv.get("/static/site.css",
+                            headers={"Accept-Encoding": ae})
+                check_response(r, 200, gz)
+                check_eq(r.header("Content-Encoding"), "gzip", "CE " + ae)
+                check_eq(r.header("Vary"), "Accept-Encoding", "Vary " + ae)
+                check_eq(r.header("Content-Type"),
+                         "text/css; charset=utf-8", "type of the .gz")
+                check_eq(r.header("Content-Length"), str(len(gz)), "length")
+            zipped = r
+            check(zipped.header("ETag") != plain.header("ETag"),
+                  "the .gz has the file's ETag")
+            for ae in ("gzip;q=0", "deflate, br", "identity", "*;q=0",
+                       "gzip;q=0.000, *"):
+                r = srv.get("/static/site.css",
+                            headers={"Accept-Encoding": ae})
+                check_response(r, 200, CSS)
+                check_eq(r.header("Content-Encoding"), None, "CE for " + ae)
+            # a stale sibling is not served
+            r = srv.get("/static/old.css", headers={"Accept-Encoding": "gzip"})
+            check_response(r, 200, CSS)
+            check_eq(r.header("Content-Encoding"), None, "stale .gz")
+            # ranges count the .gz's bytes; validators are per variant
+            r = get_range(srv, "/static/site.css", "bytes=10-19",
+                          **{"Accept-Encoding": "gzip"})
+            check_response(r, 206, gz[10:20])
+            check_eq(r.header("Content-Range"), "bytes 10-19/%d" % len(gz),
+                     "gz Content-Range")
+            r = get_range(srv, "/static/site.css", "bytes=10-19",
+                          **{"Accept-Encoding": "gzip",
+                             "If-Range": plain.header("ETag")})
+            check_response(r, 200, gz)
+            n = srv.get("/static/site.css", headers={
+                "Accept-Encoding": "gzip",
+                "If-None-Match": zipped.header("ETag")})
+            check_304(n)
+            check_eq(n.header("Vary"), "Accept-Encoding", "304 Vary")
+            check_response(srv.get("/static/site.css", headers={
+                "Accept-Encoding": "gzip",
+                "If-None-Match": plain.header("ETag")}), 200, gz)
+            h = srv.request("HEAD", "/static/site.css",
+                            headers={"Accept-Encoding": "gzip"})
+            check_eq(h.header("Content-Encoding"), "gzip", "HEAD CE")
+            check_eq(h.header("Content-Length"), str(len(gz)), "HEAD length")
+            # no sibling: the file, with Vary all the same
+            r = srv.get("/static/hello.txt", headers={"Accept-Encoding":
+                                                      "gzip"})
+            check_response(r, 200, HELLO_TXT)
+            check_eq(r.header("Vary"), "Accept-Encoding", "Vary, no .gz")
+            # the .gz by its own name is a file like another
+            check_response(srv.get("/static/site.css.gz"), 200, gz)
+            still_serving(srv)
+        # off (the default): no sibling, no Vary
+        with static_server(work=work) as srv:
+            r = srv.get("/static/site.css", headers={"Accept-Encoding":
+                                                     "gzip"})
+            check_response(r, 200, CSS)
+            check_eq(r.header("Content-Encoding"), None, "CE when off")
+            check_eq(r.header("Vary"), None, "Vary when off")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 @config_test
 def config_mistakes_refuse_the_plugin():
     work = make_tree()
@@ -823,6 +1250,14 @@ def config_mistakes_refuse_the_plugin():
                               ("prefix = static\n", r"prefix = static"),
                               ("prefix = /a/../b\n", r"prefix = /a/\.\./b"),
                               ("prefix = /:id\n", r"prefix = /:id"),
+                              ("gzip_static = gz\n",
+                               r"gzip_static = gz: want on or off"),
+                              ("cache_entries = -1\n",
+                               r"cache_entries = -1: want 0 to"),
+                              ("cache_entries = 10x\n",
+                               r"cache_entries = 10x: want"),
+                              ("cache_valid = soon\n",
+                               r"cache_valid = soon: want"),
                               ("root = /nonexistent/dir\n",
                                r"root /nonexistent/dir"),
                               ("root = %s\n" % os.path.join(work, "secret"),
