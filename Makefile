@@ -77,7 +77,7 @@ test-asan: build-asan
 # and static tests: libuv closes sockets with a raw close syscall that
 # TSan does not see, so a file opened on another thread that reuses the
 # fd number is reported as a race (a false positive).
-TSAN_TESTS = unit_|integration_(concurrency|misbehave|reload|shutdown|ownwork|backpressure|loophooks)
+TSAN_TESTS = unit_|integration_(concurrency|misbehave|reload|shutdown|ownwork|backpressure|loophooks|sendfile)
 
 test-tsan: build-tsan
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp \
