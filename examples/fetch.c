@@ -303,9 +303,10 @@ static void transfer_done(fetch_transfer_t *t, CURLcode result) {
   free(body); /* spoke_response_send copied it */
 }
 
-/* Completes every transfer curl reports finished. Completing the last
- * request of a replaced version may run loop_fini from inside
- * spoke_response_send: then fl->multi is gone, and so is the work. */
+/* Completes every transfer curl reports finished. (The server runs
+ * loop_fini on a later turn of the loop, never inside our own
+ * spoke_response_send, so fl->multi stays valid through this loop; the
+ * NULL test only guards a loop_fini that already ran.) */
 static void check_finished(fetch_loop_t *fl) {
   CURLMsg *msg;
   int left;
