@@ -416,6 +416,12 @@ void spoke__request_unpin(spoke_request_t *req);
  * for, for a completion the plugin may never send. When the loop ends,
  * spoke__request_orphans_free drops the ones still waiting. */
 void spoke__request_orphan(spoke_request_t *req);
+/* Orphans REQ if the core answered for its plugin (completed and aborted:
+ * a 504), the plugin still owes its completion, and nothing of the core
+ * will call the plugin for it again: no handler running, no spoke timer
+ * or offload pending but ENDING, the one the caller is about to give
+ * back (SPOKE__HOLD_KINDS: none). Loop thread. */
+void spoke__request_orphan_if_idle(spoke_request_t *req, spoke__hold_t ending);
 void spoke__request_orphans_free(spoke__loop_t *loop);
 /* Requests created and not yet freed, in the whole process (any thread):
  * 0 once every loop has ended, or a hold was never released. */

@@ -33,15 +33,9 @@ static void offload_done(spoke__msg_t *msg) {
   spoke__call_enter(&save, req->inst, "offload callback", req->route_index);
   done(req, arg, status);
   spoke__call_leave(&save);
-  /* As for a timer (timer.c): the core answered for the plugin (504)
-   * while the job ran, and DONE did not complete the request either:
-   * nothing of the core will call the plugin for it again. */
-  if (atomic_load(&req->completed) && atomic_load(&req->aborted) &&
-      spoke__request_held(req, SPOKE__HOLD_PLUGIN) &&
-      !spoke__request_held(req, SPOKE__HOLD_HANDLER) &&
-      !spoke__request_held(req, SPOKE__HOLD_TIMER) &&
-      req->holds[SPOKE__HOLD_OFFLOAD] == 1)
-    spoke__request_orphan(req);
+  /* The core may have answered for the plugin (504) while the job ran,
+   * and DONE did not complete the request either. */
+  spoke__request_orphan_if_idle(req, SPOKE__HOLD_OFFLOAD);
   spoke__request_release(req, SPOKE__HOLD_OFFLOAD);
   spoke__request_release(req, SPOKE__HOLD_STACK);
 }

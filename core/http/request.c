@@ -153,6 +153,18 @@ void spoke__request_orphan(spoke_request_t *req) {
   spoke__stat_add(&loop->stats.abandoned, 1);
 }
 
+void spoke__request_orphan_if_idle(spoke_request_t *req,
+                                   spoke__hold_t ending) {
+  unsigned pending = req->holds[SPOKE__HOLD_HANDLER] +
+                     req->holds[SPOKE__HOLD_TIMER] +
+                     req->holds[SPOKE__HOLD_OFFLOAD];
+  if (ending != SPOKE__HOLD_KINDS)
+    pending--; /* the caller's, about to go */
+  if (atomic_load(&req->completed) && atomic_load(&req->aborted) &&
+      spoke__request_held(req, SPOKE__HOLD_PLUGIN) && pending == 0)
+    spoke__request_orphan(req);
+}
+
 static void orphan_unlink(spoke_request_t *req) {
   spoke__loop_t *loop = req->loop;
   if (req->orphan_prev != NULL)

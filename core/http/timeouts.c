@@ -44,13 +44,9 @@ static void handler_late(spoke__conn_t *conn) {
   spoke__response_simple(req, 504, NULL);
   spoke__request_abort(req);
   /* The plugin was told; unless the core still holds a callback of its
-   * for this request (its handler, a spoke timer, an offload), its version need not
-   * stay loaded for a completion that may never come. */
-  if (spoke__request_held(req, SPOKE__HOLD_PLUGIN) &&
-      !spoke__request_held(req, SPOKE__HOLD_HANDLER) &&
-      !spoke__request_held(req, SPOKE__HOLD_TIMER) &&
-      !spoke__request_held(req, SPOKE__HOLD_OFFLOAD))
-    spoke__request_orphan(req);
+   * for this request (its handler, a spoke timer, an offload), its
+   * version need not stay loaded for a completion that may never come. */
+  spoke__request_orphan_if_idle(req, SPOKE__HOLD_KINDS);
   spoke__request_release(req, SPOKE__HOLD_STACK);
   spoke__conn_uncork(conn);
 }

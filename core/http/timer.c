@@ -19,15 +19,9 @@ static void timer_closed(uv_handle_t *h) {
   timer_t_ *t = h->data;
   spoke_request_t *req = t->req;
   free(t);
-  /* The core answered for the plugin (504) while this timer was pending
-   * and the callback did not complete the request either: nothing of the
-   * core will call the plugin for it again, so it stops pinning. */
-  if (atomic_load(&req->completed) && atomic_load(&req->aborted) &&
-      spoke__request_held(req, SPOKE__HOLD_PLUGIN) &&
-      !spoke__request_held(req, SPOKE__HOLD_HANDLER) &&
-      !spoke__request_held(req, SPOKE__HOLD_OFFLOAD) &&
-      req->holds[SPOKE__HOLD_TIMER] == 1)
-    spoke__request_orphan(req);
+  /* The core may have answered for the plugin (504) while this timer
+   * was pending, and the callback did not complete the request either. */
+  spoke__request_orphan_if_idle(req, SPOKE__HOLD_TIMER);
   spoke__request_release(req, SPOKE__HOLD_TIMER);
 }
 

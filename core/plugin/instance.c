@@ -427,17 +427,13 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
     goto fail;
   }
 loaded:
+  /* The per-loop tables a server keeps for it: route counters, and the
+   * slots of its per-loop hooks (SDK 1.4) unless quarantined. */
   if (spoke__stats_nloops > 0 && inst->desc->nroutes > 0) {
     inst->counts = calloc((size_t)spoke__stats_nloops * inst->desc->nroutes,
                           sizeof(*inst->counts));
-    if (inst->counts == NULL) {
-      snprintf(err, errlen, "%s", spoke_strerror(SPOKE_ENOMEM));
-      rc = SPOKE_ENOMEM;
-      if (inst->initialized)
-        call_fini(inst);
-      inst->initialized = 0;
-      goto fail;
-    }
+    if (inst->counts == NULL)
+      goto no_memory;
     inst->counts_nroutes = inst->desc->nroutes;
   }
   if (spoke__stats_nloops > 0 && inst->quarantined == NULL &&
@@ -445,19 +441,19 @@ loaded:
        spoke__perloop_fini_of(inst->desc) != NULL)) {
     inst->perloop = calloc((size_t)spoke__stats_nloops,
                            sizeof(*inst->perloop));
-    if (inst->perloop == NULL) {
-      snprintf(err, errlen, "%s", spoke_strerror(SPOKE_ENOMEM));
-      rc = SPOKE_ENOMEM;
-      if (inst->initialized)
-        call_fini(inst);
-      inst->initialized = 0;
-      goto fail;
-    }
+    if (inst->perloop == NULL)
+      goto no_memory;
   }
   live_add(inst);
   *out = inst;
   return 0;
 
+no_memory:
+  snprintf(err, errlen, "%s", spoke_strerror(SPOKE_ENOMEM));
+  rc = SPOKE_ENOMEM;
+  if (inst->initialized)
+    call_fini(inst);
+  inst->initialized = 0;
 fail:
   if (inst->dl != NULL)
     dlclose(inst->dl);

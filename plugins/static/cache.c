@@ -234,6 +234,11 @@ static void cache_drop(static_cache_t *c, const char *key) {
 
 /* ---- the front door ---- */
 
+int static_find_cached(const static_state_t *st, const char *rel,
+                       static_file_t *f) {
+  return st->cache != NULL && cache_get(st->cache, rel, f);
+}
+
 int static_find(const static_state_t *st, const char *rel, static_file_t *f) {
   int status;
 

@@ -115,6 +115,10 @@ void static_cache_free(static_cache_t *c);
  * 200 with F described and F->fd the caller's (a dup of the cached fd,
  * or the one just opened), or another status (static_open_beneath's). */
 int static_find(const static_state_t *st, const char *rel, static_file_t *f);
+/* Only the cache: 1 with *F (F->fd a dup, the caller's) when REL is
+ * cached and still trusted, else 0. No I/O: safe on a loop thread. */
+int static_find_cached(const static_state_t *st, const char *rel,
+                       static_file_t *f);
 
 /* gzip.c */
 /* When the request accepts gzip and REL.gz is a regular file below ROOT

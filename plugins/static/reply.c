@@ -21,6 +21,7 @@ static const char *reason(int status) {
     case 404: return "Not Found";
     case 412: return "Precondition Failed";
     case 416: return "Range Not Satisfiable";
+    case 503: return "Service Unavailable";
     default: return "Internal Server Error";
   }
 }

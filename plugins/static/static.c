@@ -42,11 +42,16 @@
  * GET and HEAD only: the router answers other methods 405 (HEAD is
  * routed to GET's handler by the server).
  *
- * Threading: the route is SPOKE_SYNC, since the walk, open and stat may
- * block on a disk; it runs on the worker pool, and returns as soon as the
- * file is handed to the server: the transfer holds no worker. The state
- * is written by init and only read afterwards, so every worker shares
- * it, root fd included, without a lock; the cache has its own.
+ * Threading. The walk, open and stat may block on a disk, so they run on
+ * the worker pool; the transfer never does (the server sends the file).
+ * On a host with SDK 1.5 (files) and 1.4 (spoke_offload), init makes the
+ * route SPOKE_ASYNC: a file the cache holds is answered right on the
+ * loop (a hash lookup and a dup, no I/O), so a hot file costs no trip to
+ * the pool; a miss hands the walk to the pool with spoke_offload and
+ * answers from its done callback. On an older host the route stays
+ * SPOKE_SYNC and every request runs on the pool. The state is written by
+ * init and only read afterwards, so every thread shares it, root fd
+ * included, without a lock; the cache has its own.
  */
 #define _GNU_SOURCE /* O_PATH, GNU strerror_r */
 #include <errno.h>
@@ -77,21 +82,19 @@ static spoke_route_t routes[] = {
   { "GET", "/static/*", SPOKE_SYNC, serve },
 };
 
-/* GET|HEAD PREFIX/...: the handler. */
-static int serve(spoke_request_t *req) {
-  const static_state_t *st = spoke_plugin_state(req);
-  const char *path = spoke_request_path(req);
+/* A lookup handed to the pool (the async route): in the request's
+ * memory, so it lives as long as the request. */
+typedef struct {
+  const static_state_t *st;
+  spoke_request_t *req;   /* read (headers) by find_job, never answered */
+  const char *path;       /* the request's own */
   static_file_t f;
   int status;
+} lookup_t;
 
-  /* The router matched the prefix and its wildcard, so the path starts
-   * with the prefix; check anyway rather than trust an offset. */
-  if (strncmp(path, st->prefix, st->prefix_len) != 0 ||
-      (path[st->prefix_len] != '\0' && path[st->prefix_len] != '/'))
-    return static_reply_status(req, 404);
-  memset(&f, 0, sizeof(f));
-  f.fd = -1;
-  status = static_find(st, path + st->prefix_len, &f);
+/* The answer once F was looked for (STATUS from static_find). */
+static int answer(spoke_request_t *req, const static_state_t *st,
+                  const char *path, static_file_t *f, int status) {
   if (status == 301)
     return static_redirect_dir(req, path);
   if (status != 200) {
@@ -99,13 +102,66 @@ static int serve(spoke_request_t *req) {
       char buf[128];
       spoke_log(SPOKE_LOG_ERROR, "%s %s: open below %s: %s",
                 spoke_request_method(req), path, st->root,
-                static_errstr(f.err, buf, sizeof(buf)));
+                static_errstr(f->err, buf, sizeof(buf)));
     }
     return static_reply_status(req, status);
   }
-  if (st->gzip_static)
-    static_gzip_sibling(st, req, path + st->prefix_len, &f);
-  return static_respond_file(req, &f, st->gzip_static); /* takes f.fd */
+  return static_respond_file(req, f, st->gzip_static); /* takes f->fd */
+}
+
+/* The blocking part: the walk (or the cache), and FILE.gz. */
+static void find_file(const static_state_t *st, spoke_request_t *req,
+                      const char *path, static_file_t *f, int *status) {
+  memset(f, 0, sizeof(*f));
+  f->fd = -1;
+  *status = static_find(st, path + st->prefix_len, f);
+  if (*status == 200 && st->gzip_static)
+    static_gzip_sibling(st, req, path + st->prefix_len, f);
+}
+
+static void find_job(void *arg) { /* a pool thread: may block */
+  lookup_t *l = arg;
+  find_file(l->st, l->req, l->path, &l->f, &l->status);
+}
+
+static void found(spoke_request_t *req, void *arg, int status) {
+  lookup_t *l = arg;
+  (void)status; /* a client that left: answered all the same, discarded */
+  answer(req, l->st, l->path, &l->f, l->status);
+}
+
+/* GET|HEAD PREFIX/...: the handler. */
+static int serve(spoke_request_t *req) {
+  const static_state_t *st = spoke_plugin_state(req);
+  const char *path = spoke_request_path(req);
+  static_file_t f;
+  lookup_t *l;
+  int status, rc;
+
+  /* The router matched the prefix and its wildcard, so the path starts
+   * with the prefix; check anyway rather than trust an offset. */
+  if (strncmp(path, st->prefix, st->prefix_len) != 0 ||
+      (path[st->prefix_len] != '\0' && path[st->prefix_len] != '/'))
+    return static_reply_status(req, 404);
+  if (routes[0].mode == SPOKE_SYNC) { /* a worker: all of it here */
+    find_file(st, req, path, &f, &status);
+    return answer(req, st, path, &f, status);
+  }
+  /* The loop: a cached file at once (FILE.gz needs a look at the disk) */
+  if (!st->gzip_static && static_find_cached(st, path + st->prefix_len, &f))
+    return static_respond_file(req, &f, 0);
+  l = spoke_request_alloc(req, sizeof(*l));
+  if (l == NULL)
+    return SPOKE_ENOMEM;
+  l->st = st;
+  l->req = req;
+  l->path = path;
+  rc = spoke_offload(req, find_job, l, found);
+  if (rc == SPOKE_EBUSY) { /* the pool's queue is full */
+    spoke_response_header(req, "Retry-After", "1");
+    return static_reply_status(req, 503);
+  }
+  return rc;
 }
 
 /* ---- configuration ---- */
@@ -271,6 +327,9 @@ static int static_init(const spoke_host_t *host, void **state) {
   }
   memcpy(route_path, pattern, sizeof(pattern));
   routes[0].path = route_path;
+  routes[0].mode = SPOKE_HOST_HAS(response_file) && SPOKE_HOST_HAS(offload)
+                       ? SPOKE_ASYNC
+                       : SPOKE_SYNC;
   st->prefix = route_path;
   spoke_log(SPOKE_LOG_INFO, "serving %s at %.*s/ (index %s); %s", st->root,
             (int)st->prefix_len, route_path, st->index ? "on" : "off",

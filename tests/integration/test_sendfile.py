@@ -28,6 +28,8 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,12 +76,14 @@ def held_base(srv):
     return c, fds(srv)
 
 
-def wait_fds(srv, want, what):
-    """Until the serving process holds WANT descriptors (bounded)."""
-    deadline = 200
-    while fds(srv) != want and deadline > 0:
-        srv.wait_log(r"^$", timeout=0.05)  # a short, bounded pause
-        deadline -= 1
+def wait_fds(srv, want, what, timeout=10.0):
+    """Polls until the serving process holds WANT descriptors, within
+    TIMEOUT (the server closes a connection's descriptors when it notices
+    the close, a moment after the client's)."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while fds(srv) != want and time.monotonic() < deadline:
+        pause.wait(0.02)  # a short, bounded pause between looks
     check_eq(fds(srv), want, what)
 
 

@@ -35,6 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spoke_harness import (HELLO, IO_TIMEOUT, SPOKE_BIN, Conn,  # noqa: E402
+                           build_request,
                            Server, check, check_eq, check_framing,
                            check_response, main, run_threads, test,
                            wait_response_started)
@@ -417,6 +418,28 @@ def stalled_download_does_not_hold_the_worker():
             check_eq(hashlib.sha256(r.body).hexdigest(), digest,
                      "sha256 of the stalled download")
         still_serving(srv)
+
+
+@test
+def a_cached_file_is_answered_on_the_loop_with_every_worker_busy():
+    # SDK 1.4 + 1.5: the route is async, a file the cache holds is sent
+    # from the loop, and only a miss goes to the pool (spoke_offload).
+    # One worker, no queue, and that worker held by a sleep: a cached
+    # file still answers 200, an uncached one 503 (the pool is full).
+    with static_server(plugins=("static.so", "hello.so", "sleep.so"),
+                       args=["--workers", "1", "--max-queue", "0",
+                             "--shutdown-timeout", "500ms"]) as srv:
+        if not needs_sendfile(srv):
+            return
+        check_response(srv.get("/static/hello.txt"), 200, HELLO_TXT)
+        with srv.conn() as sleeper:
+            sleeper.send(build_request("GET", "/sleep/sync?ms=60000"))
+            r = wait_get(srv, "/hello/sync", 503)  # the worker is taken
+            r = srv.get("/static/hello.txt")
+            check_response(r, 200, HELLO_TXT)
+            r = srv.get("/static/data.bin")
+            check_eq((r.status, r.header("Retry-After")), (503, "1"),
+                     "a miss needs the pool, which is full")
 
 
 def read_many(port, path, n, rcvbuf):
