@@ -137,8 +137,10 @@ typedef struct spoke__sendfile_s {
                                  (a pointer, so conn_life.c need not call
                                  up into write.c) */
   spoke__conn_t *conn;        /* NULL once released */
-  uv_poll_t poll;             /* writable on SOCK */
-  int sock;                   /* a dup of the connection's socket: libuv
+  uv_poll_t poll;             /* writable on SOCK, once SOCK exists */
+  int out;                    /* the connection's socket (libuv's) */
+  int sock;                   /* -1, or a dup of it for POLL, made the
+                                 first time the socket is full: libuv
                                  allows one watcher per descriptor */
   int fd;                     /* the file; closed when done */
   uint64_t off, left;

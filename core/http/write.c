@@ -25,7 +25,8 @@
  * from the page cache to the socket, as much as the socket takes, and a
  * uv_poll_t waits for room for the rest. libuv allows one watcher per
  * descriptor, so the poll watches a dup of the socket (epoll keys on the
- * descriptor number as well as the file). No thread waits and no buffer
+ * descriptor number as well as the file), made only the first time the
+ * socket fills: a small file costs one sendfile and nothing else. No thread waits and no buffer
  * fills, however slow the client: memory does not grow with file size.
  * Outs that arrive meanwhile (pipelined answers) wait behind the file, in
  * order, and a shutdown asked for meanwhile (conn.c's finish) waits for
@@ -78,6 +79,7 @@ int spoke__conn_sending(const spoke__conn_t *conn) {
 }
 
 static void file_pump(spoke__conn_t *conn);
+static void file_writable(uv_poll_t *p, int status, int events);
 
 /* OUT's bytes are no longer queued: sent, copied or dropped. */
 static void out_done(spoke__out_t *out, size_t len) {
@@ -204,7 +206,30 @@ static void file_release(spoke__conn_t *conn) {
   close(f->fd);
   if (f->req != NULL)
     spoke__request_release(f->req, SPOKE__HOLD_WRITE);
-  uv_close((uv_handle_t *)&f->poll, file_poll_closed);
+  if (f->sock >= 0)
+    uv_close((uv_handle_t *)&f->poll, file_poll_closed);
+  else
+    free(f); /* sent at once: no poll was ever needed */
+}
+
+/* The socket is full: watch a dup of it for room. 0 or a libuv error. */
+static int file_watch(spoke__sendfile_t *f) {
+  int rc;
+  if (f->sock < 0) {
+    if ((f->sock = dup(f->out)) < 0)
+      return UV_EMFILE;
+    if ((rc = uv_poll_init(&f->conn->loop->uv, &f->poll, f->sock)) != 0) {
+      close(f->sock);
+      f->sock = -1;
+      return rc;
+    }
+    f->poll.data = f;
+  }
+  if (!f->polling && (rc = uv_poll_start(&f->poll, UV_WRITABLE,
+                                         file_writable)) != 0)
+    return rc;
+  f->polling = 1;
+  return 0;
 }
 
 /* The outs that waited behind a file, in order, until another file
@@ -267,7 +292,7 @@ static void file_pump(spoke__conn_t *conn) {
   while (f->left > 0) {
     size_t want = f->left < FILE_SLICE ? (size_t)f->left : FILE_SLICE;
     off_t off = (off_t)f->off;
-    ssize_t n = sendfile(f->sock, f->fd, &off, want);
+    ssize_t n = sendfile(f->out, f->fd, &off, want);
     if (n > 0) {
       f->off += (uint64_t)n;
       f->left -= (uint64_t)n;
@@ -279,12 +304,10 @@ static void file_pump(spoke__conn_t *conn) {
       continue;
     }
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
-      if (!f->polling &&
-          uv_poll_start(&f->poll, UV_WRITABLE, file_writable) != 0) {
+      if (file_watch(f) != 0) {
         spoke__conn_close(conn);
         return;
       }
-      f->polling = 1;
       spoke__conn_send_progress(conn);
       return;
     }
@@ -309,21 +332,14 @@ static int send_file(spoke__conn_t *conn, spoke__out_t *out) {
   uv_os_fd_t sock;
   int rc;
 
-  if (f == NULL || uv_fileno((uv_handle_t *)&conn->tcp, &sock) != 0 ||
-      (f->sock = dup(sock)) < 0) {
+  if (f == NULL || uv_fileno((uv_handle_t *)&conn->tcp, &sock) != 0) {
     free(f);
     out_done(out, out->len);
     spoke__conn_close(conn);
     return UV_ENOMEM;
   }
-  if ((rc = uv_poll_init(&conn->loop->uv, &f->poll, f->sock)) != 0) {
-    close(f->sock);
-    free(f);
-    out_done(out, out->len);
-    spoke__conn_close(conn);
-    return rc;
-  }
-  f->poll.data = f;
+  f->out = sock;
+  f->sock = -1; /* the poll and its dup: only if the socket fills */
   f->conn = conn;
   f->abort = file_abort;
   f->fd = out->file_fd;

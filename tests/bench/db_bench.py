@@ -19,8 +19,8 @@ each make the server run SELECT pg_sleep(MS/1000):
                real database. Once, after the rounds: it takes N/W sleeps.
 
 spoke-async and quart alternate, A B A B, ROUNDS rounds; each measurement
-starts a fresh server and first warms its pool with N requests of
-pg_sleep(0). Reported: wall time until all N are answered (median,
+starts a fresh server and first fills its pool with N requests of
+pg_sleep(0.2). Reported: wall time until all N are answered (median,
 min..max), errors, p99, peak RSS (VmHWM, summed over the server's
 processes), and the ratios quart / spoke-async and spoke-sync /
 spoke-async. The Markdown table goes to BUILD/bench/db.md.
@@ -104,8 +104,12 @@ def spoke_argv(args, work, pg, pool, extra):
 
 
 def measure(run, args, path, timeout_s):
-    """Warm-up (N x pg_sleep(0)), then N concurrent PATH?ms=MS."""
-    waitclient(args.waitclient, run.port, args.n, path + "?ms=0", 30)
+    """Warm-up, then N concurrent PATH?ms=MS. The warm-up's N queries
+    each hold a connection for 200 ms, so every pool (spoke's opens its
+    connections as requests need them; asyncpg's opens min_size at start)
+    is full before the measured run, which then times the waits, not the
+    connection set-up."""
+    waitclient(args.waitclient, run.port, args.n, path + "?ms=200", 60)
     r = waitclient(args.waitclient, run.port, args.n,
                    "%s?ms=%d" % (path, args.ms), timeout_s)
     return {"wall": r["wall_s"], "errors": r["errors"], "p99": r["p99_ms"],
@@ -189,7 +193,7 @@ def main():
                                     r["wall"] / base))
     lines += ["", "spoke: --loops 2, pool %d per loop; spoke-sync: --workers "
               "%d; quart: hypercorn 2 workers, asyncpg pool %d each; %d "
-              "round(s), A B A B; each after a warm-up of %d x pg_sleep(0)."
+              "round(s), A B A B; each after a warm-up of %d x pg_sleep(0.2)."
               % (half, args.workers, half, args.rounds, args.n)]
     text = "\n".join(lines) + "\n"
     print(text)
