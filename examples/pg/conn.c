@@ -156,7 +156,7 @@ void pg_conn_init(pg_conn_t *c, pg_loop_t *l) {
   l->handles++;
 }
 
-int pg_conn_connect(pg_conn_t *c) {
+int pg_conn_connect(pg_conn_t *c, char *why, size_t n) {
   const char *keys[4], *values[4];
 
   pg_conn_params(c->loop->plugin, keys, values);
@@ -167,6 +167,9 @@ int pg_conn_connect(pg_conn_t *c) {
   if (c->pq == NULL)
     return SPOKE_ENOMEM;
   if (PQstatus(c->pq) == CONNECTION_BAD || PQsetnonblocking(c->pq, 1) != 0) {
+    /* libpq's own words ("... No such file or directory ..."), one line */
+    snprintf(why, n, "%s", PQerrorMessage(c->pq));
+    why[strcspn(why, "\n")] = '\0';
     pg_conn_drop(c);
     return SPOKE_EIO;
   }
@@ -174,6 +177,7 @@ int pg_conn_connect(pg_conn_t *c) {
   c->state = PG_CONN_CONNECTING;
   /* libpq's rule: before the first PQconnectPoll, wait for writable. */
   if (watch(c, UV_WRITABLE) != 0) {
+    snprintf(why, n, "cannot watch its socket");
     pg_conn_drop(c);
     return SPOKE_EIO;
   }

@@ -102,8 +102,8 @@ struct pg_conn_s {
 void pg_conn_init(pg_conn_t *c, pg_loop_t *l);
 /* DOWN -> CONNECTING, without waiting. The outcome comes later through
  * the loop's on_connected or on_connect_failed. 0, or a negative code
- * (C stays DOWN, no callback). */
-int pg_conn_connect(pg_conn_t *c);
+ * (C stays DOWN, no callback) with the reason in WHY (N bytes). */
+int pg_conn_connect(pg_conn_t *c, char *why, size_t n);
 /* IDLE -> BUSY: sends SQL with N text PARAMS. N == 0 sends it as a
  * simple query, which may hold several statements. CB runs once, later.
  * 0, or a negative code (no callback; C is DOWN if it was lost). */

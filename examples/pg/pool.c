@@ -140,14 +140,16 @@ static void back_off(pg_loop_t *l, const char *why) {
 static void grow(pg_loop_t *l) {
   for (size_t i = 0; i < l->nconns && l->connecting < l->nwaiting; i++) {
     pg_conn_t *c = &l->conns[i];
+    char why[256];
     int rc;
     if (c->state != PG_CONN_DOWN)
       continue;
     if (uv_now(l->uv) < l->retry_at)
       return;
-    rc = pg_conn_connect(c);
+    snprintf(why, sizeof(why), "out of memory");
+    rc = pg_conn_connect(c, why, sizeof(why));
     if (rc != 0) {
-      back_off(l, spoke_strerror(rc)); /* callers then fail_hopeless */
+      back_off(l, why); /* callers then fail_hopeless */
       return;
     }
     l->connecting++;
