@@ -79,7 +79,7 @@ void spoke__conn_body_progress(spoke__conn_t *conn, size_t len) {
 
 void spoke__conn_send_progress(spoke__conn_t *conn) {
   uint64_t t = conn->loop->shared->cfg->send_timeout_ms;
-  if (t == 0 || (conn->tcp.write_queue_size == 0 && conn->file == NULL))
+  if (t == 0 || !spoke__conn_sending(conn))
     conn->send_deadline = 0;
   else
     conn->send_deadline = uv_now(&conn->loop->uv) + t;

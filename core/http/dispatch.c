@@ -53,21 +53,13 @@ static void sync_done(spoke__msg_t *msg) {
   spoke__request_release(req, SPOKE__HOLD_HANDLER);
 }
 
-/* Admitted while fewer than workers + --max-queue sync requests are
- * running or waiting: every worker busy and the queue full is a 503. A
- * request handed to a worker that has not picked it up yet counts as
- * running, so a burst never sees idle workers as a full queue. */
+/* Every worker busy and the queue full (pool.c's admission) is a 503. */
 static void run_sync(spoke_request_t *req) {
-  spoke__shared_t *srv = req->loop->shared;
-  size_t limit = (size_t)srv->cfg->workers + srv->cfg->max_queue;
   req->mode = SPOKE_SYNC;
-  if (atomic_fetch_add(&srv->sync_admitted, 1) >= limit) {
-    atomic_fetch_sub(&srv->sync_admitted, 1);
-    atomic_fetch_add(&srv->sync_rejected, 1);
+  if (spoke__pool_admit(req->loop->shared) != 0) {
     spoke__response_simple(req, 503, "Retry-After: 1\r\n");
     return;
   }
-  atomic_fetch_add(&srv->sync_waiting, 1);
   spoke__request_hold(req, SPOKE__HOLD_HANDLER);
   req->done_msg.run = sync_done;
   spoke__pool_submit(req);

@@ -21,7 +21,8 @@
  * Within http/ calls point down too (tools/check_layers.py): head.c,
  * frame.c, mailbox.c, request.c, conn_life.c, write.c, accesslog.c,
  * reqstats.c, response.c, timer.c, loophooks.c, offload.c, host.c, pool.c,
- * dispatch.c, parse.c, conn.c, timeouts.c, loop.c, watchdog.c. Where a lower file must reach a higher one
+ * dispatch.c, parse.c, conn.c, timeouts.c, loop.c, watchdog.c. Where a
+ * lower file must reach a higher one
  * it calls a function pointer the higher one installed: a mailbox
  * message's run callback, the loop's deliver callback (conn.c).
  */
@@ -131,7 +132,11 @@ spoke__out_t *spoke__out_new(size_t len);
 void spoke__out_release(spoke__out_t *out);
 
 /* A file body on its way to a connection's socket (write.c): sendfile
- * from the loop, as the socket drains. The connection owns it. */
+ * from the loop, as the socket drains. Loop thread only. The connection
+ * owns it (conn->file) from send_file until file_release, which closes
+ * FD and lets REQ go; it is freed there, or, once the poll exists, in
+ * the poll's close callback, which closes SOCK too. OUT is libuv's and
+ * never closed here. */
 typedef struct spoke__sendfile_s {
   void (*abort)(spoke__conn_t *conn); /* the connection closes: drop it
                                  (a pointer, so conn_life.c need not call
@@ -634,7 +639,9 @@ const llhttp_settings_t *spoke__parse_settings(void);
  * sent waits behind it. */
 int spoke__conn_send(spoke__conn_t *conn, spoke__out_t *out);
 /* 1 while CONN still has bytes to send: queued writes or a file. */
-int spoke__conn_sending(const spoke__conn_t *conn);
+static inline int spoke__conn_sending(const spoke__conn_t *conn) {
+  return conn->file != NULL || conn->tcp.write_queue_size > 0;
+}
 /* While corked (at most one connection per loop at a time), what is sent
  * on CONN gathers in the loop's cork buffer; uncork writes it at once. */
 void spoke__conn_cork(spoke__conn_t *conn);
@@ -654,6 +661,11 @@ void spoke__dispatch(spoke_request_t *req);
 int spoke__pool_start(int nthreads);
 void spoke__pool_submit(spoke_request_t *req);
 void spoke__pool_stop(void);
+/* Admits one more job (a sync handler, or an offload: offload.c) while
+ * fewer than workers + --max-queue are running or waiting: 0, counted as
+ * waiting until a worker takes it, and the caller must then submit it;
+ * else SPOKE_EBUSY, counted as a rejection. Any thread (atomics). */
+int spoke__pool_admit(spoke__shared_t *srv);
 /* A sync job running on a worker, as the control thread reads it. */
 typedef struct spoke__pool_job_s {
   int worker;                 /* spoke-worker-N */

@@ -102,8 +102,8 @@ static void slot_done(spoke__loop_t *loop, spoke__instance_t *inst) {
   spoke__perloop_t *slot = &inst->perloop[loop->id];
   if (slot->phase == SPOKE__PERLOOP_RUNNING)
     schedule_stop(loop, inst);
-  else
-    slot->phase = SPOKE__PERLOOP_DONE; /* nothing of the plugin runs */
+  else /* no loop_fini owed: marked DONE, nothing of the plugin runs */
+    spoke__perloop_stop(inst, loop->id, &loop->uv);
 }
 
 void spoke__loophooks_init(spoke__loop_t *loop) {

@@ -42,9 +42,6 @@ static void offload_done(spoke__msg_t *msg) {
 
 int spoke__offload(spoke_request_t *req, spoke_offload_cb fn, void *arg,
                    spoke_offload_done_cb done) {
-  spoke__shared_t *srv;
-  size_t limit;
-
   if (fn == NULL || done == NULL)
     return SPOKE_EINVAL;
   if (!spoke__loop_is_current(req->loop))
@@ -55,14 +52,8 @@ int spoke__offload(spoke_request_t *req, spoke_offload_cb fn, void *arg,
     return SPOKE_ECANCELED; /* answered for the plugin and let go of */
   if (spoke__request_held(req, SPOKE__HOLD_OFFLOAD))
     return SPOKE_EBUSY;
-  srv = req->loop->shared;
-  limit = (size_t)srv->cfg->workers + srv->cfg->max_queue;
-  if (atomic_fetch_add(&srv->sync_admitted, 1) >= limit) {
-    atomic_fetch_sub(&srv->sync_admitted, 1);
-    atomic_fetch_add(&srv->sync_rejected, 1);
+  if (spoke__pool_admit(req->loop->shared) != 0)
     return SPOKE_EBUSY;
-  }
-  atomic_fetch_add(&srv->sync_waiting, 1);
   req->offload_fn = fn;
   req->offload_arg = arg;
   req->offload_done = done;

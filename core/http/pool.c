@@ -252,6 +252,19 @@ int spoke__pool_start(int nthreads) {
   return 0;
 }
 
+/* A request handed to a worker that has not picked it up yet counts as
+ * running, so a burst never sees idle workers as a full queue. */
+int spoke__pool_admit(spoke__shared_t *srv) {
+  size_t limit = (size_t)srv->cfg->workers + srv->cfg->max_queue;
+  if (atomic_fetch_add(&srv->sync_admitted, 1) >= limit) {
+    atomic_fetch_sub(&srv->sync_admitted, 1);
+    atomic_fetch_add(&srv->sync_rejected, 1);
+    return SPOKE_EBUSY;
+  }
+  atomic_fetch_add(&srv->sync_waiting, 1);
+  return 0;
+}
+
 void spoke__pool_submit(spoke_request_t *req) {
   req->sync_next = NULL;
   uv_mutex_lock(&pool.mu);

@@ -12,8 +12,9 @@
  * spoke_response_length: Content-Length, and the stream is held to it).
  * A file body (spoke_response_file) is the head's bytes in the request's
  * own out plus the descriptor, offset and length; the loop sends the
- * file with sendfile (write.c), so it costs neither a copy nor a thread. HEAD responses carry GET's headers and no body. Every
- * response has Date.
+ * file with sendfile (write.c), so it costs neither a copy nor a thread.
+ * HEAD responses carry GET's headers and no body. Every response has
+ * Date.
  *
  * Completion: `completed` is claimed with a compare-and-swap, so of two
  * racing completions exactly one wins; the other is logged and returns

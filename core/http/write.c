@@ -26,8 +26,9 @@
  * uv_poll_t waits for room for the rest. libuv allows one watcher per
  * descriptor, so the poll watches a dup of the socket (epoll keys on the
  * descriptor number as well as the file), made only the first time the
- * socket fills: a small file costs one sendfile and nothing else. No thread waits and no buffer
- * fills, however slow the client: memory does not grow with file size.
+ * socket fills: a small file costs one sendfile and nothing else. No
+ * thread waits and no buffer fills, however slow the client: memory
+ * does not grow with file size.
  * Outs that arrive meanwhile (pipelined answers) wait behind the file, in
  * order, and a shutdown asked for meanwhile (conn.c's finish) waits for
  * them all (after_file). A connection that closes drops the file, closes
@@ -72,10 +73,6 @@ void spoke__out_release(spoke__out_t *out) {
   }
   if (!(out->flags & SPOKE__OUT_EMBEDDED))
     free(out);
-}
-
-int spoke__conn_sending(const spoke__conn_t *conn) {
-  return conn->file != NULL || conn->tcp.write_queue_size > 0;
 }
 
 static void file_pump(spoke__conn_t *conn);
@@ -319,9 +316,7 @@ static void file_pump(spoke__conn_t *conn) {
     spoke__conn_close(conn);
     return;
   }
-  if (f->polling)
-    uv_poll_stop(&f->poll);
-  file_release(conn);
+  file_release(conn); /* its uv_close stops the poll */
   spoke__conn_send_progress(conn);
   flush_behind(conn);
 }
@@ -350,14 +345,14 @@ static int send_file(spoke__conn_t *conn, spoke__out_t *out) {
   if (f->req != NULL)
     spoke__request_hold(f->req, SPOKE__HOLD_WRITE);
   out->flags &= ~(unsigned)SPOKE__OUT_FILE;
+  conn->file = f; /* from here a close releases it (file_abort) */
+  /* Corked answers before it, then its head (never empty): a failure
+   * closes the connection, and the file with it. */
   if (conn->loop->cork == conn && (rc = cork_flush(conn)) != 0) {
-    out_done(out, out->len); /* the connection is closed: */
-    conn->file = f;          /* its abort releases the transfer */
-    file_abort(conn);
+    out_done(out, out->len);
     return rc;
   }
-  conn->file = f;
-  rc = out->len > 0 ? write_now(conn, out) : (out_done(out, 0), 0);
+  rc = write_now(conn, out);
   if (rc == 0 && conn->file == f)
     file_pump(conn);
   return rc;

@@ -204,12 +204,6 @@ void spoke__perloop_start(spoke__instance_t *inst, int loop_id,
 /* Runs loop_fini if owed (RUNNING -> DONE); marks the slot DONE. */
 void spoke__perloop_stop(spoke__instance_t *inst, int loop_id,
                          struct uv_loop_s *uv);
-/* 1 when INST may take requests on this loop: no slots, or RUNNING. */
-static inline int spoke__perloop_ready(const spoke__instance_t *inst,
-                                       int loop_id) {
-  return inst->perloop == NULL ||
-         inst->perloop[loop_id].phase == SPOKE__PERLOOP_RUNNING;
-}
 
 /* snapshot.c */
 
