@@ -33,6 +33,9 @@ typedef struct spoke__config_s {
   int admin_on;               /* --admin given */
   char admin_host[256];
   int admin_port;
+  char *admin_token;          /* --admin-token-file's token, or NULL:
+                                 the admin write endpoints' bearer token
+                                 (ctl/admintoken.c) */
   const char *access_log;     /* --access-log FILE, "-", or NULL */
   const char *plugins_dir;
   const char *runtime_dir;    /* parent of the private plugin copies */

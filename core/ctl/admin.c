@@ -5,6 +5,21 @@
  *   GET  /metrics  Prometheus text format (metrics.c)
  *   POST /reload   rescans the plugins directory; answers with what
  *                  changed, file by file
+ *   PUT /plugins/NAME.so     writes the body (Content-Length, at most
+ *                  64 MiB) into the plugins directory atomically
+ *                  (plugfile.c), then rescans as POST /reload does and
+ *                  answers the same way, with the file's "build" added
+ *   GET /plugins/NAME.so     the file's bytes (what a rollback restores)
+ *   DELETE /plugins/NAME.so  removes it, then rescans
+ *
+ * The write endpoints (POST /reload and everything under /plugins/)
+ * answer only a request whose Authorization is "Bearer TOKEN" once
+ * --admin-token-file is set (admintoken.c): without it, or with another
+ * token, 401 with WWW-Authenticate. Without a token configured,
+ * /plugins/ answers 403 (an open upload endpoint would run anyone's code)
+ * and POST /reload stays open, as before tokens existed. The check runs
+ * on the head, before any body byte is taken. GET /status and GET
+ * /metrics need no token.
  *
  * It runs on the control thread's loop, on its own socket: the main
  * listener never routes here, whatever a plugin declares.
@@ -57,6 +72,8 @@ typedef struct admin_conn_s {
   char method[16];      /* from the request line, once the head is in */
   char path[256];       /* without its query */
   int answered;
+  int auth;             /* the head's Authorization: AUTH_* */
+  spoke__upload_t *upload; /* PUT /plugins/NAME.so taking its body */
   int closing_handles;
   uv_write_t wr;
   spoke__buf_t out;
@@ -64,6 +81,11 @@ typedef struct admin_conn_s {
 } admin_conn_t;
 
 #define STREAM(c) ((uv_stream_t *)&(c)->h)
+#define AUTH_NONE 0   /* no Authorization field */
+#define AUTH_BAD 1    /* one that does not carry the token */
+#define AUTH_OK 2
+#define PLUGINS_PREFIX "/plugins/"
+#define PLUGINS_LEN (sizeof(PLUGINS_PREFIX) - 1)
 #define ASK_MS 2000 /* how long siblings have to answer */
 
 /* Control thread only. */
@@ -92,6 +114,8 @@ static void conn_close(admin_conn_t *c) {
     c->next->prev = c->prev;
   spoke__siblings_cancel(c->gather);
   c->gather = NULL;
+  spoke__upload_abort(c->upload);
+  c->upload = NULL;
   c->closing_handles = 2;
   uv_close((uv_handle_t *)&c->idle, conn_freed);
   uv_close((uv_handle_t *)&c->h, conn_freed);
@@ -102,15 +126,17 @@ static void written(uv_write_t *wr, int status) {
   conn_close(wr->data);
 }
 
-static void respond(admin_conn_t *c, int status, const char *type,
-                    const char *body, size_t len) {
+/* EXTRA: more header lines (each ending in CRLF), or NULL. */
+static void respond_with(admin_conn_t *c, int status, const char *type,
+                         const char *extra, const char *body, size_t len) {
   uv_buf_t buf;
   c->answered = 1;
   uv_read_stop(STREAM(c));
   uv_timer_stop(&c->idle); /* the answer may take its time to leave */
-  char headers[160];
+  char headers[320];
   int n = snprintf(headers, sizeof(headers),
-                   "Content-Type: %s\r\nCache-Control: no-store\r\n", type);
+                   "Content-Type: %s\r\nCache-Control: no-store\r\n%s", type,
+                   extra ? extra : "");
   spoke__head_t h = {.status = status, .headers = headers,
                      .headers_len = (size_t)n, .body_len = (long long)len,
                      .http_minor = 1, .close = 1};
@@ -126,6 +152,11 @@ static void respond(admin_conn_t *c, int status, const char *type,
   c->wr.data = c;
   if (uv_write(&c->wr, STREAM(c), &buf, 1, written) != 0)
     conn_close(c);
+}
+
+static void respond(admin_conn_t *c, int status, const char *type,
+                    const char *body, size_t len) {
+  respond_with(c, status, type, NULL, body, len);
 }
 
 static void respond_text(admin_conn_t *c, int status, const char *text) {
@@ -306,7 +337,9 @@ typedef struct seen_s {
   char *error;
 } seen_t;
 
-static void reload(admin_conn_t *c) {
+/* Rescans, and answers with what changed; BUILD (or NULL): the build id
+ * of the file just uploaded, added to the answer. */
+static void reload(admin_conn_t *c, const char *build) {
   spoke__server_t *srv = c->srv;
   size_t n = srv->nslots, changes = 0;
   seen_t *before = calloc(n ? n : 1, sizeof(*before));
@@ -322,12 +355,16 @@ static void reload(admin_conn_t *c) {
         srv->slots[i].inst ? srv->slots[i].inst->generation : 0;
     before[i].error = strdup(srv->slots[i].error);
   }
-  spoke__info("POST /reload: rescanning %s", srv->cfg.plugins_dir);
+  spoke__info("%s %s: rescanning %s", c->method, c->path,
+              srv->cfg.plugins_dir);
   spoke__reload_scan(srv, 0);
   if (srv->supervised)
     kill(srv->master_pid, SIGHUP); /* the master has the others rescan */
-  spoke__buf_appendf(&b, "{\"generation\": %llu, \"changed\": [",
+  spoke__buf_appendf(&b, "{\"generation\": %llu, ",
                      (unsigned long long)srv->generation);
+  if (build != NULL)
+    spoke__buf_appendf(&b, "\"build\": \"%s\", ", build);
+  spoke__buf_appendf(&b, "\"changed\": [");
   for (size_t i = 0; i < srv->nslots; i++) {
     const spoke__slot_t *s = &srv->slots[i];
     const seen_t *was = NULL;
@@ -381,11 +418,117 @@ static void reload(admin_conn_t *c) {
   spoke__buf_free(&b);
 }
 
+/* ---- the plugin files ---- */
+
+/* The write endpoints' gate: 1 when the request may go on, else 0 with
+ * the answer sent. PLUGINS: an endpoint under /plugins/, which a server
+ * without a token refuses outright. */
+static int authorized(admin_conn_t *c, int plugins) {
+  const char *token = c->srv->cfg.admin_token;
+  if (token == NULL && plugins) {
+    respond_text(c, 403, "403 plugin files are off: start spoke with "
+                         "--admin-token-file to upload, read or remove "
+                         "them\n");
+    return 0;
+  }
+  if (token == NULL || c->auth == AUTH_OK)
+    return 1;
+  const char *text = c->auth == AUTH_NONE
+                         ? "401 this endpoint needs Authorization: Bearer "
+                           "TOKEN\n"
+                         : "401 wrong token\n";
+  respond_with(c, 401, "text/plain; charset=utf-8",
+               c->auth == AUTH_NONE
+                   ? "WWW-Authenticate: Bearer realm=\"spoke admin\"\r\n"
+                   : "WWW-Authenticate: Bearer realm=\"spoke admin\", "
+                     "error=\"invalid_token\"\r\n",
+               text, strlen(text));
+  return 0;
+}
+
+static void plugin_get(admin_conn_t *c, const char *name) {
+  spoke__buf_t b = {0};
+  int rc = spoke__plugfile_read(c->srv->cfg.plugins_dir, name, &b);
+  if (rc == 0)
+    respond(c, 200, "application/octet-stream", b.data ? b.data : "",
+            b.len);
+  else if (rc == 1)
+    respond_text(c, 404, "404 no such plugin file\n");
+  else
+    respond_text(c, 500, "500 cannot read the plugin file\n");
+  spoke__buf_free(&b);
+}
+
+static void plugin_delete(admin_conn_t *c, const char *name) {
+  int rc = spoke__plugfile_remove(c->srv->cfg.plugins_dir, name);
+  if (rc == 1) {
+    respond_text(c, 404, "404 no such plugin file\n");
+    return;
+  }
+  if (rc != 0) {
+    respond_text(c, 500, "500 cannot remove the plugin file\n");
+    return;
+  }
+  spoke__info("DELETE /plugins/%s: removed", name);
+  reload(c, NULL);
+}
+
+/* The whole body is in the temporary file: into place, then rescan. */
+static void upload_done(admin_conn_t *c, const char *name) {
+  char path[1024], build[17] = "";
+  int rc = spoke__upload_commit(c->upload);
+  c->upload = NULL;
+  if (rc != 0) {
+    respond_text(c, 500, "500 cannot write the plugin file\n");
+    return;
+  }
+  snprintf(path, sizeof(path), "%s/%s", c->srv->cfg.plugins_dir, name);
+  spoke__build_id_of_file(path, build);
+  spoke__info("PUT /plugins/%s: %zu bytes written (build %s)", name,
+              c->want, build);
+  reload(c, build[0] ? build : NULL);
+}
+
+/* Bytes of an upload's body: into the file; done once all are in. */
+static void upload_feed(admin_conn_t *c, const char *data, size_t len) {
+  if (spoke__upload_write(c->upload, data, len) != 0) {
+    respond_text(c, 500, "500 cannot write the plugin file\n");
+    spoke__upload_abort(c->upload);
+    c->upload = NULL;
+    return;
+  }
+  if (spoke__upload_missing(c->upload) == 0)
+    upload_done(c, c->path + PLUGINS_LEN);
+}
+
+/* PUT /plugins/NAME.so, its head in: the body goes to a file as it
+ * comes (HEAD bytes of c->buf are the head; what follows is body). */
+static void upload_start(admin_conn_t *c, const char *name, size_t head,
+                         size_t length) {
+  int rc = spoke__upload_open(c->srv->cfg.plugins_dir, name, length,
+                              &c->upload);
+  if (rc == SPOKE_EINVAL)
+    respond_text(c, 400, "400 not a plugin file name (NAME.so, not "
+                         "starting with '.')\n");
+  else if (rc == SPOKE_ENOMEM)
+    respond_text(c, 413, "413 a plugin file may have 64 MiB at most\n");
+  else if (rc == SPOKE_EBUSY)
+    respond_text(c, 409, "409 another upload of this file is in "
+                         "progress\n");
+  else if (rc != 0)
+    respond_text(c, 500, "500 cannot write into the plugins directory\n");
+  if (rc != 0)
+    return;
+  c->want = length;
+  upload_feed(c, c->buf + head, c->len - head);
+}
+
 /* ---- reading one request ---- */
 
 static void dispatch(admin_conn_t *c, const char *method, const char *path) {
   int get = strcmp(method, "GET") == 0;
-  if (c->sibling && strcmp(path, "/reload") == 0) {
+  if (c->sibling && (strcmp(path, "/reload") == 0 ||
+                     strncmp(path, PLUGINS_PREFIX, PLUGINS_LEN) == 0)) {
     respond_text(c, 404, "404 Not Found\n"); /* the master passes it on */
   } else if (strcmp(path, "/status") == 0) {
     if (get)
@@ -398,27 +541,54 @@ static void dispatch(admin_conn_t *c, const char *method, const char *path) {
     else
       respond_text(c, 405, "405 use GET\n");
   } else if (strcmp(path, "/reload") == 0) {
-    if (strcmp(method, "POST") == 0)
-      reload(c);
-    else
+    if (strcmp(method, "POST") != 0)
       respond_text(c, 405, "405 use POST\n");
+    else if (authorized(c, 0))
+      reload(c, NULL);
+  } else if (strncmp(path, PLUGINS_PREFIX, PLUGINS_LEN) == 0) {
+    if (!get && strcmp(method, "DELETE") != 0)
+      respond_text(c, 405, "405 use GET, PUT or DELETE\n");
+    else if (authorized(c, 1))
+      get ? plugin_get(c, path + PLUGINS_LEN)
+          : plugin_delete(c, path + PLUGINS_LEN);
   } else {
     respond_text(c, 404, "404 Not Found: GET /status, GET /metrics, "
-                         "POST /reload\n");
+                         "POST /reload, /plugins/NAME.so\n");
   }
 }
 
-/* The request line and Content-Length, parsed once the head is in;
- * answers once the (ignored) body is in too. */
+/* A Content-Length value: digits only. -1 when it is not one. */
+static long long content_length(const char *v, const char *end) {
+  long long n = 0;
+  while (v < end && (*v == ' ' || *v == '\t'))
+    v++;
+  if (v == end || *v < '0' || *v > '9')
+    return -1;
+  for (; v < end && *v >= '0' && *v <= '9'; v++) {
+    if (n > (1LL << 40))
+      return -1;
+    n = n * 10 + (*v - '0');
+  }
+  while (v < end && (*v == ' ' || *v == '\t'))
+    v++;
+  return v == end ? n : -1;
+}
+
+/* The request line, Content-Length and Authorization, parsed once the
+ * head is in; answers once the body is in too (ignored, but for an
+ * upload's, which goes to its file as it comes). */
 static void try_request(admin_conn_t *c) {
-  char *end = strstr(c->buf, "\r\n\r\n"), *sp1, *sp2, *eol, *cl, *q;
-  size_t body = 0;
+  char *end = strstr(c->buf, "\r\n\r\n"), *sp1, *sp2, *eol, *line, *q;
+  long long body = 0;
+  int has_length = 0;
+  size_t head;
 
   if (end == NULL) {
     if (c->len >= HEAD_MAX)
       respond_text(c, 431, "431 request head too large\n");
     return;
   }
+  head = (size_t)(end + 4 - c->buf);
   if (c->want == 0) {
     eol = strstr(c->buf, "\r\n");
     sp1 = memchr(c->buf, ' ', (size_t)(eol - c->buf));
@@ -436,10 +606,34 @@ static void try_request(admin_conn_t *c) {
              sp1 + 1);
     if ((q = strchr(c->path, '?')) != NULL)
       *q = '\0';
-    for (cl = eol + 2; cl < end; cl = strstr(cl, "\r\n") + 2)
-      if (strncasecmp(cl, "Content-Length:", 15) == 0)
-        body = strtoul(cl + 15, NULL, 10);
-    c->want = (size_t)(end + 4 - c->buf) + body;
+    for (line = eol + 2; line < end; line = strstr(line, "\r\n") + 2) {
+      char *lend = strstr(line, "\r\n");
+      if (strncasecmp(line, "Content-Length:", 15) == 0) {
+        if (has_length++ || (body = content_length(line + 15, lend)) < 0) {
+          respond_text(c, 400, "400 bad Content-Length\n");
+          return;
+        }
+      } else if (strncasecmp(line, "Authorization:", 14) == 0) {
+        const char *v = line + 14, *token = c->srv->cfg.admin_token;
+        while (v < lend && (*v == ' ' || *v == '\t'))
+          v++;
+        c->auth = token && spoke__admin_token_ok(token, v, (size_t)(lend - v))
+                      ? AUTH_OK
+                      : AUTH_BAD;
+      } else if (strncasecmp(line, "Transfer-Encoding:", 18) == 0) {
+        respond_text(c, 411, "411 send a Content-Length\n");
+        return;
+      }
+    }
+    if (strcmp(c->method, "PUT") == 0 &&
+        strncmp(c->path, PLUGINS_PREFIX, PLUGINS_LEN) == 0) {
+      if (!has_length)
+        respond_text(c, 411, "411 an upload needs a Content-Length\n");
+      else if (authorized(c, 1))
+        upload_start(c, c->path + PLUGINS_LEN, head, (size_t)body);
+      return;
+    }
+    c->want = head + (size_t)body;
     if (body > HEAD_MAX || c->want > HEAD_MAX) {
       respond_text(c, 413, "413 body too large\n");
       return;
@@ -452,13 +646,26 @@ static void try_request(admin_conn_t *c) {
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   admin_conn_t *c = h->data;
   (void)suggested;
+  if (c->upload != NULL) { /* an upload's body: any room will do */
+    buf->base = c->buf;
+    buf->len = HEAD_MAX;
+    return;
+  }
   buf->base = c->buf + c->len;
   buf->len = HEAD_MAX - c->len;
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   admin_conn_t *c = s->data;
-  (void)buf;
+  if (c->upload != NULL) {
+    if (nread > 0) {
+      uv_timer_again(&c->idle); /* silence, not length, ends an upload */
+      upload_feed(c, buf->base, (size_t)nread);
+    } else if (nread < 0) {
+      conn_close(c); /* cut short: the temporary file goes */
+    }
+    return;
+  }
   if (nread < 0 || (nread == 0 && c->len >= HEAD_MAX)) {
     if (nread == UV_ENOBUFS && !c->answered)
       respond_text(c, 431, "431 request head too large\n");
@@ -468,7 +675,10 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   c->len += (size_t)nread;
   c->buf[c->len] = '\0';
-  if (memchr(c->buf, '\0', c->len) != NULL) {
+  /* A NUL in the head is refused; a body (an upload's) may hold any byte. */
+  char *nul = memchr(c->buf, '\0', c->len);
+  char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+  if (nul != NULL && (end == NULL || nul < end)) {
     respond_text(c, 400, "400 Bad Request\n");
     return;
   }
@@ -505,7 +715,7 @@ static void accept_conn(uv_stream_t *server, int status, int sibling) {
     conn_close(c);
     return;
   }
-  uv_timer_start(&c->idle, idle_cb, IDLE_MS, 0);
+  uv_timer_start(&c->idle, idle_cb, IDLE_MS, IDLE_MS);
   uv_read_start(STREAM(c), alloc_cb, read_cb);
 }
 

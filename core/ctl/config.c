@@ -130,6 +130,14 @@ static int opt_admin(spoke__config_t *cfg, const spoke__opt_t *o,
   return rc;
 }
 
+static int opt_admin_token(spoke__config_t *cfg, const spoke__opt_t *o,
+                           const char *v, char *err, size_t errlen) {
+  (void)o;
+  free(cfg->admin_token);
+  cfg->admin_token = NULL;
+  return spoke__admin_token_load(v, &cfg->admin_token, err, errlen);
+}
+
 /* Only on the command line, in the first pass (spoke__config_parse). */
 static int opt_config(spoke__config_t *cfg, const spoke__opt_t *o,
                       const char *v, char *err, size_t errlen) {
@@ -206,8 +214,14 @@ static const spoke__opt_t options[] = {
    .help = "settings (these flags without --, one per line) and "
            "[plugin NAME] sections; flags win"},
   {.name = "admin", .arg = "HOST:PORT", CUSTOM(opt_admin), .def_note = "off",
-   .help = "admin listener: GET /status, GET /metrics, POST /reload; keep "
-           "it on loopback"},
+   .help = "admin listener: GET /status, GET /metrics, POST /reload, "
+           "/plugins/NAME.so; keep it on loopback"},
+  {.name = "admin-token-file", .arg = "FILE", CUSTOM(opt_admin_token),
+   .def_note = "none",
+   .help = "bearer token (the file's first line, 16 to 1024 printable "
+           "bytes) that the admin write endpoints (POST /reload, PUT, GET and "
+           "DELETE /plugins/NAME.so) require; without one, /plugins/ answers "
+           "403 and POST /reload is open; keep the file mode 0600"},
   {.name = "access-log", .arg = "FILE", PATH, STR_AT(access_log),
    .flags = SPOKE__OPT_OFF, .def_note = "off",
    .help = "Combined Log Format plus request time, - for stdout, off for "

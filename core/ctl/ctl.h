@@ -119,6 +119,32 @@ int spoke__status_json(spoke__server_t *srv, spoke__buf_t *b);
 /* S as a JSON string literal, quoted and escaped. */
 void spoke__json_str(spoke__buf_t *b, const char *s);
 
+/* admintoken.c: --admin-token-file. Load reads PATH's token into *OUT
+ * (malloc'd; NULL on error): 0, or a negative code with the reason in
+ * ERR. Ok says whether an Authorization field VALUE (LEN bytes, no CRLF)
+ * carries TOKEN, in time that depends on TOKEN's length only. */
+int spoke__admin_token_load(const char *path, char **out, char *err,
+                            size_t errlen);
+int spoke__admin_token_ok(const char *token, const char *value, size_t len);
+
+/* plugfile.c (control thread): the admin's /plugins/NAME.so files. An
+ * upload of LENGTH bytes (at most SPOKE__UPLOAD_MAX) to DIR/NAME: open,
+ * write the body as it arrives (bytes past LENGTH are dropped), commit
+ * (flush, rename into place; frees U) or abort (frees U; NULL is a
+ * no-op). Read appends the file to OUT; remove unlinks it: both 0, 1
+ * for no such file, or a negative code. */
+#define SPOKE__UPLOAD_MAX ((size_t)64 << 20)
+typedef struct spoke__upload_s spoke__upload_t;
+int spoke__upload_open(const char *dir, const char *name, size_t length,
+                       spoke__upload_t **out);
+int spoke__upload_write(spoke__upload_t *u, const char *data, size_t len);
+size_t spoke__upload_missing(const spoke__upload_t *u);
+int spoke__upload_commit(spoke__upload_t *u);
+void spoke__upload_abort(spoke__upload_t *u);
+int spoke__plugfile_read(const char *dir, const char *name,
+                         spoke__buf_t *out);
+int spoke__plugfile_remove(const char *dir, const char *name);
+
 /* admin.c (control thread): the --admin listener; PORT gets the bound
  * port. Stop closes it and its connections (shutdown). */
 int spoke__admin_start(spoke__server_t *srv, int *port);

@@ -17,6 +17,7 @@ typedef struct row_s {
   char *plugin, *route; /* route: "GET /users/:id" */
   uint64_t n[SPOKE__STATUS_CLASSES];
   uint64_t stalls, stall_us; /* the watchdog's (http/watchdog.c) */
+  uint64_t lat[SPOKE__LAT_BUCKETS + 1], lat_sum_us; /* latency */
 } row_t;
 
 static row_t *retired;
@@ -77,6 +78,9 @@ static void add_instance(row_t **rows, size_t *n, size_t *cap,
         r->n[c] += spoke__stat_get(&rc->n[c]);
       r->stalls += spoke__stat_get(&rc->stalls);
       r->stall_us += spoke__stat_get(&rc->stall_us);
+      for (int k = 0; k <= SPOKE__LAT_BUCKETS; k++)
+        r->lat[k] += spoke__stat_get(&rc->lat[k]);
+      r->lat_sum_us += spoke__stat_get(&rc->lat_sum_us);
     }
   }
 }
@@ -130,6 +134,9 @@ static void rows_gather(row_t **rows, size_t *n, size_t *cap) {
       r->n[c] += retired[i].n[c];
     r->stalls += retired[i].stalls;
     r->stall_us += retired[i].stall_us;
+    for (int k = 0; k <= SPOKE__LAT_BUCKETS; k++)
+      r->lat[k] += retired[i].lat[k];
+    r->lat_sum_us += retired[i].lat_sum_us;
   }
   for (spoke__instance_t *i = spoke__instance_live_first(); i != NULL;
        i = i->live_next)
@@ -164,6 +171,46 @@ static void requests_metric(spoke__buf_t *b, spoke__server_t *srv,
                          "spoke_requests_total{plugin=\"core\",route=\"\","
                          "class=\"%dxx\"} %llu\n",
                          c + 1, (unsigned long long)core[c]);
+}
+
+/* The latency histogram of every route that has answered. */
+static void route_latency_metric(spoke__buf_t *b, const row_t *rows,
+                                 size_t n) {
+  help(b, "spoke_route_duration_seconds", "histogram",
+       "From a request's first byte to its response's last byte queued, "
+       "by plugin and route.");
+  for (size_t i = 0; i < n; i++) {
+    uint64_t cum = 0;
+    for (int k = 0; k <= SPOKE__LAT_BUCKETS; k++)
+      cum += rows[i].lat[k];
+    if (cum == 0)
+      continue;
+    cum = 0;
+    for (int k = 0; k <= SPOKE__LAT_BUCKETS; k++) {
+      cum += rows[i].lat[k];
+      spoke__buf_appendf(b, "spoke_route_duration_seconds_bucket{plugin=\"");
+      label_value(b, rows[i].plugin);
+      spoke__buf_appendf(b, "\",route=\"");
+      label_value(b, rows[i].route);
+      if (k < SPOKE__LAT_BUCKETS)
+        spoke__buf_appendf(b, "\",le=\"%g\"} %llu\n",
+                           (double)spoke__lat_bound_us[k] / 1e6,
+                           (unsigned long long)cum);
+      else
+        spoke__buf_appendf(b, "\",le=\"+Inf\"} %llu\n",
+                           (unsigned long long)cum);
+    }
+    spoke__buf_appendf(b, "spoke_route_duration_seconds_sum{plugin=\"");
+    label_value(b, rows[i].plugin);
+    spoke__buf_appendf(b, "\",route=\"");
+    label_value(b, rows[i].route);
+    spoke__buf_appendf(b, "\"} %.6f\n", (double)rows[i].lat_sum_us / 1e6);
+    spoke__buf_appendf(b, "spoke_route_duration_seconds_count{plugin=\"");
+    label_value(b, rows[i].plugin);
+    spoke__buf_appendf(b, "\",route=\"");
+    label_value(b, rows[i].route);
+    spoke__buf_appendf(b, "\"} %llu\n", (unsigned long long)cum);
+  }
 }
 
 static void stall_row(spoke__buf_t *b, const char *name, const row_t *r) {
@@ -260,6 +307,22 @@ static void gauge(spoke__buf_t *b, const char *name, const char *type,
  * unloaded: requests or holds still keep them). */
 static void versions_metric(spoke__buf_t *b, spoke__server_t *srv) {
   uint64_t retiring = 0;
+  /* Summed over worker processes (promsum.c), a series counts the
+   * workers serving that build: how `spoke rollout` knows a new build
+   * serves everywhere, and that it still does. */
+  help(b, "spoke_plugin_serving", "gauge",
+       "The plugin builds this server routes to (1 per worker process); "
+       "not a quarantined one, whose routes answer 503.");
+  for (spoke__instance_t *i = spoke__instance_live_first(); i != NULL;
+       i = i->live_next) {
+    if (!spoke__snapshot_has(srv->current, i) || i->quarantined != NULL)
+      continue;
+    spoke__buf_appendf(b, "spoke_plugin_serving{plugin=\"");
+    label_value(b, i->name);
+    spoke__buf_appendf(b, "\",version=\"");
+    label_value(b, i->version);
+    spoke__buf_appendf(b, "\",build=\"%s\"} 1\n", i->build);
+  }
   help(b, "spoke_plugin_holds", "gauge",
        "spoke_plugin_hold()s a loaded plugin version has not released.");
   for (spoke__instance_t *i = spoke__instance_live_first(); i != NULL;
@@ -329,6 +392,7 @@ static int metrics_text(spoke__server_t *srv, spoke__buf_t *b, int master) {
   rows_gather(&rows, &n, &cap);
   requests_metric(b, srv, rows, n);
   latency_metric(b, srv);
+  route_latency_metric(b, rows, n);
   stalls_metric(b, rows, n);
   lag_metric(b, srv);
   rows_free(rows, n);

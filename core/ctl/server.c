@@ -426,5 +426,7 @@ out_fds: /* failed before any loop took its socket over */
     close(fds[i]);
 out_conf:
   spoke__conffile_free(&cfg->conf); /* every plugin is gone */
+  free(cfg->admin_token);
+  cfg->admin_token = NULL;
   return rc;
 }

@@ -27,17 +27,19 @@ void spoke__stats_request_done(spoke_request_t *req) {
   uint64_t us = (uv_hrtime() - req->t_start) / 1000;
   size_t b = 0;
 
-  if (inst != NULL && inst->counts != NULL &&
-      req->route_index < inst->counts_nroutes)
-    spoke__stat_add(&inst->counts[(size_t)req->loop->id *
-                                      inst->counts_nroutes +
-                                  req->route_index]
-                         .n[cls],
-                    1);
-  else
-    spoke__stat_add(&st->core[cls], 1);
   while (b < SPOKE__LAT_BUCKETS && us > spoke__lat_bound_us[b])
     b++;
+  if (inst != NULL && inst->counts != NULL &&
+      req->route_index < inst->counts_nroutes) {
+    spoke__route_counts_t *rc =
+        &inst->counts[(size_t)req->loop->id * inst->counts_nroutes +
+                      req->route_index];
+    spoke__stat_add(&rc->n[cls], 1);
+    spoke__stat_add(&rc->lat[b], 1);
+    spoke__stat_add(&rc->lat_sum_us, us);
+  } else {
+    spoke__stat_add(&st->core[cls], 1);
+  }
   spoke__stat_add(&st->lat[b], 1);
   spoke__stat_add(&st->lat_sum_us, us);
   if (req->routed) {

@@ -14,7 +14,8 @@
  *   reload does not reset a counter.
  * - What the core answers itself (404, 405, 400s, 503): per loop.
  * - Latency, from the first byte of a request to its last response byte
- *   queued: one histogram per loop.
+ *   queued: one histogram per loop, and one per route in the route's
+ *   row (what `spoke rollout` watches for one plugin).
  * - Stalls (http/watchdog.c): an async call into a plugin that held its
  *   loop past --stall-warn, counted with its duration in the route's row
  *   of the loop it blocked, by that loop's thread, like the requests.
@@ -35,6 +36,8 @@ typedef struct spoke__route_counts_s {
   _Atomic uint64_t n[SPOKE__STATUS_CLASSES];
   _Atomic uint64_t stalls;    /* calls that held the loop past --stall-warn */
   _Atomic uint64_t stall_us;  /* how long they held it, in all */
+  _Atomic uint64_t lat[SPOKE__LAT_BUCKETS + 1]; /* per bucket */
+  _Atomic uint64_t lat_sum_us;
 } spoke__route_counts_t;
 
 typedef struct spoke__loop_stats_s {
