@@ -1,5 +1,6 @@
 /* main.c: spoke's entry point: a subcommand (spoke new, spoke check,
- * spoke help; see cli.h), or else read the command line and serve. */
+ * spoke rollout, spoke help; see cli.h), or else read the command line
+ * and serve. */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +15,10 @@ static void commands_usage(FILE *out) {
 "  spoke check [--plugins DIR] FILE.so...\n"
 "                              load plugins without serving and report,\n"
 "                              beside DIR's plugins (spoke help check)\n"
+"  spoke rollout FILE.so --to HOST:PORT[,...] --token-file FILE [options]\n"
+"                              put a plugin on running instances one at\n"
+"                              a time through their admin listeners,\n"
+"                              rolled back on failure (spoke help rollout)\n"
 "  spoke help [COMMAND]        this text, or a command's\n");
 }
 
@@ -22,6 +27,8 @@ static int help(int argc, char **argv) {
     spoke__cli_new_usage(stdout);
   } else if (argc >= 2 && strcmp(argv[1], "check") == 0) {
     spoke__cli_check_usage(stdout);
+  } else if (argc >= 2 && strcmp(argv[1], "rollout") == 0) {
+    spoke__cli_rollout_usage(stdout);
   } else if (argc >= 2) {
     fprintf(stderr, "spoke help: no command \"%s\"\n", argv[1]);
     commands_usage(stderr);
@@ -45,6 +52,8 @@ int main(int argc, char **argv) {
       return spoke__cli_new(argc - 1, argv + 1);
     if (strcmp(argv[1], "check") == 0)
       return spoke__cli_check(argc - 1, argv + 1);
+    if (strcmp(argv[1], "rollout") == 0)
+      return spoke__cli_rollout(argc - 1, argv + 1);
     if (strcmp(argv[1], "help") == 0)
       return help(argc - 1, argv + 1);
     fprintf(stderr, "spoke: unknown command \"%s\"\n", argv[1]);
