@@ -16,7 +16,8 @@ CMAKE_ARGS += -DSPOKE_WERROR=ON
 endif
 
 DEPS = cmake gcc make pkg-config libuv1-dev node-llhttp libcmocka-dev python3 \
-       clang libclang-rt-dev postgresql libpq-dev libcurl4-openssl-dev
+       clang libclang-rt-dev postgresql libpq-dev libcurl4-openssl-dev \
+       nginx systemd logrotate procps
 
 .PHONY: all deps build build-asan build-tsan build-fuzz run test test-normal \
         test-asan test-tsan fuzz clean

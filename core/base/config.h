@@ -33,7 +33,9 @@ typedef struct spoke__config_s {
   int admin_on;               /* --admin given */
   char admin_host[256];
   int admin_port;
-  char *admin_token;          /* --admin-token-file's token, or NULL:
+  const char *admin_token_file; /* --admin-token-file, or NULL */
+  char *admin_token;          /* its token, read once every setting is
+                                 in (a flag wins over the file), or NULL:
                                  the admin write endpoints' bearer token
                                  (ctl/admintoken.c) */
   const char *access_log;     /* --access-log FILE, "-", or NULL */

@@ -133,9 +133,10 @@ static int opt_admin(spoke__config_t *cfg, const spoke__opt_t *o,
 static int opt_admin_token(spoke__config_t *cfg, const spoke__opt_t *o,
                            const char *v, char *err, size_t errlen) {
   (void)o;
-  free(cfg->admin_token);
-  cfg->admin_token = NULL;
-  return spoke__admin_token_load(v, &cfg->admin_token, err, errlen);
+  (void)err;
+  (void)errlen;
+  cfg->admin_token_file = v; /* read at the end of spoke__config_parse */
+  return 0;
 }
 
 /* Only on the command line, in the first pass (spoke__config_parse). */
@@ -571,6 +572,9 @@ int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
     if ((rc = spoke__config_set(cfg, flag, v, err, errlen)) != 0)
       return rc;
   }
+  if (cfg->admin_token_file != NULL)
+    return spoke__admin_token_load(cfg->admin_token_file, &cfg->admin_token,
+                                   err, errlen);
   return 0;
 }
 
