@@ -271,13 +271,20 @@ int spoke__roll_install(spoke__roll_t *r, spoke__roll_inst_t *in) {
   }
 
   in->touched = 1;
+  status = 0;
   if (change_file(r, in, "PUT", r->bytes.data, r->bytes.len, &c, &status,
-                  why, sizeof(why)) != 0) {
+                  why, sizeof(why)) != 0 && status != 0) {
     in->touched = status < 400 || status >= 500; /* 4xx: nothing written */
     spoke__roll_fail(r, in, "uploading", "%s", why);
     return -1;
   }
-  if (c.change[0] != '\0')
+  /* No answer at all: the worker process that took the upload may have
+   * died after writing it (the new build crashing at once does that);
+   * what it serves and its crash counts tell, as for any upload. */
+  if (status == 0)
+    spoke__roll_say(r, in, "no answer to the upload (%s); watching what "
+                    "it serves", why);
+  else if (c.change[0] != '\0')
     spoke__roll_say(r, in, "uploaded %s: %s%s%s", r->base, c.change,
                     c.version[0] ? ", version " : "", c.version);
   else
