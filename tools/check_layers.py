@@ -11,7 +11,7 @@ The floors, bottom up (docs/DESIGN.md, "Architecture"):
              dispatch, the worker pool, the I/O loops
     ctl/     the control thread: start-up, signals, reload, watch, admin,
              status, metrics, config
-    cli/     main and the subcommands (check, new)
+    cli/     main and the subcommands (check, new, rollout)
 
 A file may call into its own floor or the floors below it. Calls are read
 from the compiled objects (nm: what each object defines and what it

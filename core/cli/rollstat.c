@@ -84,7 +84,7 @@ static void serving(spoke__roll_stats_t *s, const spoke__prom_line_t *l,
   if (l->value > s->top_n && strlen(b) < sizeof(s->top_build)) {
     s->top_n = l->value;
     snprintf(s->top_version, sizeof(s->top_version), "%s", v);
-    snprintf(s->top_build, sizeof(s->top_build), "%s", b);
+    snprintf(s->top_build, sizeof(s->top_build), "%.16s", b);
   }
 }
 

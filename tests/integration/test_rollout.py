@@ -355,6 +355,54 @@ def rollout_of_a_crashing_build_stops_at_the_first_instance():
 
 
 @test
+def dry_run_refusals_and_a_slow_build_change_nothing_for_good():
+    with Fleet(first=1) as f:
+        files = [os.path.join(i.plugins_dir, "versioned.so")
+                 for i in f.instances]
+        rc, out = f.rollout(V[3], "--dry-run")
+        check_eq(rc, 0, "dry run")
+        for a in f.admins:
+            check(re.search(r"^  %s +versioned 1 \(build %s\) on 1/1 "
+                            r"processes -> versioned 3 \(build %s\)$"
+                            % (re.escape(a), build_id(V[1]),
+                               build_id(V[3])), out, re.M) is not None,
+                  "plan line for %s" % a)
+        check("dry run: nothing changed" in out, "dry run summary")
+
+        rc, out = f.rollout(plugin_bytes("bad_abi.so"))
+        check_eq(rc, 1, "a build refused locally")
+        check("refused locally" in out and "ABI" in out, "its reason")
+
+        good = f.token_file
+        f.token_file = os.path.join(f.tmp, "wrong.token")
+        with open(f.token_file, "w") as fh:
+            fh.write("not-the-token-of-these-instances\n")
+        rc, out = f.rollout(V[3])
+        f.token_file = good
+        check_eq(rc, 1, "a wrong token")
+        check("nothing changed" in out and "401" in out, "its reason")
+
+        # a p99 no build can meet: the first instance fails its bake and
+        # is rolled back; the others are never touched
+        f.start_clients()
+        f.wait_answers(100)
+        rc, out = f.rollout(V[3], "--bake", "3", "--max-p99", "0.001")
+        check_eq(rc, 1, "a build over --max-p99")
+        check(re.search(r"FAILED while baking: p99 .* above --max-p99",
+                        out) is not None, "the p99 is named")
+        check("not touched: %s" % ", ".join(f.admins[1:]) in out,
+              "the others untouched")
+        for path in files:
+            with open(path, "rb") as fh:
+                check(fh.read() == V[1], "%s changed" % path)
+        for i in range(3):
+            check_eq(f.serving(i).get(("versioned", "1", build_id(V[1]))), 1,
+                     "instance %d serves build 1" % i)
+        f.stop_clients()
+        check_eq(f.errors, [], "client errors through nginx")
+
+
+@test
 def sigkill_of_one_instance_loses_no_get():
     with Fleet(first=1) as f:
         f.start_clients()
