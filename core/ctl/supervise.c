@@ -29,7 +29,8 @@
  * ready at start-up fails the start: the master stops the others and
  * exits 1.
  *
- * Signals: SIGTERM and SIGINT are passed to every worker (each drains)
+ * Signals: SIGTERM and SIGINT are passed to every worker (each drains;
+ * the master closes its listening sockets, stop_listening)
  * and the master exits when all have ended, 0 if all ended cleanly; a
  * second one is passed on as SIGINT (it cannot merge with the first
  * while that is pending) and the workers exit at once;
@@ -84,7 +85,8 @@ static struct {
   worker_t *w;
   int n;
   int sigfd;
-  int *fds;            /* the listening sockets */
+  int *fds;            /* the listening sockets; -1 once closed */
+  int nfds;
   int admin_fd;
   int port;
   int started;         /* every worker was ready once: start-up is over */
@@ -327,6 +329,20 @@ static void on_ready(worker_t *w) {
   }
 }
 
+/* A drain starts: the master lets go of the listening sockets. Each
+ * worker closes its own copies as its loops begin to drain, so once all
+ * have, the port refuses new connections at once and a front proxy
+ * tries another instance, where they would otherwise wait in the accept
+ * queue, unserved, until the master exits, and be reset then. No
+ * respawn follows a drain, so nothing needs them again. */
+static void stop_listening(void) {
+  for (int i = 0; i < m.nfds; i++)
+    if (m.fds[i] >= 0) {
+      close(m.fds[i]);
+      m.fds[i] = -1;
+    }
+}
+
 static void on_signal(int signo, pid_t from) {
   if (signo == SIGCHLD) {
     int status;
@@ -360,6 +376,7 @@ static void on_signal(int signo, pid_t from) {
               signo == SIGTERM ? "SIGTERM" : "SIGINT", running(),
               running() == 1 ? "" : "es");
   m.shutting_down = 1;
+  stop_listening();
   forward(SIGTERM, 0);
 }
 
@@ -403,6 +420,7 @@ int spoke__supervise_run(spoke__server_t *srv) {
                  cfg->listen_port, err);
     return rc;
   }
+  m.nfds = cfg->loops;
   /* The workers' loops take over the sockets with uv_tcp_open and
    * listen there; listening here too keeps the queue across deaths. */
   for (int i = 0; i < cfg->loops; i++)
@@ -491,8 +509,7 @@ int spoke__supervise_run(spoke__server_t *srv) {
     }
   }
   close(m.sigfd);
-  for (int i = 0; i < cfg->loops; i++)
-    close(m.fds[i]);
+  stop_listening();
   if (m.admin_fd >= 0)
     close(m.admin_fd);
   spoke__rundir_remove(m.archive);

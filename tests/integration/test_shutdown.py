@@ -15,6 +15,7 @@ import socket
 import string
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,6 +71,38 @@ def _inflight_then_signal(sig, loops):
             c.close()
         srv.stop(sig=None)
         return how
+
+
+@test
+def a_draining_master_refuses_new_connections_at_once():
+    """Under a master (--processes, default 1) the port closes as the
+    drain starts: a new connection is refused at once, so a front proxy
+    tries another instance, while the request in flight still finishes.
+    (Before, the master kept the socket: new connections waited unserved
+    in its queue until the drain ended, and were reset then.)"""
+    with Server(["hello.so", "sleep.so"], args=["--loops", "2"]) as srv:
+        c = srv.conn()
+        c.send(build_request("GET", "/sleep/async?ms=6000"))
+        check_response(srv.get("/hello"), 200, HELLO)
+        n = len(srv.log_lines())
+        srv.send_signal(signal.SIGTERM)
+        check(srv.wait_log(r"SIGTERM: draining", start=n) is not None,
+              "no drain line")
+        deadline = time.monotonic() + 4
+        while True:
+            with socket.socket() as s:
+                s.settimeout(2)
+                rc = s.connect_ex((srv.host, srv.port))
+            if rc == errno.ECONNREFUSED:
+                break
+            check(time.monotonic() < deadline,
+                  "new connections still accepted by the draining server "
+                  "(connect: %s)" % os.strerror(rc))
+            srv.wait_log(r"^$", timeout=0.02)
+        r = c.read_response()
+        check_response(r, 200, HELLO)
+        c.close()
+        srv.stop(sig=None)
 
 
 @test
