@@ -27,8 +27,9 @@
 #include <stddef.h>
 
 #include "base/base.h"
+#include "ctl/ctl.h"
 
-#define SPOKE__ROLL_MAX_FILE (64u << 20) /* the admin listener's PUT limit */
+#define SPOKE__ROLL_MAX_FILE SPOKE__UPLOAD_MAX /* the admin's PUT limit */
 
 /* ---- rollargs.c ---- */
 

@@ -223,7 +223,7 @@ static int control_open(spoke__server_t *srv) {
       return rc;
     }
     spoke__info("admin endpoint at %s%s%s:%d (GET /status, GET /metrics, "
-                "POST /reload)",
+                "POST /reload, /plugins/NAME.so)",
                 strchr(cfg->admin_host, ':') ? "[" : "", cfg->admin_host,
                 strchr(cfg->admin_host, ':') ? "]" : "", admin_port);
   }

@@ -430,7 +430,7 @@ int spoke__supervise_run(spoke__server_t *srv) {
       return SPOKE_EIO;
     cfg->admin_port = admin_port;
     spoke__info("admin endpoint at %s%s%s:%d (GET /status, GET /metrics, "
-                "POST /reload)",
+                "POST /reload, /plugins/NAME.so)",
                 strchr(cfg->admin_host, ':') ? "[" : "", cfg->admin_host,
                 strchr(cfg->admin_host, ':') ? "]" : "", admin_port);
   }

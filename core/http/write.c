@@ -8,9 +8,9 @@
  *   back at once; spoke__conn_uncork writes everything the parse
  *   produced with one write when the parse stops. Pipelined requests
  *   answered on the loop thus cost one write(2) per batch.
- * - Otherwise uv_try_write sends what the socket takes now (uv_try_write
- *   refuses while earlier writes are queued, so order holds); no write
- *   request, no callback, no epoll change.
+ * - Otherwise try_send sends what the socket takes now (send(2) with
+ *   uv_try_write's rule: nothing while earlier writes are queued, so
+ *   order holds); no write request, no callback, no epoll change.
  * - What the socket does not take is queued with uv_write; the out lives
  *   until its write callback, which libuv runs before the handle's close
  *   callback, so the connection outlives it.
@@ -21,7 +21,9 @@
  * belong to no request any more: they are the connection's.
  *
  * A file body (SPOKE__OUT_FILE, spoke_response_file) follows its head's
- * bytes: once every write before it is done, sendfile(2) moves the file
+ * bytes, which go with MSG_MORE so that the file's first bytes share
+ * their segment (a small file is one packet, as nginx's tcp_nopush
+ * gives): once every write before it is done, sendfile(2) moves the file
  * from the page cache to the socket, as much as the socket takes, and a
  * uv_poll_t waits for room for the rest. libuv allows one watcher per
  * descriptor, so the poll watches a dup of the socket (epoll keys on the
@@ -40,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "http/http.h"
@@ -101,12 +104,35 @@ static void write_cb(uv_write_t *wr, int status) {
   }
 }
 
+/* What the socket takes of LEN bytes now: a count, UV_EAGAIN, or a
+ * negative libuv error. uv_try_write's rule (nothing while earlier
+ * writes are queued, so order holds), with send(2) so that MORE
+ * (MSG_MORE: a file body follows at once) can hold the bytes back to
+ * leave in one segment with the file's first bytes. */
+static int try_send(spoke__conn_t *conn, const char *data, size_t len,
+                    int more) {
+  uv_os_fd_t fd;
+  ssize_t n;
+  if (conn->tcp.write_queue_size != 0)
+    return UV_EAGAIN;
+  if (uv_fileno((uv_handle_t *)&conn->tcp, &fd) != 0)
+    return UV_EBADF;
+  do
+    n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT | more);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0)
+    return (int)n;
+  return errno == EAGAIN || errno == EWOULDBLOCK
+             ? UV_EAGAIN
+             : uv_translate_sys_error(errno);
+}
+
 /* Writes OUT's bytes now as far as the socket takes them and queues the
- * rest. 0, or a negative libuv error after which the connection is
- * closed; OUT is taken over either way. */
-static int write_now(spoke__conn_t *conn, spoke__out_t *out) {
-  uv_buf_t buf = uv_buf_init(out->data, (unsigned)out->len);
-  int n = uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
+ * rest (MORE: as try_send's). 0, or a negative libuv error after which
+ * the connection is closed; OUT is taken over either way. */
+static int write_now(spoke__conn_t *conn, spoke__out_t *out, int more) {
+  uv_buf_t buf;
+  int n = try_send(conn, out->data, out->len, more);
   if (n < 0 && n != UV_EAGAIN) {
     out_done(out, out->len);
     spoke__conn_close(conn);
@@ -137,17 +163,16 @@ static int write_now(spoke__conn_t *conn, spoke__out_t *out) {
   return 0;
 }
 
-/* Writes the corked bytes, leaving the cork in place. */
-static int cork_flush(spoke__conn_t *conn) {
+/* Writes the corked bytes, leaving the cork in place (MORE: as
+ * try_send's). */
+static int cork_flush(spoke__conn_t *conn, int more) {
   spoke__buf_t *cb = &conn->loop->cork_buf;
   spoke__out_t *out;
-  uv_buf_t buf;
   int n;
 
   if (cb->len == 0)
     return 0;
-  buf = uv_buf_init(cb->data, (unsigned)cb->len);
-  n = uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
+  n = try_send(conn, cb->data, cb->len, more);
   if (n < 0 && n != UV_EAGAIN) {
     spoke__buf_reset(cb);
     spoke__conn_close(conn);
@@ -168,7 +193,7 @@ static int cork_flush(spoke__conn_t *conn) {
     spoke__conn_close(conn);
     return n;
   }
-  return out != NULL ? write_now(conn, out) : 0;
+  return out != NULL ? write_now(conn, out, more) : 0;
 }
 
 void spoke__conn_cork(spoke__conn_t *conn) {
@@ -181,7 +206,7 @@ void spoke__conn_uncork(spoke__conn_t *conn) {
     return;
   conn->loop->cork = NULL;
   if (!conn->closing)
-    cork_flush(conn);
+    cork_flush(conn, 0);
   else
     spoke__buf_reset(&conn->loop->cork_buf);
 }
@@ -346,13 +371,26 @@ static int send_file(spoke__conn_t *conn, spoke__out_t *out) {
     spoke__request_hold(f->req, SPOKE__HOLD_WRITE);
   out->flags &= ~(unsigned)SPOKE__OUT_FILE;
   conn->file = f; /* from here a close releases it (file_abort) */
-  /* Corked answers before it, then its head (never empty): a failure
-   * closes the connection, and the file with it. */
-  if (conn->loop->cork == conn && (rc = cork_flush(conn)) != 0) {
+  /* Corked answers before it, then its head (never empty), in one send
+   * with MSG_MORE, so that a small file leaves in the same segment as
+   * its head (sendfile's last bytes push it): one packet, not two. A
+   * failure closes the connection, and the file with it. */
+  if (conn->loop->cork == conn && out->len <= CORK_MAX) {
+    rc = spoke__buf_append(&conn->loop->cork_buf, out->data, out->len);
+    out_done(out, out->len);
+    if (rc != 0) {
+      spoke__error("out of memory for a response; closing the connection");
+      spoke__conn_close(conn);
+      return rc;
+    }
+    rc = cork_flush(conn, MSG_MORE);
+  } else if (conn->loop->cork == conn &&
+             (rc = cork_flush(conn, 0)) != 0) {
     out_done(out, out->len);
     return rc;
+  } else {
+    rc = write_now(conn, out, MSG_MORE);
   }
-  rc = write_now(conn, out);
   if (rc == 0 && conn->file == f)
     file_pump(conn);
   return rc;
@@ -380,13 +418,13 @@ int spoke__conn_send(spoke__conn_t *conn, spoke__out_t *out) {
   if (out->flags & SPOKE__OUT_FILE)
     return send_file(conn, out);
   if (conn->loop->cork != conn)
-    return write_now(conn, out);
-  if (cb->len + out->len > CORK_MAX && (rc = cork_flush(conn)) != 0) {
+    return write_now(conn, out, 0);
+  if (cb->len + out->len > CORK_MAX && (rc = cork_flush(conn, 0)) != 0) {
     out_done(out, out->len);
     return rc;
   }
   if (out->len > CORK_MAX)
-    return write_now(conn, out); /* the cork is empty: order holds */
+    return write_now(conn, out, 0); /* the cork is empty: order holds */
   rc = spoke__buf_append(cb, out->data, out->len);
   out_done(out, out->len);
   if (rc != 0) {

@@ -11,8 +11,11 @@
  *            REL alone, so REL names exactly one path below ROOT.
  *   entry    the open fd, and the static_file_t found with it: the stat,
  *            the name, the ETag, Last-Modified and Content-Type strings.
- *   bound    at most ENTRIES entries; the least recently used goes first
- *            (a doubly linked list, most recent at the head).
+ *   bound    at most ENTRIES entries; when full, a new one pushes out
+ *            one not used lately: the oldest stored whose "used" mark
+ *            is clear, marks being cleared as the search passes them,
+ *            which then go back to the young end (CLOCK, second chance:
+ *            LRU's choice nearly, without a list move per hit).
  *   validity an entry is trusted for VALID_S seconds from when it was
  *            stored; after that cache_get misses and static_find
  *            walks and opens again, as without the cache, then stores
@@ -25,13 +28,18 @@
  *            still the regular file below ROOT it was when opened. Only
  *            successful opens are cached: a 404 costs a walk every time.
  *
- * Threads: sync handlers run on every worker thread, so the table, the
- * list and the entries are behind one mutex. Under it: the hash lookup,
- * list moves, copying an entry out, and one syscall, dup(2), which works
- * on the process's fd table and never on a disk. No walk, open, stat or
- * close is done under it; allocation for a new entry happens before it
- * is taken, and what an update or eviction pushed out is closed and
- * freed after it is released.
+ * Threads: every loop (hits) and every worker thread (misses) use the
+ * cache, so the table and the list are behind a read-write lock. A hit
+ * takes it to read: the hash lookup, copying the entry out, one
+ * syscall, dup(2) (the process's fd table, never a disk), and setting
+ * the entry's used mark (atomic: the one thing readers write). Readers
+ * never wait for each other, so two loops serving hot files do not
+ * queue on a mutex (they did: a futex call every other request). A
+ * store or a drop takes it to write. No walk, open, stat or close is
+ * done under it; allocation for a new entry happens before it is
+ * taken, and what an update or eviction pushed out is closed and freed
+ * after it is released. Entries are immutable once stored, but for the
+ * mark.
  *
  * Ownership: the cache owns its entries' fds. A response never gets one
  * of them, only a dup made under the lock (the server closes what it is
@@ -47,6 +55,7 @@
 #define _GNU_SOURCE /* F_DUPFD_CLOEXEC, CLOCK_MONOTONIC_COARSE */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -59,18 +68,19 @@ struct entry {
   char *key;
   uint64_t hash;
   entry_t *chain;            /* next in the bucket */
-  entry_t *newer, *older;    /* the LRU list */
+  entry_t *newer, *older;    /* the list, by when stored (or spared) */
+  atomic_int used;           /* hit since stored or last spared */
   uint64_t stored_ns;        /* monotonic time of cache_put */
   static_file_t f;           /* f.fd is the cache's */
 };
 
 struct static_cache {
-  pthread_mutex_t lock;
+  pthread_rwlock_t lock;
   size_t max, count;
   uint64_t valid_ns;
   size_t mask;               /* buckets - 1, a power of two minus one */
   entry_t **buckets;
-  entry_t lru;               /* sentinel: lru.older is the most recent */
+  entry_t lru;               /* sentinel: lru.older is the youngest */
 };
 
 static uint64_t now_ns(void) {
@@ -115,6 +125,19 @@ static void list_push(static_cache_t *c, entry_t *e) { /* most recent */
   c->lru.older = e;
 }
 
+/* The entry to push out: from the oldest on, the first whose mark is
+ * clear; a marked one is spared once (mark cleared, moved to the young
+ * end). Ends within one pass plus one: the pass clears every mark. */
+static entry_t *victim(static_cache_t *c) {
+  entry_t *e;
+  while (atomic_exchange_explicit(&(e = c->lru.newer)->used, 0,
+                                  memory_order_relaxed)) {
+    list_unlink(e);
+    list_push(c, e);
+  }
+  return e;
+}
+
 /* Takes E out of the table and the list. */
 static void remove_entry(static_cache_t *c, entry_t *e) {
   entry_t **p = slot_of(c, e->key, e->hash);
@@ -136,7 +159,7 @@ static_cache_t *static_cache_new(size_t entries, unsigned valid_s) {
   while (n < entries)
     n <<= 1;
   c->buckets = calloc(n, sizeof(*c->buckets));
-  if (c->buckets == NULL || pthread_mutex_init(&c->lock, NULL) != 0) {
+  if (c->buckets == NULL || pthread_rwlock_init(&c->lock, NULL) != 0) {
     free(c->buckets);
     free(c);
     return NULL;
@@ -156,7 +179,7 @@ void static_cache_free(static_cache_t *c) {
     next = e->older;
     free_entry(e);
   }
-  pthread_mutex_destroy(&c->lock);
+  pthread_rwlock_destroy(&c->lock);
   free(c->buckets);
   free(c);
 }
@@ -169,19 +192,19 @@ static int cache_get(static_cache_t *c, const char *key, static_file_t *f) {
   entry_t *e;
   int hit = 0;
 
-  pthread_mutex_lock(&c->lock);
+  pthread_rwlock_rdlock(&c->lock);
   e = *slot_of(c, key, h);
   if (e != NULL && now - e->stored_ns < c->valid_ns) {
     int fd = fcntl(e->f.fd, F_DUPFD_CLOEXEC, 0);
     if (fd >= 0) {
       *f = e->f;
       f->fd = fd;
-      list_unlink(e);
-      list_push(c, e);
+      if (!atomic_load_explicit(&e->used, memory_order_relaxed))
+        atomic_store_explicit(&e->used, 1, memory_order_relaxed);
       hit = 1;
     }
   }
-  pthread_mutex_unlock(&c->lock);
+  pthread_rwlock_unlock(&c->lock);
   return hit;
 }
 
@@ -205,18 +228,19 @@ static void cache_put(static_cache_t *c, const char *key,
   }
   e->hash = hash_key(key);
   e->stored_ns = now_ns();
+  atomic_init(&e->used, 0);
 
-  pthread_mutex_lock(&c->lock);
+  pthread_rwlock_wrlock(&c->lock);
   if ((out = *slot_of(c, key, e->hash)) != NULL)
     remove_entry(c, out); /* the key's older entry */
   else if (c->count == c->max)
-    remove_entry(c, out = c->lru.newer); /* the least recently used */
+    remove_entry(c, out = victim(c)); /* one not used lately */
   p = slot_of(c, key, e->hash);
   e->chain = *p;
   *p = e;
   list_push(c, e);
   c->count++;
-  pthread_mutex_unlock(&c->lock);
+  pthread_rwlock_unlock(&c->lock);
   free_entry(out);
 }
 
@@ -225,10 +249,10 @@ static void cache_drop(static_cache_t *c, const char *key) {
   uint64_t h = hash_key(key);
   entry_t *e;
 
-  pthread_mutex_lock(&c->lock);
+  pthread_rwlock_wrlock(&c->lock);
   if ((e = *slot_of(c, key, h)) != NULL)
     remove_entry(c, e);
-  pthread_mutex_unlock(&c->lock);
+  pthread_rwlock_unlock(&c->lock);
   free_entry(e);
 }
 

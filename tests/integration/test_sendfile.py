@@ -192,6 +192,12 @@ def a_client_that_reads_nothing_is_cut_by_the_send_timeout():
         c = Conn(srv.port)
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         c.send(build_request("GET", "/file/send?path=%s" % q(BIG)))
+        # first the transfer holds its socket and file; only then is
+        # "back to BASE" the send timeout's work, not a look too early
+        deadline = time.monotonic() + 10
+        while fds(srv) < base + 2 and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+        check(fds(srv) >= base + 2, "the transfer never started")
         wait_fds(srv, base, "the stalled transfer was dropped")
         c.close()
         check_eq(srv.get("/hello").status, 200, "serving")
