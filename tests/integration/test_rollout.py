@@ -239,9 +239,9 @@ http {
                 out[m.groups()] = v
         return out
 
-    def rollout(self, data, *extra):
+    def rollout(self, data, *extra, name="versioned.so"):
         d = tempfile.mkdtemp(dir=self.tmp)
-        path = os.path.join(d, "versioned.so")
+        path = os.path.join(d, name)
         with open(path, "wb") as f:
             f.write(data)
         t0 = time.monotonic()
@@ -381,6 +381,21 @@ def dry_run_refusals_and_a_slow_build_change_nothing_for_good():
         f.token_file = good
         check_eq(rc, 1, "a wrong token")
         check("nothing changed" in out and "401" in out, "its reason")
+
+        # a build that passes alone but not on an instance (its route
+        # GET /hello is hello.so's there): refused by the first, whose
+        # new file is removed again (it had none); the others untouched
+        rc, out = f.rollout(plugin_bytes("twin_hello.so"),
+                            name="twin_hello.so")
+        check_eq(rc, 1, "a build the instance refuses")
+        check(re.search(r"FAILED while uploading: refused by %s: .*/hello"
+                        % re.escape(f.admins[0]), out) is not None,
+              "the instance's reason")
+        check("not touched: %s" % ", ".join(f.admins[1:]) in out,
+              "the others untouched")
+        for i in f.instances:
+            check_eq(sorted(os.listdir(i.plugins_dir)),
+                     ["hello.so", "versioned.so"], "plugin files")
 
         # a p99 no build can meet: the first instance fails its bake and
         # is rolled back; the others are never touched
