@@ -80,6 +80,7 @@ void spoke__out_release(spoke__out_t *out) {
 
 static void file_pump(spoke__conn_t *conn);
 static void file_writable(uv_poll_t *p, int status, int events);
+static void file_abort(spoke__conn_t *conn);
 
 /* OUT's bytes are no longer queued: sent, copied or dropped. */
 static void out_done(spoke__out_t *out, size_t len) {
@@ -267,6 +268,11 @@ static void flush_behind(spoke__conn_t *conn) {
     if (req != NULL)
       spoke__request_release(req, SPOKE__HOLD_WRITE);
   }
+  /* A send above that closed the connection, with no file on it any
+   * more, left the rest here: conn_close drops only a file's queue
+   * (through the file's abort), so drop it here, holds and all. */
+  if (conn->closing && conn->file == NULL)
+    file_abort(conn);
   if (conn->file == NULL && conn->behind_head == NULL &&
       conn->after_file != NULL && !conn->closing) {
     void (*after)(spoke__conn_t *) = conn->after_file;
@@ -320,8 +326,7 @@ static void file_pump(spoke__conn_t *conn) {
       f->left -= (uint64_t)n;
       turn += (uint64_t)n;
       if (turn < FILE_TURN)
-        continue;
-      errno = EAGAIN; /* enough for one turn: the others' go */
+        continue; /* else enough for one turn: the others' go */
     } else if (n < 0 && errno == EINTR) {
       continue;
     }
@@ -344,6 +349,33 @@ static void file_pump(spoke__conn_t *conn) {
   file_release(conn); /* its uv_close stops the poll */
   spoke__conn_send_progress(conn);
   flush_behind(conn);
+}
+
+/* OUT's bytes after everything before them: into the cork while the
+ * connection is corked, else written now. MORE (MSG_MORE: a file body
+ * follows at once) writes them now either way, corked bytes first, held
+ * back to share a segment with what follows. Takes OUT over; 0, or a
+ * negative libuv code after which the connection is closed. */
+static int send_bytes(spoke__conn_t *conn, spoke__out_t *out, int more) {
+  spoke__buf_t *cb = &conn->loop->cork_buf;
+  int rc;
+
+  if (conn->loop->cork != conn)
+    return write_now(conn, out, more);
+  if (cb->len + out->len > CORK_MAX && (rc = cork_flush(conn, 0)) != 0) {
+    out_done(out, out->len);
+    return rc;
+  }
+  if (out->len > CORK_MAX)
+    return write_now(conn, out, more); /* the cork is empty: order holds */
+  rc = spoke__buf_append(cb, out->data, out->len);
+  out_done(out, out->len);
+  if (rc != 0) {
+    spoke__error("out of memory for a response; closing the connection");
+    spoke__conn_close(conn);
+    return rc;
+  }
+  return more ? cork_flush(conn, more) : 0;
 }
 
 /* OUT's bytes, then its file. Takes OUT over. */
@@ -371,35 +403,17 @@ static int send_file(spoke__conn_t *conn, spoke__out_t *out) {
     spoke__request_hold(f->req, SPOKE__HOLD_WRITE);
   out->flags &= ~(unsigned)SPOKE__OUT_FILE;
   conn->file = f; /* from here a close releases it (file_abort) */
-  /* Corked answers before it, then its head (never empty), in one send
-   * with MSG_MORE, so that a small file leaves in the same segment as
-   * its head (sendfile's last bytes push it): one packet, not two. A
+  /* Corked answers before it, then its head (never empty), with
+   * MSG_MORE, so that a small file leaves in the same segment as its
+   * head (sendfile's last bytes push it): one packet, not two. A
    * failure closes the connection, and the file with it. */
-  if (conn->loop->cork == conn && out->len <= CORK_MAX) {
-    rc = spoke__buf_append(&conn->loop->cork_buf, out->data, out->len);
-    out_done(out, out->len);
-    if (rc != 0) {
-      spoke__error("out of memory for a response; closing the connection");
-      spoke__conn_close(conn);
-      return rc;
-    }
-    rc = cork_flush(conn, MSG_MORE);
-  } else if (conn->loop->cork == conn &&
-             (rc = cork_flush(conn, 0)) != 0) {
-    out_done(out, out->len);
-    return rc;
-  } else {
-    rc = write_now(conn, out, MSG_MORE);
-  }
+  rc = send_bytes(conn, out, MSG_MORE);
   if (rc == 0 && conn->file == f)
     file_pump(conn);
   return rc;
 }
 
 int spoke__conn_send(spoke__conn_t *conn, spoke__out_t *out) {
-  spoke__buf_t *cb = &conn->loop->cork_buf;
-  int rc;
-
   if (conn->closing || (out->len == 0 && !(out->flags & SPOKE__OUT_FILE))) {
     out_done(out, out->len);
     return conn->closing ? UV_ECANCELED : 0;
@@ -417,19 +431,5 @@ int spoke__conn_send(spoke__conn_t *conn, spoke__out_t *out) {
   }
   if (out->flags & SPOKE__OUT_FILE)
     return send_file(conn, out);
-  if (conn->loop->cork != conn)
-    return write_now(conn, out, 0);
-  if (cb->len + out->len > CORK_MAX && (rc = cork_flush(conn, 0)) != 0) {
-    out_done(out, out->len);
-    return rc;
-  }
-  if (out->len > CORK_MAX)
-    return write_now(conn, out, 0); /* the cork is empty: order holds */
-  rc = spoke__buf_append(cb, out->data, out->len);
-  out_done(out, out->len);
-  if (rc != 0) {
-    spoke__error("out of memory for a response; closing the connection");
-    spoke__conn_close(conn);
-  }
-  return rc;
+  return send_bytes(conn, out, 0);
 }
