@@ -37,7 +37,8 @@ typedef struct spoke__config_s {
   char *admin_token;          /* its token, read once every setting is
                                  in (a flag wins over the file), or NULL:
                                  the admin write endpoints' bearer token
-                                 (ctl/admintoken.c) */
+                                 (ctl/admintoken.c); malloc'd, freed by
+                                 spoke__config_free */
   const char *access_log;     /* --access-log FILE, "-", or NULL */
   const char *plugins_dir;
   const char *runtime_dir;    /* parent of the private plugin copies */

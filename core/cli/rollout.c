@@ -303,9 +303,7 @@ static void report(spoke__roll_t *r) {
   printf("  not touched:");
   for (size_t i = 0; i < r->ninsts; i++) {
     const spoke__roll_inst_t *in = &r->insts[i];
-    if (i < r->failed_at && !in->skip)
-      continue;
-    if (in->touched)
+    if (in->touched) /* every instance done before the failure is */
       continue;
     printf("%s %s%s", n++ ? "," : "", in->addr->text,
            in->skip ? " (served the new build already)" : "");
@@ -344,7 +342,7 @@ static int roll(spoke__roll_t *r) {
     return SPOKE__CLI_OK;
   }
   for (i = r->failed_at + 1; i-- > 0;)
-    if (r->insts[i].touched && !r->insts[i].skip)
+    if (r->insts[i].touched) /* never a skipped one */
       spoke__roll_undo(r, &r->insts[i]);
   report(r);
   return SPOKE__CLI_FAILED;

@@ -184,9 +184,5 @@ void spoke__roll_delta(const spoke__roll_stats_t *base,
 }
 
 void spoke__roll_build_of(const void *p, size_t n, char out[17]) {
-  static const char digits[] = "0123456789abcdef";
-  uint64_t h = spoke__fnv1a(SPOKE__FNV64_OFFSET, p, n);
-  for (int i = 15; i >= 0; i--, h >>= 4)
-    out[i] = digits[h & 0xf];
-  out[16] = '\0';
+  spoke__build_id_hex(spoke__fnv1a(SPOKE__FNV64_OFFSET, p, n), out);
 }

@@ -35,10 +35,11 @@
  * alone. POST /reload rescans here and has the master pass SIGHUP on.
  *
  * One request per connection (answered with Connection: close); a head
- * larger than
- * 8 KiB gets 431, head and body larger than that 413, a connection
- * silent for 10 s before its answer is closed. The admin
- * listener is for operators: bind it to loopback.
+ * larger than 8 KiB gets 431, head and body larger than that 413 (an
+ * upload's body may have 64 MiB, going to its file as it comes), a
+ * connection silent for 10 s before its answer is closed (an upload:
+ * 10 s without a byte). The admin listener is for operators: bind it
+ * to loopback.
  */
 #include <errno.h>
 #include <signal.h>
@@ -68,12 +69,18 @@ typedef struct admin_conn_s {
   spoke__server_t *srv;
   char buf[HEAD_MAX + 1];
   size_t len;
-  size_t want;          /* head + declared body: bytes before answering */
+  size_t want;          /* head + declared body: bytes before answering;
+                           an upload's: its body's length */
   char method[16];      /* from the request line, once the head is in */
   char path[256];       /* without its query */
   int answered;
   int auth;             /* the head's Authorization: AUTH_* */
-  spoke__upload_t *upload; /* PUT /plugins/NAME.so taking its body */
+  spoke__upload_t *upload; /* PUT /plugins/NAME.so taking its body; while
+                              set, buf is only a landing place for body
+                              bytes (alloc_cb hands it out from offset
+                              0): len and the head in it are stale, which
+                              is safe since method and path were copied
+                              out and try_request does not run again */
   int closing_handles;
   uv_write_t wr;
   spoke__buf_t out;
@@ -86,6 +93,7 @@ typedef struct admin_conn_s {
 #define AUTH_OK 2
 #define PLUGINS_PREFIX "/plugins/"
 #define PLUGINS_LEN (sizeof(PLUGINS_PREFIX) - 1)
+#define TOO_BIG 1 /* upload_start: past SPOKE__UPLOAD_MAX */
 #define ASK_MS 2000 /* how long siblings have to answer */
 
 /* Control thread only. */
@@ -475,18 +483,16 @@ static void plugin_delete(admin_conn_t *c, const char *name) {
 
 /* The whole body is in the temporary file: into place, then rescan. */
 static void upload_done(admin_conn_t *c, const char *name) {
-  char path[1024], build[17] = "";
-  int rc = spoke__upload_commit(c->upload);
+  char build[17];
+  int rc = spoke__upload_commit(c->upload, build);
   c->upload = NULL;
   if (rc != 0) {
     respond_text(c, 500, "500 cannot write the plugin file\n");
     return;
   }
-  snprintf(path, sizeof(path), "%s/%s", c->srv->cfg.plugins_dir, name);
-  spoke__build_id_of_file(path, build);
   spoke__info("PUT /plugins/%s: %zu bytes written (build %s)", name,
               c->want, build);
-  reload(c, build[0] ? build : NULL);
+  reload(c, build);
 }
 
 /* Bytes of an upload's body: into the file; done once all are in. */
@@ -505,12 +511,14 @@ static void upload_feed(admin_conn_t *c, const char *data, size_t len) {
  * comes (HEAD bytes of c->buf are the head; what follows is body). */
 static void upload_start(admin_conn_t *c, const char *name, size_t head,
                          size_t length) {
-  int rc = spoke__upload_open(c->srv->cfg.plugins_dir, name, length,
-                              &c->upload);
+  int rc = length > SPOKE__UPLOAD_MAX
+               ? TOO_BIG
+               : spoke__upload_open(c->srv->cfg.plugins_dir, name, length,
+                                    &c->upload);
   if (rc == SPOKE_EINVAL)
     respond_text(c, 400, "400 not a plugin file name (NAME.so, not "
                          "starting with '.')\n");
-  else if (rc == SPOKE_ENOMEM)
+  else if (rc == TOO_BIG)
     respond_text(c, 413, "413 a plugin file may have 64 MiB at most\n");
   else if (rc == SPOKE_EBUSY)
     respond_text(c, 409, "409 another upload of this file is in "
@@ -625,7 +633,7 @@ static void try_request(admin_conn_t *c) {
         return;
       }
     }
-    if (strcmp(c->method, "PUT") == 0 &&
+    if (strcmp(c->method, "PUT") == 0 && !c->sibling &&
         strncmp(c->path, PLUGINS_PREFIX, PLUGINS_LEN) == 0) {
       if (!has_length)
         respond_text(c, 411, "411 an upload needs a Content-Length\n");

@@ -619,6 +619,12 @@ static void usage_option(FILE *out, const spoke__opt_t *o) {
   fputc('\n', out);
 }
 
+void spoke__config_free(spoke__config_t *cfg) {
+  spoke__conffile_free(&cfg->conf);
+  free(cfg->admin_token);
+  cfg->admin_token = NULL;
+}
+
 void spoke__config_usage(FILE *out) {
   fprintf(out,
 "usage: spoke --listen HOST:PORT --plugins DIR [options]\n"

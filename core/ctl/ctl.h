@@ -32,6 +32,11 @@ void spoke__config_defaults(spoke__config_t *cfg);
 int spoke__config_parse(spoke__config_t *cfg, int argc, char **argv,
                         char *err, size_t errlen);
 void spoke__config_usage(FILE *out);
+/* What spoke__config_parse allocated (the config file's text, the admin
+ * token), freed by whoever ran the process on it: spoke__server_run, or
+ * the master's spoke__supervise_run (each forked worker frees its own
+ * copy in spoke__server_run). After it no plugin may read its section. */
+void spoke__config_free(spoke__config_t *cfg);
 /* One setting by its flag name ("max-body" or "--max-body"). */
 /* Loads --config PATH into CFG->conf, its server settings through
  * spoke__config_set. */
@@ -130,8 +135,8 @@ int spoke__admin_token_ok(const char *token, const char *value, size_t len);
 /* plugfile.c (control thread): the admin's /plugins/NAME.so files. An
  * upload of LENGTH bytes (at most SPOKE__UPLOAD_MAX) to DIR/NAME: open,
  * write the body as it arrives (bytes past LENGTH are dropped), commit
- * (flush, rename into place; frees U) or abort (frees U; NULL is a
- * no-op). Read appends the file to OUT; remove unlinks it: both 0, 1
+ * (flush, rename into place, BUILD the bytes' build id; frees U) or
+ * abort (frees U; NULL is a no-op). Read appends the file to OUT; remove unlinks it: both 0, 1
  * for no such file, or a negative code. */
 #define SPOKE__UPLOAD_MAX ((size_t)64 << 20)
 typedef struct spoke__upload_s spoke__upload_t;
@@ -139,7 +144,7 @@ int spoke__upload_open(const char *dir, const char *name, size_t length,
                        spoke__upload_t **out);
 int spoke__upload_write(spoke__upload_t *u, const char *data, size_t len);
 size_t spoke__upload_missing(const spoke__upload_t *u);
-int spoke__upload_commit(spoke__upload_t *u);
+int spoke__upload_commit(spoke__upload_t *u, char build[17]);
 void spoke__upload_abort(spoke__upload_t *u);
 int spoke__plugfile_read(const char *dir, const char *name,
                          spoke__buf_t *out);

@@ -123,6 +123,34 @@ static void help(spoke__buf_t *b, const char *name, const char *type,
                      type);
 }
 
+/* One histogram series: NAME_bucket per bound (BOUNDS_US, NBOUNDS of
+ * them, then +Inf) with cumulative COUNTS (NBOUNDS + 1 per bucket),
+ * NAME_sum and NAME_count. LABELS: the series' labels, escaped, without
+ * braces ("" for none). */
+static void histogram(spoke__buf_t *b, const char *name, const char *labels,
+                      const uint64_t *bounds_us, int nbounds,
+                      const uint64_t *counts, uint64_t sum_us) {
+  const char *sep = labels[0] ? "," : "";
+  uint64_t cum = 0;
+  for (int k = 0; k <= nbounds; k++) {
+    cum += counts[k];
+    if (k < nbounds)
+      spoke__buf_appendf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels,
+                         sep, (double)bounds_us[k] / 1e6,
+                         (unsigned long long)cum);
+    else
+      spoke__buf_appendf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name,
+                         labels, sep, (unsigned long long)cum);
+  }
+  if (labels[0])
+    spoke__buf_appendf(b, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name,
+                       labels, (double)sum_us / 1e6, name, labels,
+                       (unsigned long long)cum);
+  else
+    spoke__buf_appendf(b, "%s_sum %.6f\n%s_count %llu\n", name,
+                       (double)sum_us / 1e6, name, (unsigned long long)cum);
+}
+
 /* Every plugin and route ever counted: the retired totals plus what the
  * loaded versions count now. */
 static void rows_gather(row_t **rows, size_t *n, size_t *cap) {
@@ -176,41 +204,28 @@ static void requests_metric(spoke__buf_t *b, spoke__server_t *srv,
 /* The latency histogram of every route that has answered. */
 static void route_latency_metric(spoke__buf_t *b, const row_t *rows,
                                  size_t n) {
+  spoke__buf_t labels = {0};
   help(b, "spoke_route_duration_seconds", "histogram",
        "From a request's first byte to its response's last byte queued, "
        "by plugin and route.");
   for (size_t i = 0; i < n; i++) {
-    uint64_t cum = 0;
+    uint64_t total = 0;
     for (int k = 0; k <= SPOKE__LAT_BUCKETS; k++)
-      cum += rows[i].lat[k];
-    if (cum == 0)
+      total += rows[i].lat[k];
+    if (total == 0)
       continue;
-    cum = 0;
-    for (int k = 0; k <= SPOKE__LAT_BUCKETS; k++) {
-      cum += rows[i].lat[k];
-      spoke__buf_appendf(b, "spoke_route_duration_seconds_bucket{plugin=\"");
-      label_value(b, rows[i].plugin);
-      spoke__buf_appendf(b, "\",route=\"");
-      label_value(b, rows[i].route);
-      if (k < SPOKE__LAT_BUCKETS)
-        spoke__buf_appendf(b, "\",le=\"%g\"} %llu\n",
-                           (double)spoke__lat_bound_us[k] / 1e6,
-                           (unsigned long long)cum);
-      else
-        spoke__buf_appendf(b, "\",le=\"+Inf\"} %llu\n",
-                           (unsigned long long)cum);
-    }
-    spoke__buf_appendf(b, "spoke_route_duration_seconds_sum{plugin=\"");
-    label_value(b, rows[i].plugin);
-    spoke__buf_appendf(b, "\",route=\"");
-    label_value(b, rows[i].route);
-    spoke__buf_appendf(b, "\"} %.6f\n", (double)rows[i].lat_sum_us / 1e6);
-    spoke__buf_appendf(b, "spoke_route_duration_seconds_count{plugin=\"");
-    label_value(b, rows[i].plugin);
-    spoke__buf_appendf(b, "\",route=\"");
-    label_value(b, rows[i].route);
-    spoke__buf_appendf(b, "\"} %llu\n", (unsigned long long)cum);
+    spoke__buf_reset(&labels);
+    spoke__buf_appendf(&labels, "plugin=\"");
+    label_value(&labels, rows[i].plugin);
+    spoke__buf_appendf(&labels, "\",route=\"");
+    label_value(&labels, rows[i].route);
+    spoke__buf_append(&labels, "\"", 2); /* with its NUL */
+    if (labels.data != NULL)
+      histogram(b, "spoke_route_duration_seconds", labels.data,
+                spoke__lat_bound_us, SPOKE__LAT_BUCKETS, rows[i].lat,
+                rows[i].lat_sum_us);
   }
+  spoke__buf_free(&labels);
 }
 
 static void stall_row(spoke__buf_t *b, const char *name, const row_t *r) {
@@ -242,7 +257,7 @@ static void stalls_metric(spoke__buf_t *b, const row_t *rows, size_t n) {
 
 /* How late each loop's lag timer ran (http/loop.c), all loops. */
 static void lag_metric(spoke__buf_t *b, spoke__server_t *srv) {
-  uint64_t lag[SPOKE__LAG_BUCKETS + 1] = {0}, sum_us = 0, cum = 0;
+  uint64_t lag[SPOKE__LAG_BUCKETS + 1] = {0}, sum_us = 0;
   for (int l = 0; l < srv->nloops; l++) {
     for (int k = 0; k <= SPOKE__LAG_BUCKETS; k++)
       lag[k] += spoke__stat_get(&srv->loops[l].stats.lag[k]);
@@ -251,24 +266,12 @@ static void lag_metric(spoke__buf_t *b, spoke__server_t *srv) {
   help(b, "spoke_loop_lag_seconds", "histogram",
        "How late each I/O loop ran a timer due every 100 ms: what any "
        "callback on that loop waited for it.");
-  for (int k = 0; k <= SPOKE__LAG_BUCKETS; k++) {
-    cum += lag[k];
-    if (k < SPOKE__LAG_BUCKETS)
-      spoke__buf_appendf(b, "spoke_loop_lag_seconds_bucket{le=\"%g\"} %llu\n",
-                         (double)spoke__lag_bound_us[k] / 1e6,
-                         (unsigned long long)cum);
-    else
-      spoke__buf_appendf(b, "spoke_loop_lag_seconds_bucket{le=\"+Inf\"} "
-                         "%llu\n", (unsigned long long)cum);
-  }
-  spoke__buf_appendf(b, "spoke_loop_lag_seconds_sum %.6f\n",
-                     (double)sum_us / 1e6);
-  spoke__buf_appendf(b, "spoke_loop_lag_seconds_count %llu\n",
-                     (unsigned long long)cum);
+  histogram(b, "spoke_loop_lag_seconds", "", spoke__lag_bound_us,
+            SPOKE__LAG_BUCKETS, lag, sum_us);
 }
 
 static void latency_metric(spoke__buf_t *b, spoke__server_t *srv) {
-  uint64_t lat[SPOKE__LAT_BUCKETS + 1] = {0}, sum_us = 0, cum = 0;
+  uint64_t lat[SPOKE__LAT_BUCKETS + 1] = {0}, sum_us = 0;
   for (int l = 0; l < srv->nloops; l++) {
     for (int k = 0; k <= SPOKE__LAT_BUCKETS; k++)
       lat[k] += spoke__stat_get(&srv->loops[l].stats.lat[k]);
@@ -276,24 +279,8 @@ static void latency_metric(spoke__buf_t *b, spoke__server_t *srv) {
   }
   help(b, "spoke_request_duration_seconds", "histogram",
        "From a request's first byte to its response's last byte queued.");
-  for (int k = 0; k <= SPOKE__LAT_BUCKETS; k++) {
-    cum += lat[k];
-    if (k < SPOKE__LAT_BUCKETS)
-      spoke__buf_appendf(b,
-                         "spoke_request_duration_seconds_bucket{le=\"%g\"} "
-                         "%llu\n",
-                         (double)spoke__lat_bound_us[k] / 1e6,
-                         (unsigned long long)cum);
-    else
-      spoke__buf_appendf(b,
-                         "spoke_request_duration_seconds_bucket{le=\"+Inf\"}"
-                         " %llu\n",
-                         (unsigned long long)cum);
-  }
-  spoke__buf_appendf(b, "spoke_request_duration_seconds_sum %.6f\n",
-                     (double)sum_us / 1e6);
-  spoke__buf_appendf(b, "spoke_request_duration_seconds_count %llu\n",
-                     (unsigned long long)cum);
+  histogram(b, "spoke_request_duration_seconds", "", spoke__lat_bound_us,
+            SPOKE__LAT_BUCKETS, lat, sum_us);
 }
 
 static void gauge(spoke__buf_t *b, const char *name, const char *type,

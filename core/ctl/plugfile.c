@@ -31,6 +31,7 @@ struct spoke__upload_s {
   int fd;
   char tmp[1024], dest[1024];
   size_t want, got;
+  uint64_t hash;            /* FNV-1a 64 of the bytes written so far */
   spoke__upload_t *next;
 };
 
@@ -42,21 +43,28 @@ static int join(char *out, size_t cap, const char *dir, const char *prefix,
   return n > 0 && (size_t)n < cap ? 0 : SPOKE_EINVAL;
 }
 
+/* DIR/NAME into OUT when NAME is a plugin file name (and no path): 0,
+ * or SPOKE_EINVAL. */
+static int plugin_path(char *out, size_t cap, const char *dir,
+                       const char *name) {
+  if (!spoke__admit_is_plugin_name(name) || strchr(name, '/') != NULL)
+    return SPOKE_EINVAL;
+  return join(out, cap, dir, "", name, "");
+}
+
 int spoke__upload_open(const char *dir, const char *name, size_t length,
                        spoke__upload_t **out) {
   spoke__upload_t *u;
   char suffix[32];
 
   *out = NULL;
-  if (!spoke__admit_is_plugin_name(name) || strchr(name, '/') != NULL)
-    return SPOKE_EINVAL;
   if (length > SPOKE__UPLOAD_MAX)
     return SPOKE_ENOMEM;
   if ((u = calloc(1, sizeof(*u))) == NULL)
     return SPOKE_ENOMEM;
   snprintf(suffix, sizeof(suffix), ".upload.%d", (int)getpid());
-  if (join(u->tmp, sizeof(u->tmp), dir, ".", name, suffix) != 0 ||
-      join(u->dest, sizeof(u->dest), dir, "", name, "") != 0) {
+  if (plugin_path(u->dest, sizeof(u->dest), dir, name) != 0 ||
+      join(u->tmp, sizeof(u->tmp), dir, ".", name, suffix) != 0) {
     free(u);
     return SPOKE_EINVAL;
   }
@@ -71,6 +79,7 @@ int spoke__upload_open(const char *dir, const char *name, size_t length,
     return SPOKE_EIO;
   }
   u->want = length;
+  u->hash = SPOKE__FNV64_OFFSET;
   u->next = open_uploads;
   open_uploads = u;
   *out = u;
@@ -101,6 +110,7 @@ int spoke__upload_write(spoke__upload_t *u, const char *data, size_t len) {
       continue;
     if (n < 0)
       return SPOKE_EIO;
+    u->hash = spoke__fnv1a(u->hash, data, (size_t)n);
     data += n;
     len -= (size_t)n;
     u->got += (size_t)n;
@@ -108,8 +118,9 @@ int spoke__upload_write(spoke__upload_t *u, const char *data, size_t len) {
   return 0;
 }
 
-int spoke__upload_commit(spoke__upload_t *u) {
+int spoke__upload_commit(spoke__upload_t *u, char build[17]) {
   int rc = 0;
+  spoke__build_id_hex(u->hash, build);
   if (u->got != u->want || fsync(u->fd) != 0 || close(u->fd) != 0)
     rc = SPOKE_EIO;
   u->fd = -1;
@@ -134,8 +145,7 @@ int spoke__plugfile_read(const char *dir, const char *name,
   int fd, rc = 0;
   struct stat st;
 
-  if (!spoke__admit_is_plugin_name(name) || strchr(name, '/') != NULL ||
-      join(path, sizeof(path), dir, "", name, "") != 0)
+  if (plugin_path(path, sizeof(path), dir, name) != 0)
     return SPOKE_EINVAL;
   if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
     return errno == ENOENT ? 1 : SPOKE_EIO;
@@ -162,8 +172,7 @@ int spoke__plugfile_read(const char *dir, const char *name,
 
 int spoke__plugfile_remove(const char *dir, const char *name) {
   char path[1024];
-  if (!spoke__admit_is_plugin_name(name) || strchr(name, '/') != NULL ||
-      join(path, sizeof(path), dir, "", name, "") != 0)
+  if (plugin_path(path, sizeof(path), dir, name) != 0)
     return SPOKE_EINVAL;
   if (unlink(path) != 0)
     return errno == ENOENT ? 1 : SPOKE_EIO;

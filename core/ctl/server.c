@@ -425,8 +425,6 @@ out_fds: /* failed before any loop took its socket over */
   for (int i = 0; i < cfg->loops; i++)
     close(fds[i]);
 out_conf:
-  spoke__conffile_free(&cfg->conf); /* every plugin is gone */
-  free(cfg->admin_token);
-  cfg->admin_token = NULL;
+  spoke__config_free(cfg); /* every plugin is gone */
   return rc;
 }

@@ -516,9 +516,7 @@ int spoke__supervise_run(spoke__server_t *srv) {
   free(m.archive);
   free(m.fds);
   free(m.w);
-  spoke__conffile_free(&cfg->conf);
-  free(cfg->admin_token);
-  cfg->admin_token = NULL;
+  spoke__config_free(cfg);
   if (!m.failed)
     spoke__info("stopped");
   return m.failed ? SPOKE_EIO : 0;

@@ -134,7 +134,7 @@ static int check_elf(int fd, char *err, size_t errlen) {
 
 /* ---- build ids: FNV-1a 64 over a file's bytes ---- */
 
-static void build_hex(uint64_t h, char out[17]) {
+void spoke__build_id_hex(uint64_t h, char out[17]) {
   static const char digits[] = "0123456789abcdef";
   for (int i = 15; i >= 0; i--, h >>= 4)
     out[i] = digits[h & 0xf];
@@ -162,7 +162,7 @@ int spoke__build_id_of_file(const char *path, char out[17]) {
     h = spoke__fnv1a(h, buf, (size_t)n);
   }
   close(fd);
-  build_hex(h, out);
+  spoke__build_id_hex(h, out);
   return 0;
 }
 
@@ -217,7 +217,7 @@ static int make_private_copy(int src, const char *runtime_dir,
     unlink(path);
     return SPOKE_EIO;
   }
-  build_hex(hash, build);
+  spoke__build_id_hex(hash, build);
   *copy = strdup(path);
   if (*copy == NULL) {
     unlink(path);

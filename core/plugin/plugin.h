@@ -26,9 +26,12 @@
 #include "plugin/counts.h"
 
 /* One loop's view of an instance whose plugin has per-loop hooks (SDK
- * 1.4 loop_init/loop_fini; perloop.c). Each slot is written and read by
- * its own loop's thread only; it starts zeroed (IDLE) before the
- * instance is published. */
+ * 1.4 loop_init/loop_fini; perloop.c). Each slot is written by its own
+ * loop's thread only; it starts zeroed (IDLE) before the instance is
+ * published. One reader from elsewhere: spoke_loop_state from a sync
+ * handler on a pool thread reads STATE; that is safe because the
+ * handler's request is pinned here (REQUESTS > 0), and the loop clears
+ * STATE only in loop_fini, which waits for REQUESTS to reach 0. */
 typedef enum {
   SPOKE__PERLOOP_IDLE = 0,    /* loop_init not run on this loop yet */
   SPOKE__PERLOOP_RUNNING,     /* loop_init succeeded: loop_fini is owed */
@@ -142,6 +145,10 @@ int spoke__instance_load(const char *path, const char *runtime_dir,
  * instance loaded from the same bytes. 0, or SPOKE_EIO (OUT is then "").
  * Any thread. */
 int spoke__build_id_of_file(const char *path, char out[17]);
+/* The build id of bytes whose FNV-1a 64 (spoke__fnv1a from
+ * SPOKE__FNV64_OFFSET) is HASH, into OUT: for ids of bytes already in
+ * hand (an upload as it streams in, a file downloaded by rollout). */
+void spoke__build_id_hex(uint64_t hash, char out[17]);
 
 /* In-flight requests pinned in INST (a momentary reading). */
 long spoke__instance_inflight(spoke__instance_t *inst);

@@ -29,6 +29,11 @@
  *   loop watching a closed fd number that the next socket may reuse.
  * - A function that returns an error never calls its callback.
  * - A lost connection is DOWN at once: PQfinish()ed, never reused.
+ * - A call out to the pool (a query's callback, the connect and idle
+ *   notices) is the last thing a step does: the pool may hand the same
+ *   connection its next job from inside that call (on_result ->
+ *   pg_pool_put -> another job's pg_conn_query), so nothing here reads
+ *   or writes the connection after it.
  */
 #include <stdio.h>
 #include <stdlib.h>

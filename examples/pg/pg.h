@@ -176,6 +176,10 @@ int pg_route_offload(spoke_request_t *req);
 int pg_parse_ms(spoke_request_t *req, unsigned long *ms);
 /* "1.500": MS as seconds, pg_sleep's argument. */
 void pg_seconds(char *buf, size_t size, unsigned long ms);
+/* The query behind every sleep route: $1 is pg_seconds' text. */
+#define PG_SLEEP_SQL "SELECT pg_sleep($1)"
+/* Answers 200 {"slept_ms":MS,"mode":MODE}. */
+int pg_reply_slept(spoke_request_t *req, unsigned long ms, const char *mode);
 /* Answers STATUS with {"error":MSG}; 503s add Retry-After: 1. */
 int pg_reply_error(spoke_request_t *req, int status, const char *msg);
 

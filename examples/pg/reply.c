@@ -75,6 +75,15 @@ int pg_json_reply(spoke_request_t *req, int status, pg_json_t *j) {
   return rc;
 }
 
+int pg_reply_slept(spoke_request_t *req, unsigned long ms, const char *mode) {
+  char body[64];
+  int n = snprintf(body, sizeof(body), "{\"slept_ms\":%lu,\"mode\":\"%s\"}",
+                   ms, mode);
+
+  spoke_response_header(req, "Content-Type", "application/json");
+  return spoke_response_send(req, body, (size_t)n);
+}
+
 int pg_reply_error(spoke_request_t *req, int status, const char *msg) {
   pg_json_t j = { 0 };
 

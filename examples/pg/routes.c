@@ -37,7 +37,6 @@ static const char SCHEMA_SQL[] =
     "SELECT pg_advisory_xact_lock(7463520); "
     "CREATE TABLE IF NOT EXISTS spoke_pg_kv "
     "(key text PRIMARY KEY, value text NOT NULL)";
-static const char SLEEP_SQL[] = "SELECT pg_sleep($1)";
 static const char GET_SQL[] =
     "SELECT key, value FROM spoke_pg_kv WHERE key = $1";
 static const char PUT_SQL[] =
@@ -85,15 +84,6 @@ static void reply_row(spoke_request_t *req, const PGresult *res) {
   pg_json_reply(req, found ? 200 : 404, &j);
 }
 
-static void reply_slept(spoke_request_t *req, unsigned long ms) {
-  char body[64];
-  int n = snprintf(body, sizeof(body), "{\"slept_ms\":%lu,\"mode\":\"async\"}",
-                   ms);
-
-  spoke_response_header(req, "Content-Type", "application/json");
-  spoke_response_send(req, body, (size_t)n);
-}
-
 /* ---- one request's steps ---- */
 
 static void on_result(pg_conn_t *c, PGresult *res, void *arg) {
@@ -106,7 +96,7 @@ static void on_result(pg_conn_t *c, PGresult *res, void *arg) {
   else if (PQresultStatus(res) != PGRES_TUPLES_OK)
     reply_sql_error(req, res);
   else if (job->kind == JOB_SLEEP)
-    reply_slept(req, job->ms);
+    pg_reply_slept(req, job->ms, "async");
   else
     reply_row(req, res);
   if (res != NULL)
@@ -123,7 +113,7 @@ static void send_query(job_t *job, pg_conn_t *c, const char *sql, int n,
 
 static void send_main(job_t *job, pg_conn_t *c) {
   switch (job->kind) {
-    case JOB_SLEEP: send_query(job, c, SLEEP_SQL, 1, on_result); break;
+    case JOB_SLEEP: send_query(job, c, PG_SLEEP_SQL, 1, on_result); break;
     case JOB_GET: send_query(job, c, GET_SQL, 1, on_result); break;
     case JOB_PUT: send_query(job, c, PUT_SQL, 2, on_result); break;
   }

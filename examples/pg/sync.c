@@ -118,8 +118,7 @@ static int blocking_sleep(pg_plugin_t *p, unsigned long ms) {
   if (c == NULL)
     return -1;
   pg_seconds(seconds, sizeof(seconds), ms);
-  res = PQexecParams(c, "SELECT pg_sleep($1)", 1, NULL, params, NULL, NULL,
-                     0);
+  res = PQexecParams(c, PG_SLEEP_SQL, 1, NULL, params, NULL, NULL, 0);
   ok = PQresultStatus(res) == PGRES_TUPLES_OK;
   PQclear(res);
   if (!ok) {
@@ -132,16 +131,6 @@ static int blocking_sleep(pg_plugin_t *p, unsigned long ms) {
   return 0;
 }
 
-static int reply_slept(spoke_request_t *req, unsigned long ms,
-                       const char *mode) {
-  char body[64];
-  int n = snprintf(body, sizeof(body), "{\"slept_ms\":%lu,\"mode\":\"%s\"}",
-                   ms, mode);
-
-  spoke_response_header(req, "Content-Type", "application/json");
-  return spoke_response_send(req, body, (size_t)n);
-}
-
 /* SPOKE_SYNC: on a worker thread, blocking is allowed. */
 int pg_route_sync(spoke_request_t *req) {
   unsigned long ms;
@@ -150,7 +139,7 @@ int pg_route_sync(spoke_request_t *req) {
     return pg_reply_error(req, 400, "ms must be a number of milliseconds");
   if (blocking_sleep(spoke_plugin_state(req), ms) != 0)
     return pg_reply_error(req, 503, "database unavailable");
-  return reply_slept(req, ms, "sync");
+  return pg_reply_slept(req, ms, "sync");
 }
 
 /* ---- the same blocking call from an async handler: spoke_offload ---- */
@@ -177,7 +166,7 @@ static void offload_done(spoke_request_t *req, void *arg, int status) {
   if (o->failed)
     pg_reply_error(req, 503, "database unavailable");
   else
-    reply_slept(req, o->ms, "offload");
+    pg_reply_slept(req, o->ms, "offload");
 }
 
 /* SPOKE_ASYNC: the loop thread must not block, so the blocking call is

@@ -146,8 +146,6 @@ static void remove_entry(static_cache_t *c, entry_t *e) {
   c->count--;
 }
 
-/* ---- lookups ---- */
-
 /* ---- life ---- */
 
 static_cache_t *static_cache_new(size_t entries, unsigned valid_s) {
@@ -235,7 +233,7 @@ static void cache_put(static_cache_t *c, const char *key,
     remove_entry(c, out); /* the key's older entry */
   else if (c->count == c->max)
     remove_entry(c, out = victim(c)); /* one not used lately */
-  p = slot_of(c, key, e->hash);
+  p = &c->buckets[e->hash & c->mask]; /* KEY is absent now: at the head */
   e->chain = *p;
   *p = e;
   list_push(c, e);
@@ -249,6 +247,13 @@ static void cache_drop(static_cache_t *c, const char *key) {
   uint64_t h = hash_key(key);
   entry_t *e;
 
+  /* Most drops are of keys never cached (every 404 asks): look first
+   * under the read lock, so they do not stop the loops' hits. */
+  pthread_rwlock_rdlock(&c->lock);
+  e = *slot_of(c, key, h);
+  pthread_rwlock_unlock(&c->lock);
+  if (e == NULL)
+    return;
   pthread_rwlock_wrlock(&c->lock);
   if ((e = *slot_of(c, key, h)) != NULL)
     remove_entry(c, e);
@@ -264,11 +269,14 @@ int static_find_cached(const static_state_t *st, const char *rel,
 }
 
 int static_find(const static_state_t *st, const char *rel, static_file_t *f) {
-  int status;
-
-  if (st->cache != NULL && cache_get(st->cache, rel, f))
+  if (static_find_cached(st, rel, f))
     return 200;
-  status = static_open_beneath(st, rel, f);
+  return static_find_uncached(st, rel, f);
+}
+
+int static_find_uncached(const static_state_t *st, const char *rel,
+                         static_file_t *f) {
+  int status = static_open_beneath(st, rel, f);
   if (status == 200)
     static_file_describe(f);
   if (st->cache != NULL) {

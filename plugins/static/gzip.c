@@ -48,7 +48,7 @@ static int q_nonzero(const char *p, const char *end) {
 
 /* Whether Accept-Encoding (every such field) accepts gzip: "gzip" (or
  * "x-gzip") with a q above 0, else "*" with one. */
-static int accepts_gzip(spoke_request_t *req) {
+int static_accepts_gzip(spoke_request_t *req) {
   size_t count = spoke_request_header_count(req);
   int gzip = -1, star = -1;
 
@@ -77,24 +77,27 @@ static int accepts_gzip(spoke_request_t *req) {
   return gzip >= 0 ? gzip : star > 0;
 }
 
-void static_gzip_sibling(const static_state_t *st, spoke_request_t *req,
-                         const char *rel, static_file_t *f) {
+void static_gzip_sibling(const static_state_t *st, const char *rel,
+                         static_file_t *f) {
   size_t n = strlen(rel);
   static_file_t gz;
   char *key;
+  int status;
 
-  if (!accepts_gzip(req) || strlen(f->name) + 3 > NAME_MAX ||
+  if (strlen(f->name) + 3 > NAME_MAX ||
       (n >= 3 && strcmp(rel + n - 3, ".gz") == 0) ||
       n == 0 || rel[n - 1] == '/') /* an index.html: not looked for */
     return;
-  key = spoke_request_alloc(req, n + 4);
+  key = malloc(n + 4); /* not the request's arena: this may be a pool job */
   if (key == NULL)
     return;
   memcpy(key, rel, n);
   memcpy(key + n, ".gz", 4);
   memset(&gz, 0, sizeof(gz));
   gz.fd = -1;
-  if (static_find(st, key, &gz) != 200)
+  status = static_find(st, key, &gz);
+  free(key);
+  if (status != 200)
     return;
   if (gz.sb.st_mtim.tv_sec < f->sb.st_mtim.tv_sec ||
       (gz.sb.st_mtim.tv_sec == f->sb.st_mtim.tv_sec &&

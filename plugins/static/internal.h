@@ -40,6 +40,9 @@ typedef struct {
   int root_fd;        /* O_PATH directory fd of ROOT, shared by all threads */
   int index;          /* serve DIR/index.html for a directory */
   int gzip_static;    /* serve FILE.gz for FILE (gzip.c) */
+  int async;          /* the route is SPOKE_ASYNC (a host with SDK 1.5
+                         files and 1.4 offload): hits on the loop, the
+                         walk on the pool; else all of it on a worker */
   const char *prefix; /* route_path: its first prefix_len bytes */
   size_t prefix_len;  /* length of the prefix in a request path; 0 for "/" */
   static_cache_t *cache; /* NULL when off (cache_valid = 0) */
@@ -119,16 +122,25 @@ int static_find(const static_state_t *st, const char *rel, static_file_t *f);
  * cached and still trusted, else 0. No I/O: safe on a loop thread. */
 int static_find_cached(const static_state_t *st, const char *rel,
                        static_file_t *f);
+/* static_find's other half, for a caller that static_find_cached just
+ * told "not cached": the walk, and the cache told what it found. */
+int static_find_uncached(const static_state_t *st, const char *rel,
+                         static_file_t *f);
 
 /* gzip.c */
-/* When the request accepts gzip and REL.gz is a regular file below ROOT
- * not older than F: F becomes it (F's fd closed), with F's type and
- * encoding "gzip". Else F is left alone. */
-void static_gzip_sibling(const static_state_t *st, spoke_request_t *req,
-                         const char *rel, static_file_t *f);
+/* Whether the request's Accept-Encoding takes gzip. Reads REQ's
+ * headers: on the request's own thread (the loop, or the sync handler's
+ * worker), never in a spoke_offload job. */
+int static_accepts_gzip(spoke_request_t *req);
+/* When REL.gz is a regular file below ROOT not older than F: F becomes
+ * it (F's fd closed), with F's type and encoding "gzip". Else F is left
+ * alone. No request: safe in a spoke_offload job. */
+void static_gzip_sibling(const static_state_t *st, const char *rel,
+                         static_file_t *f);
 
 /* reply.c */
-/* A short text response, "404 Not Found\n", for 301, 403, 404, 416, 500. */
+/* A short text response, "404 Not Found\n", for 301, 403, 404, 412, 416,
+ * 500, 503. */
 int static_reply_status(spoke_request_t *req, int status);
 /* "/dir" -> 301 to "/dir/", the query kept. */
 int static_redirect_dir(spoke_request_t *req, const char *path);

@@ -83,11 +83,14 @@ static spoke_route_t routes[] = {
 };
 
 /* A lookup handed to the pool (the async route): in the request's
- * memory, so it lives as long as the request. */
+ * memory, so it lives as long as the request. find_job reads only what
+ * is here, never the request (spoke_offload's rule): what the request's
+ * headers say was read on the loop first. */
 typedef struct {
   const static_state_t *st;
-  spoke_request_t *req;   /* read (headers) by find_job, never answered */
   const char *path;       /* the request's own */
+  int gzip;               /* look for FILE.gz: on, and the client takes it */
+  int looked;             /* the loop already missed in the cache */
   static_file_t f;
   int status;
 } lookup_t;
@@ -109,19 +112,22 @@ static int answer(spoke_request_t *req, const static_state_t *st,
   return static_respond_file(req, f, st->gzip_static); /* takes f->fd */
 }
 
-/* The blocking part: the walk (or the cache), and FILE.gz. */
-static void find_file(const static_state_t *st, spoke_request_t *req,
-                      const char *path, static_file_t *f, int *status) {
+/* The blocking part: the walk (or the cache, unless LOOKED: the caller
+ * just missed there), and FILE.gz when GZIP. */
+static void find_file(const static_state_t *st, const char *path, int gzip,
+                      int looked, static_file_t *f, int *status) {
+  const char *rel = path + st->prefix_len;
   memset(f, 0, sizeof(*f));
   f->fd = -1;
-  *status = static_find(st, path + st->prefix_len, f);
-  if (*status == 200 && st->gzip_static)
-    static_gzip_sibling(st, req, path + st->prefix_len, f);
+  *status = looked ? static_find_uncached(st, rel, f)
+                   : static_find(st, rel, f);
+  if (*status == 200 && gzip)
+    static_gzip_sibling(st, rel, f);
 }
 
 static void find_job(void *arg) { /* a pool thread: may block */
   lookup_t *l = arg;
-  find_file(l->st, l->req, l->path, &l->f, &l->status);
+  find_file(l->st, l->path, l->gzip, l->looked, &l->f, &l->status);
 }
 
 static void found(spoke_request_t *req, void *arg, int status) {
@@ -136,26 +142,28 @@ static int serve(spoke_request_t *req) {
   const char *path = spoke_request_path(req);
   static_file_t f;
   lookup_t *l;
-  int status, rc;
+  int status, rc, gzip;
 
   /* The router matched the prefix and its wildcard, so the path starts
    * with the prefix; check anyway rather than trust an offset. */
   if (strncmp(path, st->prefix, st->prefix_len) != 0 ||
       (path[st->prefix_len] != '\0' && path[st->prefix_len] != '/'))
     return static_reply_status(req, 404);
-  if (routes[0].mode == SPOKE_SYNC) { /* a worker: all of it here */
-    find_file(st, req, path, &f, &status);
+  gzip = st->gzip_static && static_accepts_gzip(req);
+  if (!st->async) { /* a worker: all of it here */
+    find_file(st, path, gzip, 0, &f, &status);
     return answer(req, st, path, &f, status);
   }
   /* The loop: a cached file at once (FILE.gz needs a look at the disk) */
-  if (!st->gzip_static && static_find_cached(st, path + st->prefix_len, &f))
-    return static_respond_file(req, &f, 0);
+  if (!gzip && static_find_cached(st, path + st->prefix_len, &f))
+    return static_respond_file(req, &f, st->gzip_static);
   l = spoke_request_alloc(req, sizeof(*l));
   if (l == NULL)
     return SPOKE_ENOMEM;
   l->st = st;
-  l->req = req;
   l->path = path;
+  l->gzip = gzip;
+  l->looked = !gzip;
   rc = spoke_offload(req, find_job, l, found);
   if (rc == SPOKE_EBUSY) { /* the pool's queue is full */
     spoke_response_header(req, "Retry-After", "1");
@@ -327,9 +335,8 @@ static int static_init(const spoke_host_t *host, void **state) {
   }
   memcpy(route_path, pattern, sizeof(pattern));
   routes[0].path = route_path;
-  routes[0].mode = SPOKE_HOST_HAS(response_file) && SPOKE_HOST_HAS(offload)
-                       ? SPOKE_ASYNC
-                       : SPOKE_SYNC;
+  st->async = SPOKE_HOST_HAS(response_file) && SPOKE_HOST_HAS(offload);
+  routes[0].mode = st->async ? SPOKE_ASYNC : SPOKE_SYNC;
   st->prefix = route_path;
   spoke_log(SPOKE_LOG_INFO, "serving %s at %.*s/ (index %s); %s", st->root,
             (int)st->prefix_len, route_path, st->index ? "on" : "off",

@@ -163,7 +163,9 @@ typedef void (*spoke_drain_cb)(spoke_request_t *req);
 /* spoke_offload() (SDK 1.4): FN(ARG) runs on a worker-pool thread and may
  * block; DONE then runs on the request's loop thread with STATUS 0, or
  * SPOKE_ECANCELED when the client went away meanwhile (complete the
- * request anyway; the response is discarded). */
+ * request anyway; the response is discarded). One offload per request at
+ * a time, DONE included: spoke_offload from inside DONE answers
+ * SPOKE_EBUSY. */
 typedef void (*spoke_offload_cb)(void *arg);
 typedef void (*spoke_offload_done_cb)(spoke_request_t *req, void *arg,
                                       int status);
